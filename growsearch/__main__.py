@@ -1,0 +1,3 @@
+from growsearch.cli import main
+
+main()

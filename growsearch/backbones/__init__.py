@@ -1,0 +1,28 @@
+"""Growable backbones. Importing this package registers all of them."""
+
+from __future__ import annotations
+
+from growsearch.backbones.base import Backbone, BackboneSpec, GrowthPoint
+from growsearch.backbones.registry import (
+    backbone_presets,
+    create_backbone,
+    create_from_spec,
+    list_backbones,
+    register_backbone,
+)
+
+# Each module registers its backbone(s) on import.
+from growsearch.backbones import resnet as _resnet  # noqa: F401,E402
+from growsearch.backbones import lcgrnn as _lcgrnn  # noqa: F401,E402
+from growsearch.backbones import wav2vec2 as _wav2vec2  # noqa: F401,E402
+
+__all__ = [
+    "Backbone",
+    "BackboneSpec",
+    "GrowthPoint",
+    "backbone_presets",
+    "create_backbone",
+    "create_from_spec",
+    "list_backbones",
+    "register_backbone",
+]

@@ -1,0 +1,151 @@
+"""The contract every growable backbone fulfils.
+
+A backbone is an ``nn.Module`` that maps a batch of 16 kHz waveforms ``(batch, samples)``
+to logits ``(batch, 2)`` (index 1 = bona fide). It owns its front-end (``self.frontend``:
+waveform -> features, no parameters) and its body (:meth:`Backbone.body`: features ->
+logits), and names its *growth points*. Growth is surgery on the live module:
+:meth:`Backbone.grow` / :meth:`Backbone.shrink` replace the affected parameters in place
+and return a :class:`~growsearch.growth.surgery.SurgeryResult` that says which tensors
+changed and how.
+
+Life cycle::
+
+    model = create_backbone("resnet18", preset="small")
+    model.growth_points()            # {"stage2": GrowthPoint(...), ...}
+    res = model.apply_event(event, generator=g)   # records the event in model.history
+    model.history                    # events applied so far, replayed by checkpoints
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from growsearch.errors import ScheduleError
+from growsearch.growth.surgery import SurgeryResult
+from growsearch.schedule import INITS, GrowthEvent
+
+
+@dataclass(frozen=True)
+class GrowthPoint:
+    """A place where a backbone can grow.
+
+    Attributes:
+        name: unique within the backbone, e.g. ``stage2``, ``gru2``, ``layer3.ffn``.
+        base_width: the width the backbone was built with (channels, hidden units, ...).
+        forms: supported growth forms (``inplace``, ``parallel``).
+        inits: supported initialisers.
+        shrink_rules: supported plasticity shrink rules.
+        unit: what one "neuron" is here (``channel``, ``hidden unit``, ``head``...).
+        step: widths grow in multiples of this (e.g. one attention head = head_dim units).
+        description: one line for ``--help`` and reports.
+    """
+
+    name: str
+    base_width: int
+    forms: tuple[str, ...] = ("inplace",)
+    inits: tuple[str, ...] = INITS
+    shrink_rules: tuple[str, ...] = ("appended", "magnitude")
+    unit: str = "neuron"
+    step: int = 1
+    description: str = ""
+
+
+@dataclass
+class BackboneSpec:
+    """How to rebuild a backbone from scratch: registry name, preset and overrides."""
+
+    name: str
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "preset": self.preset, "overrides": dict(self.overrides)}
+
+
+class Backbone(nn.Module, ABC):
+    """Base class of growable backbones (see module docstring for the contract)."""
+
+    #: "logmel", "lfcc" or "raw": the front-end this backbone expects.
+    input_kind: ClassVar[str] = "raw"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spec: BackboneSpec | None = None
+        self.history: list[dict[str, Any]] = []
+
+    # ---- forward ---------------------------------------------------------------------
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """Args: wave: ``(batch, samples)`` at 16 kHz. Returns: logits ``(batch, 2)``."""
+        return self.body(self.frontend(wave))
+
+    @abstractmethod
+    def body(self, features: torch.Tensor) -> torch.Tensor:
+        """Features as the front-end produces them -> logits ``(batch, 2)``."""
+
+    # ---- growth ----------------------------------------------------------------------
+    @abstractmethod
+    def growth_points(self) -> dict[str, GrowthPoint]:
+        """The growth points, by name (the same set whatever has been grown)."""
+
+    @abstractmethod
+    def width(self, point: str) -> int:
+        """The current width at ``point`` (in-place width plus parallel branches)."""
+
+    @abstractmethod
+    def grow(
+        self,
+        point: str,
+        neurons: int,
+        *,
+        form: str = "inplace",
+        init: str = "random",
+        generator: torch.Generator | None = None,
+    ) -> SurgeryResult:
+        """Add ``neurons`` units at ``point``; every consumer of the point is widened too."""
+
+    @abstractmethod
+    def shrink(self, point: str, neurons: int | None = None, *, rule: str = "appended") -> SurgeryResult:
+        """Remove ``neurons`` units at ``point`` (``None``: all grown so far)."""
+
+    def grown(self, point: str) -> int:
+        """Units currently grown at ``point`` beyond the base width."""
+        return self.width(point) - self.growth_points()[point].base_width
+
+    def apply_event(self, event: GrowthEvent, *, generator: torch.Generator | None = None) -> SurgeryResult:
+        """Apply one schedule event and record it in :attr:`history`.
+
+        Raises:
+            ScheduleError: the point, form, init or rule is not supported here, or a shrink
+                removes more than was grown.
+        """
+        points = self.growth_points()
+        if event.point not in points:
+            raise ScheduleError(f"unknown growth point {event.point!r}; valid points: {', '.join(sorted(points))}")
+        p = points[event.point]
+        if event.action == "grow":
+            if event.form not in p.forms:
+                raise ScheduleError(f"point {p.name!r} cannot grow {event.form!r}; it supports {', '.join(p.forms)}")
+            if event.init not in p.inits:
+                raise ScheduleError(f"point {p.name!r} does not support init {event.init!r}; it supports {', '.join(p.inits)}")
+            res = self.grow(event.point, int(event.neurons or 0), form=event.form, init=event.init, generator=generator)
+        else:
+            if event.rule not in p.shrink_rules:
+                raise ScheduleError(f"point {p.name!r} does not support shrink rule {event.rule!r}; it supports {', '.join(p.shrink_rules)}")
+            have = self.grown(event.point)
+            n = have if event.neurons is None else event.neurons
+            if n > have or have <= 0:
+                raise ScheduleError(f"cannot shrink {p.name!r} by {n}: only {have} units were grown there")
+            res = self.shrink(event.point, n, rule=event.rule)
+        self.history.append(event.model_dump())
+        return res
+
+    def replay(self, events: list[dict[str, Any]]) -> None:
+        """Re-apply recorded events (shapes only matter: a state dict is loaded after)."""
+        g = torch.Generator().manual_seed(0)
+        for ev in events:
+            self.apply_event(GrowthEvent.model_validate(ev), generator=g)

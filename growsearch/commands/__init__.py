@@ -1,0 +1,1 @@
+"""One module per command-line command; ``growsearch.cli`` loads them lazily."""

@@ -1,0 +1,1 @@
+"""Datasets, the generated corpus and the front-ends."""

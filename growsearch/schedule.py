@@ -1,0 +1,301 @@
+"""Growth schedules: which growth point grows (or shrinks) by how many units, and when.
+
+A :class:`GrowthSchedule` is frozen data. It round-trips through dicts, JSON and YAML
+(``GrowthSchedule.from_dict(s.to_dict()) == s``) and is checked against a backbone's
+growth points and the length of the training run by :meth:`GrowthSchedule.validate`.
+
+Epochs are counted from 0. An event with ``epoch=e`` is applied at the boundary after
+``e`` epochs of training, before epoch ``e`` runs; so ``0 <= e < epochs``.
+
+Epoch-wide settings travel on the events of that epoch: ``freeze`` (what trains after
+the event), ``optimizer`` (``fresh`` or ``carry`` moments) and ``lr`` (the learning rate of
+the phase that starts there). Events of one epoch must agree on them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from growsearch.errors import ScheduleError
+from growsearch.yamlio import load_yaml, validation_message
+
+SCHEDULE_VERSION = 1
+
+Action = Literal["grow", "shrink"]
+Form = Literal["inplace", "parallel"]
+Init = Literal["random", "zero_fanout", "net2net"]
+Freeze = Literal["all", "new_only"]
+OptimizerMode = Literal["fresh", "carry"]
+ShrinkRule = Literal["appended", "magnitude"]
+
+INITS: tuple[str, ...] = ("random", "zero_fanout", "net2net")
+FUNCTION_PRESERVING_INITS: tuple[str, ...] = ("zero_fanout", "net2net")
+
+
+class PointLike(Protocol):
+    """What validation needs of a growth point (see ``growsearch.backbones.base.GrowthPoint``)."""
+
+    name: str
+    forms: tuple[str, ...]
+    inits: tuple[str, ...]
+
+
+class GrowthEvent(BaseModel):
+    """One growth or shrink at one growth point.
+
+    Attributes:
+        point: growth point name, as the backbone declares it.
+        epoch: applied after this many epochs, before epoch ``epoch`` (0-based) trains.
+        action: ``grow`` (dropin) or ``shrink`` (plasticity).
+        neurons: units added (grow, > 0); units removed (shrink, > 0), or ``None`` for
+            everything grown at this point so far.
+        form: ``inplace`` widening or a ``parallel`` branch concatenated on channels.
+        init: how new units start: ``random`` (the paper), ``zero_fanout`` or ``net2net``.
+        rule: which units a shrink removes: ``appended`` (the paper) or ``magnitude``.
+        freeze: after this epoch's events, ``all`` parameters train or ``new_only`` the new units.
+        optimizer: the optimizer rebuilt after the event starts ``fresh`` or ``carry``-ies moments.
+        lr: learning rate from this epoch on (``None``: keep the current one).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    point: str = Field(min_length=1)
+    epoch: int = Field(ge=0)
+    action: Action = "grow"
+    neurons: int | None = Field(default=None, gt=0)
+    form: Form = "inplace"
+    init: Init = "random"
+    rule: ShrinkRule = "appended"
+    freeze: Freeze = "all"
+    optimizer: OptimizerMode = "fresh"
+    lr: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _grow_needs_neurons(self) -> GrowthEvent:
+        if self.action == "grow" and self.neurons is None:
+            raise ValueError(f"a grow event at point {self.point!r} needs neurons > 0")
+        return self
+
+    def describe(self) -> str:
+        """A short human-readable form, e.g. ``+64 gru2@3 (inplace, zero_fanout)``."""
+        if self.action == "grow":
+            return f"+{self.neurons} {self.point}@{self.epoch} ({self.form}, {self.init})"
+        n = "all grown" if self.neurons is None else str(self.neurons)
+        return f"-{n} {self.point}@{self.epoch} ({self.rule})"
+
+
+class GrowthSchedule(BaseModel):
+    """An ordered list of growth events. Frozen, versioned data.
+
+    Attributes:
+        version: format version, currently 1.
+        events: the events, kept sorted by epoch (stable within an epoch).
+        label: optional name (e.g. ``paper-dropin``) shown in reports.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: int = SCHEDULE_VERSION
+    events: tuple[GrowthEvent, ...] = ()
+    label: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sort(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("events") is not None:
+            evs = list(data["events"])
+            if all(isinstance(e, GrowthEvent) for e in evs):
+                data = dict(data)
+                data["events"] = tuple(sorted(evs, key=lambda e: e.epoch))
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> GrowthSchedule:
+        if self.version != SCHEDULE_VERSION:
+            raise ValueError(f"unsupported schedule version {self.version} (this growsearch reads {SCHEDULE_VERSION})")
+        if any(a.epoch > b.epoch for a, b in zip(self.events, self.events[1:])):
+            object.__setattr__(self, "events", tuple(sorted(self.events, key=lambda e: e.epoch)))
+        _check_conflicts(self.events)
+        return self
+
+    # ---- construction and round trips -------------------------------------------------
+    @classmethod
+    def empty(cls) -> GrowthSchedule:
+        return cls()
+
+    @classmethod
+    def of(cls, events: Iterable[GrowthEvent | Mapping[str, Any]], label: str | None = None) -> GrowthSchedule:
+        return cls.from_dict({"events": [e.model_dump() if isinstance(e, GrowthEvent) else dict(e) for e in events], "label": label})
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"version": self.version, "events": [_event_dict(e) for e in self.events]}
+        if self.label is not None:
+            d["label"] = self.label
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "schedule") -> GrowthSchedule:
+        """Build from a dict (as written by :meth:`to_dict`).
+
+        Raises:
+            ScheduleError: a key is unknown, a value is out of range or events conflict.
+        """
+        if data is None:
+            data = {}
+        if isinstance(data, list):
+            data = {"events": data}
+        if not isinstance(data, Mapping):
+            raise ScheduleError(f"{source}: expected a mapping with 'events', got {type(data).__name__}")
+        data = dict(data)
+        if isinstance(data.get("events"), list):
+            data["events"] = sorted(data["events"], key=lambda e: e.get("epoch", 0) if isinstance(e, Mapping) and isinstance(e.get("epoch", 0), int) else 0)
+        try:
+            return cls.model_validate(data)
+        except pydantic.ValidationError as exc:
+            raise ScheduleError(validation_message(exc, source)) from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "schedule") -> GrowthSchedule:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ScheduleError(f"{source}:{exc.lineno}: malformed JSON: {exc.msg}") from None
+        return cls.from_dict(data, source=source)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "schedule") -> GrowthSchedule:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark is not None else ""
+            raise ScheduleError(f"{source}{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> GrowthSchedule:
+        """Read a schedule file (YAML or JSON). A file exported by ``growsearch export``
+        holds several schedules under ``schedules:``; the first is taken (see
+        :func:`growsearch.schedule.load_schedules` for all)."""
+        scheds = load_schedules(path)
+        return scheds[0]
+
+    # ---- queries ----------------------------------------------------------------------
+    def due(self, epoch: int) -> tuple[GrowthEvent, ...]:
+        """Events applied at the boundary before ``epoch`` trains."""
+        return tuple(e for e in self.events if e.epoch == epoch)
+
+    @property
+    def epochs_with_events(self) -> tuple[int, ...]:
+        return tuple(sorted({e.epoch for e in self.events}))
+
+    @property
+    def first_epoch(self) -> int | None:
+        return self.events[0].epoch if self.events else None
+
+    def validate_for(self, points: Mapping[str, PointLike], epochs: int, *, source: str = "schedule") -> GrowthSchedule:
+        """Check the schedule against a backbone's growth points and a run of ``epochs``.
+
+        Raises:
+            ScheduleError: unknown point (listing the valid ones), unsupported form or
+                init, epoch outside the run, or shrinking more than was grown.
+        """
+        grown: dict[str, int] = {}
+        for i, e in enumerate(self.events):
+            where = f"{source}: events[{i}]"
+            if e.point not in points:
+                valid = ", ".join(sorted(points)) or "(none)"
+                raise ScheduleError(f"{where}.point: unknown growth point {e.point!r}; valid points: {valid}")
+            p = points[e.point]
+            if not 0 <= e.epoch < epochs:
+                raise ScheduleError(f"{where}.epoch: epoch {e.epoch} is outside the training run (0..{epochs - 1} for {epochs} epochs)")
+            if e.action == "grow":
+                if e.form not in p.forms:
+                    raise ScheduleError(f"{where}.form: point {e.point!r} cannot grow {e.form!r}; it supports {', '.join(p.forms)}")
+                if e.init not in p.inits:
+                    raise ScheduleError(f"{where}.init: point {e.point!r} does not support init {e.init!r}; it supports {', '.join(p.inits)}")
+                grown[e.point] = grown.get(e.point, 0) + int(e.neurons or 0)
+            else:
+                have = grown.get(e.point, 0)
+                if have == 0:
+                    raise ScheduleError(f"{where}: shrinks {e.point!r} at epoch {e.epoch}, but nothing was grown there before")
+                n = have if e.neurons is None else e.neurons
+                if n > have:
+                    raise ScheduleError(f"{where}.neurons: shrinks {e.point!r} by {n}, but only {have} were grown there before epoch {e.epoch}")
+                grown[e.point] = have - n
+        return self
+
+    def total_grown(self) -> dict[str, int]:
+        """Net units grown per point at the end of the schedule (shrink ``None`` = back to 0)."""
+        out: dict[str, int] = {}
+        for e in self.events:
+            if e.action == "grow":
+                out[e.point] = out.get(e.point, 0) + int(e.neurons or 0)
+            else:
+                out[e.point] = 0 if e.neurons is None else out.get(e.point, 0) - e.neurons
+        return out
+
+
+def _event_dict(e: GrowthEvent) -> dict[str, Any]:
+    d = e.model_dump()
+    if d.get("lr") is None:
+        d.pop("lr", None)
+    return d
+
+
+def _check_conflicts(events: tuple[GrowthEvent, ...]) -> None:
+    by_epoch: dict[int, list[tuple[int, GrowthEvent]]] = {}
+    for i, e in enumerate(events):
+        by_epoch.setdefault(e.epoch, []).append((i, e))
+    for epoch, evs in by_epoch.items():
+        seen: dict[str, int] = {}
+        for i, e in evs:
+            if e.point in seen:
+                raise ValueError(f"events[{seen[e.point]}] and events[{i}] both change point {e.point!r} at epoch {epoch}; merge them into one event")
+            seen[e.point] = i
+        for attr in ("freeze", "optimizer", "lr"):
+            vals = {getattr(e, attr) for _, e in evs}
+            if attr == "lr":
+                vals.discard(None)
+            if len(vals) > 1:
+                raise ValueError(f"events at epoch {epoch} disagree on {attr}: {sorted(map(str, vals))}; events of one epoch share one phase")
+
+
+def load_schedules(path: str | Path) -> list[GrowthSchedule]:
+    """Read one schedule, or the list under ``schedules:`` of an exported file.
+
+    Raises:
+        ScheduleError: the file is missing, malformed or holds an invalid schedule.
+    """
+    from growsearch.errors import ConfigError
+
+    try:
+        data = load_yaml(path, what="schedule file")  # JSON is YAML
+    except ConfigError as exc:
+        raise ScheduleError(str(exc)) from None
+    src = str(path)
+    if isinstance(data, Mapping) and "schedules" in data:
+        items = data["schedules"]
+        if not isinstance(items, list) or not items:
+            raise ScheduleError(f"{src}: schedules: expected a non-empty list")
+        out = []
+        for i, item in enumerate(items):
+            sched = item.get("schedule", item) if isinstance(item, Mapping) else item
+            out.append(GrowthSchedule.from_dict(sched, source=f"{src}: schedules[{i}]"))
+        return out
+    if isinstance(data, Mapping) and "schedule" in data and "events" not in data:
+        data = data["schedule"]
+    return [GrowthSchedule.from_dict(data, source=src)]
