@@ -1,1 +1,600 @@
-"""(being written)"""
+"""The ``wav2vec2`` backbone: torchaudio's Wav2Vec2 encoder, mean-pooled, and a 2-way head.
+
+Shapes: waveform ``(batch, samples)`` at 16 kHz -> (front-end :class:`~growsearch.data.features.Raw`)
+-> ``torchaudio.models.Wav2Vec2Model`` (conv feature extractor + transformer, ``aux=None``)
+-> ``(batch, frames, embed_dim)`` -> mean over frames -> ``Linear(embed_dim, 2)`` -> logits
+``(batch, 2)``. Frames are ``samples / 320`` (rounded down, minus the conv edges) for the
+standard conv extractor; no padding mask is used (inputs have a fixed length).
+
+Presets:
+
+- ``base``: the torchaudio ``wav2vec2_base`` architecture (768-d, 12 layers, 12 heads, FFN
+  3072, 7-layer 512-channel conv extractor), ~94.4 M parameters; ``pretrained: PATH`` loads
+  weights (see :mod:`growsearch.backbones.pretrained`).
+- ``small``: the paper's from-scratch model: 256-d, 12 layers, 4 heads, FFN 512 (standard
+  conv extractor).
+- ``tiny``: 32-channel conv extractor (same strides, 320 samples per frame), 32-d, 2 layers,
+  2 heads, FFN 64: for tests.
+
+Growth points, for every encoder layer ``i`` (0-based):
+
+- ``layer{i}.ffn``: FFN width (rows of ``intermediate_dense``, columns of ``output_dense``);
+  one unit = one FFN neuron.
+- ``layer{i}.attn``: attention heads (rows of ``q/k/v_proj`` per head, columns of
+  ``out_proj``); widths are counted in dimensions and grow in steps of ``head_dim``
+  (one head). ``num_heads`` is updated; ``head_dim`` and the attention scaling do not change,
+  so zero-fan-out and Net2Net growth are exact.
+- ``layer{i}``: ``parallel`` form: a whole parallel encoder layer at layer ``i``; the outputs of
+  the layer and its branches are concatenated and projected back to the model width by a new
+  ``Linear((1 + branches) * D, D)`` (the paper's wav2vec2-base dropin, 768+768 -> 768).
+  ``neurons`` must be a multiple of the model width ``D`` (one branch per ``D``).
+
+Initialisers: ``random`` (PyTorch default ``Linear`` init for new rows and columns; for a
+parallel branch a fresh layer and a freshly initialised projection, as the paper), ``zero_fanout``
+(new rows random, new outgoing columns zero; for a parallel branch the projection starts as
+``[I | 0]``), ``net2net`` (duplicate randomly chosen existing units / heads / the layer itself and
+split their outgoing columns evenly between the copies). Shrink rules: ``appended`` (drop the
+last units by index, as the paper) and ``magnitude`` (drop the units with the smallest
+``|fan-in| * |fan-out|`` norm product; for branches the projection block norm).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+import torchaudio
+from torch import nn
+from torchaudio.models.wav2vec2.components import EncoderLayer, FeedForward, SelfAttention
+
+from growsearch.backbones.base import Backbone, GrowthPoint
+from growsearch.backbones.registry import register_backbone
+from growsearch.data.features import create_frontend
+from growsearch.errors import ConfigError, ScheduleError
+from growsearch.growth.surgery import SurgeryResult, TensorChange
+from growsearch.schedule import INITS
+
+#: The standard wav2vec 2.0 conv feature extractor: (channels, kernel, stride); 320 samples/frame.
+STANDARD_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
+TINY_CONV = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "base": dict(
+        embed_dim=768, num_layers=12, num_heads=12, ffn_dim=3072, conv_layers=STANDARD_CONV,
+        extractor_mode="group_norm", conv_bias=False, pos_conv_kernel=128, pos_conv_groups=16,
+        dropout=0.1, attention_dropout=0.1, ffn_dropout=0.1, projection_dropout=0.1,
+    ),
+    "small": dict(
+        embed_dim=256, num_layers=12, num_heads=4, ffn_dim=512, conv_layers=STANDARD_CONV,
+        extractor_mode="group_norm", conv_bias=False, pos_conv_kernel=128, pos_conv_groups=16,
+        dropout=0.1, attention_dropout=0.1, ffn_dropout=0.1, projection_dropout=0.1,
+    ),
+    "tiny": dict(
+        embed_dim=32, num_layers=2, num_heads=2, ffn_dim=64, conv_layers=TINY_CONV,
+        extractor_mode="group_norm", conv_bias=False, pos_conv_kernel=16, pos_conv_groups=2,
+        dropout=0.0, attention_dropout=0.0, ffn_dropout=0.0, projection_dropout=0.0,
+    ),
+}
+
+_LAYERS = "wav2vec2.encoder.transformer.layers"
+
+
+class ParallelEncoderLayer(EncoderLayer):
+    """An encoder layer with parallel branches whose outputs are concatenated and projected.
+
+    It *is* the original layer (same submodules, so the original parameter names
+    ``...layers.{i}.attention.*`` stay valid) plus ``branches`` (a ``ModuleList`` of
+    :class:`EncoderLayer`) and ``proj`` (``Linear((1 + len(branches)) * D, D)``).
+
+    Shapes: ``(batch, frames, D)`` -> ``(batch, frames, D)``.
+    """
+
+    def __init__(self, main: EncoderLayer, branches: list[EncoderLayer], proj: nn.Linear) -> None:
+        nn.Module.__init__(self)
+        self.attention = main.attention
+        self.dropout = main.dropout
+        self.layer_norm = main.layer_norm
+        self.layer_norm_first = main.layer_norm_first
+        self.feed_forward = main.feed_forward
+        self.final_layer_norm = main.final_layer_norm
+        self.branches = nn.ModuleList(branches)
+        self.proj = proj
+
+    def main_layer(self) -> EncoderLayer:
+        """A plain :class:`EncoderLayer` sharing this layer's original submodules."""
+        plain = EncoderLayer.__new__(EncoderLayer)
+        nn.Module.__init__(plain)
+        plain.attention = self.attention
+        plain.dropout = self.dropout
+        plain.layer_norm = self.layer_norm
+        plain.layer_norm_first = self.layer_norm_first
+        plain.feed_forward = self.feed_forward
+        plain.final_layer_norm = self.final_layer_norm
+        plain.train(self.training)
+        return plain
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_bias: torch.Tensor | None = None,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        outs = [EncoderLayer.forward(self, x, attention_mask, position_bias, key_padding_mask)[0]]
+        for b in self.branches:
+            outs.append(b(x, attention_mask, position_bias=position_bias, key_padding_mask=key_padding_mask)[0])
+        return self.proj(torch.cat(outs, dim=-1)), position_bias
+
+
+class Wav2Vec2Backbone(Backbone):
+    """torchaudio Wav2Vec2 encoder -> mean over frames -> ``Linear(embed_dim, 2)``.
+
+    Args:
+        embed_dim: transformer width ``D``.
+        num_layers: encoder layers.
+        num_heads: attention heads (must divide ``embed_dim``).
+        ffn_dim: FFN intermediate width.
+        conv_layers: conv feature extractor ``[(channels, kernel, stride), ...]``.
+        extractor_mode: ``group_norm`` (base) or ``layer_norm`` (large).
+        conv_bias: bias in the conv extractor.
+        pos_conv_kernel: convolutional positional embedding kernel.
+        pos_conv_groups: its groups (must divide ``embed_dim``).
+        dropout: encoder dropout. attention_dropout, ffn_dropout, projection_dropout: the others.
+        layer_drop: probability of skipping an encoder layer while training (0 by default).
+        layer_norm_first: pre-LN transformer (large) instead of post-LN (base).
+        pretrained: path of a weights file (torchaudio / Hugging Face / fairseq state dict)
+            loaded into the Wav2Vec2 part; see :func:`growsearch.backbones.pretrained.load_pretrained`.
+
+    Raises:
+        ConfigError: an inconsistent option (e.g. heads not dividing the width) or a
+            pretrained file that does not fit.
+    """
+
+    input_kind = "raw"
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int,
+        num_layers: int,
+        num_heads: int,
+        ffn_dim: int,
+        conv_layers: Any = STANDARD_CONV,
+        extractor_mode: str = "group_norm",
+        conv_bias: bool = False,
+        pos_conv_kernel: int = 128,
+        pos_conv_groups: int = 16,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        ffn_dropout: float = 0.1,
+        projection_dropout: float = 0.1,
+        layer_drop: float = 0.0,
+        layer_norm_first: bool = False,
+        pretrained: str | None = None,
+    ) -> None:
+        super().__init__()
+        for key, val in (("embed_dim", embed_dim), ("num_layers", num_layers), ("num_heads", num_heads), ("ffn_dim", ffn_dim)):
+            if not isinstance(val, int) or isinstance(val, bool) or val <= 0:
+                raise ConfigError(f"wav2vec2: {key} must be a positive integer, got {val!r}")
+        if embed_dim % num_heads:
+            raise ConfigError(f"wav2vec2: num_heads {num_heads} does not divide embed_dim {embed_dim}")
+        if embed_dim % pos_conv_groups:
+            raise ConfigError(f"wav2vec2: pos_conv_groups {pos_conv_groups} does not divide embed_dim {embed_dim}")
+        if extractor_mode not in ("group_norm", "layer_norm"):
+            raise ConfigError(f"wav2vec2: extractor_mode {extractor_mode!r} is not one of group_norm, layer_norm")
+        try:
+            convs = [tuple(int(v) for v in c) for c in conv_layers]
+            if not convs or any(len(c) != 3 for c in convs):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(f"wav2vec2: conv_layers must be a list of [channels, kernel, stride], got {conv_layers!r}") from None
+        self.frontend = create_frontend("raw")
+        self.wav2vec2 = torchaudio.models.wav2vec2_model(
+            extractor_mode=extractor_mode,
+            extractor_conv_layer_config=convs,
+            extractor_conv_bias=conv_bias,
+            encoder_embed_dim=embed_dim,
+            encoder_projection_dropout=projection_dropout,
+            encoder_pos_conv_kernel=pos_conv_kernel,
+            encoder_pos_conv_groups=pos_conv_groups,
+            encoder_num_layers=num_layers,
+            encoder_num_heads=num_heads,
+            encoder_attention_dropout=attention_dropout,
+            encoder_ff_interm_features=ffn_dim,
+            encoder_ff_interm_dropout=ffn_dropout,
+            encoder_dropout=dropout,
+            encoder_layer_norm_first=layer_norm_first,
+            encoder_layer_drop=layer_drop,
+            aux_num_out=None,
+        )
+        self.head = nn.Linear(embed_dim, 2)
+        self.embed_dim = embed_dim
+        self.num_layers = num_layers
+        self.head_dim = embed_dim // num_heads
+        self._base_heads = num_heads
+        self._base_ffn = ffn_dim
+        self._layer_cfg = dict(
+            embed_dim=embed_dim, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout,
+            attention_dropout=attention_dropout, ffn_dropout=ffn_dropout, layer_norm_first=layer_norm_first,
+        )
+        if pretrained is not None:
+            from growsearch.backbones.pretrained import load_pretrained
+
+            load_pretrained(self, pretrained)
+
+    # ---- forward ---------------------------------------------------------------------
+    def body(self, features: torch.Tensor) -> torch.Tensor:
+        """Args: features: waveform ``(batch, samples)``. Returns: logits ``(batch, 2)``."""
+        x, _ = self.wav2vec2(features)  # (B, T, D)
+        return self.head(x.mean(dim=1))
+
+    # ---- growth points ---------------------------------------------------------------
+    def growth_points(self) -> dict[str, GrowthPoint]:
+        pts: dict[str, GrowthPoint] = {}
+        for i in range(self.num_layers):
+            pts[f"layer{i}.ffn"] = GrowthPoint(
+                f"layer{i}.ffn", self._base_ffn, unit="FFN unit",
+                description=f"FFN width of encoder layer {i}",
+            )
+            pts[f"layer{i}.attn"] = GrowthPoint(
+                f"layer{i}.attn", self.embed_dim, unit="head dim", step=self.head_dim,
+                description=f"attention heads of encoder layer {i} (one head = {self.head_dim} dims)",
+            )
+            pts[f"layer{i}"] = GrowthPoint(
+                f"layer{i}", self.embed_dim, forms=("parallel",), unit="parallel layer width", step=self.embed_dim,
+                description=f"parallel encoder layers at layer {i}, concatenated and projected back to {self.embed_dim}",
+            )
+        return pts
+
+    def _layer(self, i: int) -> EncoderLayer:
+        return self.wav2vec2.encoder.transformer.layers[i]
+
+    def _parse(self, point: str) -> tuple[int, str]:
+        pts = self.growth_points()
+        if point not in pts:
+            raise ScheduleError(f"unknown growth point {point!r}; valid points: {', '.join(sorted(pts))}")
+        head, _, kind = point.partition(".")
+        return int(head[len("layer"):]), kind or "layer"
+
+    def width(self, point: str) -> int:
+        i, kind = self._parse(point)
+        layer = self._layer(i)
+        if kind == "ffn":
+            return layer.feed_forward.intermediate_dense.out_features
+        if kind == "attn":
+            return layer.attention.num_heads * layer.attention.head_dim
+        n = len(layer.branches) if isinstance(layer, ParallelEncoderLayer) else 0
+        return self.embed_dim * (1 + n)
+
+    def _check_step(self, point: str, neurons: int, step: int, what: str) -> None:
+        if not isinstance(neurons, int) or neurons <= 0 or neurons % step:
+            raise ScheduleError(f"point {point!r}: neurons must be a positive multiple of {step} ({what}), got {neurons!r}")
+
+    # ---- grow ------------------------------------------------------------------------
+    def grow(
+        self,
+        point: str,
+        neurons: int,
+        *,
+        form: str = "inplace",
+        init: str = "random",
+        generator: torch.Generator | None = None,
+    ) -> SurgeryResult:
+        """Add ``neurons`` units at ``point`` (see the module docstring for the forms).
+
+        Raises:
+            ScheduleError: unknown point, form or init, or ``neurons`` not a multiple of the
+                point's step.
+        """
+        i, kind = self._parse(point)
+        p = self.growth_points()[point]
+        if form not in p.forms:
+            raise ScheduleError(f"point {point!r} cannot grow {form!r}; it supports {', '.join(p.forms)}")
+        if init not in INITS:
+            raise ScheduleError(f"point {point!r} does not support init {init!r}; it supports {', '.join(INITS)}")
+        self._check_step(point, neurons, p.step, p.unit)
+        prefix = f"{_LAYERS}.{i}."
+        with torch.no_grad():
+            if kind == "ffn":
+                ff = self._layer(i).feed_forward
+                changed = _grow_units(ff.intermediate_dense, [], ff.output_dense, neurons, 1, init, generator)
+                changed = {_ffn_name(k): v for k, v in changed.items()}
+            elif kind == "attn":
+                att = self._layer(i).attention
+                changed = _grow_units(None, [att.q_proj, att.k_proj, att.v_proj], att.out_proj,
+                                      neurons // att.head_dim, att.head_dim, init, generator)
+                att.num_heads += neurons // att.head_dim
+                changed = {_attn_name(k): v for k, v in changed.items()}
+            else:
+                return self._grow_parallel(i, neurons // self.embed_dim, init, generator)
+        return SurgeryResult(point, "grow", neurons, {prefix + k: v for k, v in changed.items()})
+
+    def _new_layer(self, like: EncoderLayer) -> EncoderLayer:
+        c = self._layer_cfg
+        att = SelfAttention(c["embed_dim"], c["num_heads"], c["attention_dropout"])
+        ff = FeedForward(c["embed_dim"], c["ffn_dim"], c["ffn_dropout"], c["dropout"])
+        layer = EncoderLayer(att, c["dropout"], c["layer_norm_first"], ff)
+        p = next(like.parameters())
+        return layer.to(device=p.device, dtype=p.dtype).train(like.training)
+
+    def _grow_parallel(self, i: int, k: int, init: str, generator: torch.Generator | None) -> SurgeryResult:
+        layers = self.wav2vec2.encoder.transformer.layers
+        layer = layers[i]
+        d = self.embed_dim
+        prefix = f"{_LAYERS}.{i}."
+        old_branches = len(layer.branches) if isinstance(layer, ParallelEncoderLayer) else 0
+        main = layer.main_layer() if isinstance(layer, ParallelEncoderLayer) else layer
+        p0 = next(layer.parameters())
+        new_branches: list[EncoderLayer] = []
+        for _ in range(k):
+            if init == "net2net":
+                b = copy.deepcopy(main)
+            else:
+                b = self._new_layer(main)
+                if generator is not None:
+                    _reinit_linear_tree(b, generator)
+            new_branches.append(b)
+        nb = old_branches + k
+        proj = nn.Linear((1 + nb) * d, d).to(device=p0.device, dtype=p0.dtype)
+        old_proj = layer.proj if isinstance(layer, ParallelEncoderLayer) else None
+        changed: dict[str, TensorChange] = {}
+        added: set[str] = set()
+        with torch.no_grad():
+            eye = torch.eye(d, device=p0.device, dtype=p0.dtype)
+            if init == "random":
+                _kaiming_(proj.weight, generator)
+                _bias_(proj.bias, proj.in_features, generator)
+            elif init == "zero_fanout":
+                proj.weight.zero_()
+                proj.bias.zero_()
+                if old_proj is None:
+                    proj.weight[:, :d] = eye
+                else:
+                    proj.weight[:, : old_proj.in_features] = old_proj.weight
+                    proj.bias.copy_(old_proj.bias)
+            else:  # net2net: the main layer's block is split evenly between it and its copies
+                w_main = eye if old_proj is None else old_proj.weight[:, :d]
+                proj.weight.zero_()
+                proj.weight[:, :d] = w_main / (k + 1)
+                if old_proj is not None:
+                    proj.weight[:, d : old_proj.in_features] = old_proj.weight[:, d:]
+                    proj.bias.copy_(old_proj.bias)
+                else:
+                    proj.bias.zero_()
+                for j in range(k):
+                    s = (1 + old_branches + j) * d
+                    proj.weight[:, s : s + d] = w_main / (k + 1)
+        if old_proj is None:
+            new_layer = ParallelEncoderLayer(layer, new_branches, proj)
+            added.update({prefix + "proj.weight", prefix + "proj.bias"})
+        else:
+            new_layer = layer
+            new_layer.branches.extend(new_branches)
+            new_layer.proj = proj
+            if init == "random":  # every entry of the projection is new
+                changed[prefix + "proj.weight"] = _nothing_survives(tuple(old_proj.weight.shape), tuple(proj.weight.shape))
+                changed[prefix + "proj.bias"] = _nothing_survives(tuple(old_proj.bias.shape), tuple(proj.bias.shape))
+            else:
+                changed[prefix + "proj.weight"] = TensorChange.appended(tuple(old_proj.weight.shape), tuple(proj.weight.shape))
+                changed[prefix + "proj.bias"] = TensorChange.appended(tuple(old_proj.bias.shape), tuple(proj.bias.shape))
+        new_layer.train(layer.training)
+        layers[i] = new_layer
+        for j in range(old_branches, nb):
+            added.update(prefix + f"branches.{j}." + n for n, _ in new_layer.branches[j].named_parameters())
+        return SurgeryResult(f"layer{i}", "grow", k * d, changed, added)
+
+    # ---- shrink ----------------------------------------------------------------------
+    def shrink(self, point: str, neurons: int | None = None, *, rule: str = "appended") -> SurgeryResult:
+        """Remove ``neurons`` units at ``point`` (``None``: everything grown there).
+
+        Raises:
+            ScheduleError: unknown point or rule, or more units than were grown.
+        """
+        i, kind = self._parse(point)
+        p = self.growth_points()[point]
+        if rule not in p.shrink_rules:
+            raise ScheduleError(f"point {point!r} does not support shrink rule {rule!r}; it supports {', '.join(p.shrink_rules)}")
+        have = self.grown(point)
+        n = have if neurons is None else neurons
+        if n > have or n <= 0:
+            raise ScheduleError(f"cannot shrink {point!r} by {n}: only {have} units were grown there")
+        self._check_step(point, n, p.step, p.unit)
+        prefix = f"{_LAYERS}.{i}."
+        with torch.no_grad():
+            if kind == "ffn":
+                ff = self._layer(i).feed_forward
+                changed = _shrink_units(ff.intermediate_dense, [], ff.output_dense, n, 1, rule)
+                changed = {_ffn_name(k): v for k, v in changed.items()}
+            elif kind == "attn":
+                att = self._layer(i).attention
+                changed = _shrink_units(None, [att.q_proj, att.k_proj, att.v_proj], att.out_proj, n // att.head_dim, att.head_dim, rule)
+                att.num_heads -= n // att.head_dim
+                changed = {_attn_name(k): v for k, v in changed.items()}
+            else:
+                return self._shrink_parallel(i, n // self.embed_dim, rule)
+        return SurgeryResult(point, "shrink", n, {prefix + k: v for k, v in changed.items()})
+
+    def _shrink_parallel(self, i: int, k: int, rule: str) -> SurgeryResult:
+        layers = self.wav2vec2.encoder.transformer.layers
+        layer: ParallelEncoderLayer = layers[i]
+        d = self.embed_dim
+        prefix = f"{_LAYERS}.{i}."
+        nb = len(layer.branches)
+        if rule == "appended":
+            drop = list(range(nb - k, nb))
+        else:
+            norms = torch.stack([layer.proj.weight[:, (1 + j) * d : (2 + j) * d].norm() for j in range(nb)])
+            drop = sorted(torch.argsort(norms, stable=True)[:k].tolist())
+        keep = [j for j in range(nb) if j not in drop]
+
+        def names(j_new: int, j_old: int) -> set[str]:
+            return {prefix + f"branches.{j_new}." + n for n, _ in layer.branches[j_old].named_parameters()}
+
+        old_names = set().union(*(names(j, j) for j in range(nb)))
+        new_names = set().union(set(), *(names(jn, jo) for jn, jo in enumerate(keep)))
+        same = set().union(set(), *(names(jn, jo) for jn, jo in enumerate(keep) if jn == jo))
+        removed = old_names - new_names
+        added = new_names - same  # a branch that moved to a new index is new to the optimizer
+        changed: dict[str, TensorChange] = {}
+        if not keep:
+            layers[i] = layer.main_layer()
+            removed |= {prefix + "proj.weight", prefix + "proj.bias"}
+        else:
+            cols = torch.cat([torch.arange(d)] + [torch.arange((1 + j) * d, (2 + j) * d) for j in keep])
+            old_w = layer.proj.weight
+            ch = TensorChange.kept(tuple(old_w.shape), {1: cols})
+            new_proj = nn.Linear(len(cols), d).to(device=old_w.device, dtype=old_w.dtype)
+            with torch.no_grad():
+                new_proj.weight.copy_(old_w[:, cols])
+                new_proj.bias.copy_(layer.proj.bias)
+            new_proj.weight.requires_grad_(old_w.requires_grad)
+            new_proj.bias.requires_grad_(layer.proj.bias.requires_grad)
+            layer.proj = new_proj
+            layer.branches = nn.ModuleList([layer.branches[j] for j in keep])
+            changed[prefix + "proj.weight"] = ch
+            changed[prefix + "proj.bias"] = TensorChange.kept((d,), {})
+        return SurgeryResult(f"layer{i}", "shrink", k * d, changed, added, removed)
+
+
+# ---- tensor surgery helpers (wav2vec2-specific; Linear rows = units) ---------------------
+
+def _ffn_name(k: str) -> str:
+    return "feed_forward." + k.replace("in0", "intermediate_dense").replace("out", "output_dense")
+
+
+def _attn_name(k: str) -> str:
+    return "attention." + {"in0": "q_proj", "in1": "k_proj", "in2": "v_proj"}.get(k.split(".")[0], "out_proj") + "." + k.split(".")[1]
+
+
+def _uniform(shape: tuple[int, ...], bound: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    t = torch.rand(shape, generator=generator, dtype=torch.float32) * (2 * bound) - bound
+    return t.to(device=like.device, dtype=like.dtype)
+
+
+def _kaiming_(w: torch.Tensor, generator: torch.Generator | None) -> None:
+    """PyTorch's default ``Linear`` weight init, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    w.copy_(_uniform(tuple(w.shape), 1.0 / math.sqrt(w.shape[1]), w, generator))
+
+
+def _bias_(b: torch.Tensor, fan_in: int, generator: torch.Generator | None) -> None:
+    b.copy_(_uniform(tuple(b.shape), 1.0 / math.sqrt(fan_in), b, generator))
+
+
+def _reinit_linear_tree(m: nn.Module, generator: torch.Generator) -> None:
+    """Re-draw every Linear of ``m`` from ``generator`` (PyTorch default init), for reproducibility."""
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.Linear):
+                _kaiming_(mod.weight, generator)
+                if mod.bias is not None:
+                    _bias_(mod.bias, mod.in_features, generator)
+
+
+def _nothing_survives(old_shape: tuple[int, ...], new_shape: tuple[int, ...]) -> TensorChange:
+    empty = tuple(torch.zeros(0, dtype=torch.long) for _ in old_shape)
+    return TensorChange(old_shape, new_shape, empty, empty)
+
+
+def _set_param(mod: nn.Linear, name: str, value: torch.Tensor) -> None:
+    old = getattr(mod, name)
+    setattr(mod, name, nn.Parameter(value.contiguous(), requires_grad=old.requires_grad))
+
+
+def _grow_units(
+    single_in: nn.Linear | None,
+    group_in: list[nn.Linear],
+    out: nn.Linear,
+    units: int,
+    unit_size: int,
+    init: str,
+    generator: torch.Generator | None,
+) -> dict[str, TensorChange]:
+    """Append ``units`` units of ``unit_size`` rows to the producer Linear(s) and columns to ``out``.
+
+    Producer rows ``(width, in)`` get new rows; ``out.weight`` ``(D, width)`` gets new columns.
+    Keys: ``in0.weight``/``in0.bias`` (``in1``, ``in2`` for a group) and ``out.weight``.
+    """
+    ins = [single_in] if single_in is not None else group_in
+    width = out.in_features
+    n_units_old = width // unit_size
+    new_rows = units * unit_size
+    changed: dict[str, TensorChange] = {}
+    if init == "net2net":
+        src_units = torch.randint(0, n_units_old, (units,), generator=generator)
+        src_rows = (src_units[:, None] * unit_size + torch.arange(unit_size)[None, :]).reshape(-1)
+    for j, lin in enumerate(ins):
+        w, b = lin.weight, lin.bias
+        if init == "net2net":
+            add_w = w[src_rows.to(w.device)]
+            add_b = b[src_rows.to(w.device)] if b is not None else None
+        else:
+            bound = 1.0 / math.sqrt(lin.in_features)
+            add_w = _uniform((new_rows, lin.in_features), bound, w, generator)
+            add_b = _uniform((new_rows,), bound, b, generator) if b is not None else None
+        changed[f"in{j}.weight"] = TensorChange.appended(tuple(w.shape), (width + new_rows, lin.in_features))
+        _set_param(lin, "weight", torch.cat([w, add_w], 0))
+        if b is not None:
+            changed[f"in{j}.bias"] = TensorChange.appended(tuple(b.shape), (width + new_rows,))
+            _set_param(lin, "bias", torch.cat([b, add_b], 0))
+        lin.out_features = width + new_rows
+    wo = out.weight
+    if init == "random":
+        add_c = _uniform((out.out_features, new_rows), 1.0 / math.sqrt(width + new_rows), wo, generator)
+        new_wo = torch.cat([wo, add_c], 1)
+    elif init == "zero_fanout":
+        new_wo = torch.cat([wo, torch.zeros(out.out_features, new_rows, dtype=wo.dtype, device=wo.device)], 1)
+    else:
+        counts = torch.ones(n_units_old, dtype=wo.dtype)
+        counts.index_add_(0, src_units, torch.ones(units, dtype=wo.dtype))
+        col_scale = counts.repeat_interleave(unit_size).to(wo.device)  # (width,)
+        scaled = wo / col_scale
+        new_wo = torch.cat([scaled, scaled[:, src_rows.to(wo.device)]], 1)
+    changed["out.weight"] = TensorChange.appended(tuple(wo.shape), tuple(new_wo.shape))
+    _set_param(out, "weight", new_wo)
+    out.in_features = width + new_rows
+    return changed
+
+
+def _shrink_units(
+    single_in: nn.Linear | None,
+    group_in: list[nn.Linear],
+    out: nn.Linear,
+    units: int,
+    unit_size: int,
+    rule: str,
+) -> dict[str, TensorChange]:
+    """Remove ``units`` units (``unit_size`` rows each) from the producer(s) and ``out``'s columns."""
+    ins = [single_in] if single_in is not None else group_in
+    width = out.in_features
+    n_units = width // unit_size
+    if rule == "appended":
+        keep_units = torch.arange(n_units - units)
+    else:
+        fan_in = sum(lin.weight.reshape(n_units, -1).pow(2).sum(1) for lin in ins).sqrt()
+        fan_out = out.weight.t().reshape(n_units, -1).pow(2).sum(1).sqrt()
+        score = (fan_in * fan_out).cpu()
+        keep_units = torch.sort(torch.argsort(score, descending=True, stable=True)[: n_units - units]).values
+    rows = (keep_units[:, None] * unit_size + torch.arange(unit_size)[None, :]).reshape(-1)
+    changed: dict[str, TensorChange] = {}
+    for j, lin in enumerate(ins):
+        w, b = lin.weight, lin.bias
+        changed[f"in{j}.weight"] = TensorChange.kept(tuple(w.shape), {0: rows})
+        _set_param(lin, "weight", w[rows.to(w.device)])
+        if b is not None:
+            changed[f"in{j}.bias"] = TensorChange.kept(tuple(b.shape), {0: rows})
+            _set_param(lin, "bias", b[rows.to(b.device)])
+        lin.out_features = len(rows)
+    wo = out.weight
+    changed["out.weight"] = TensorChange.kept(tuple(wo.shape), {1: rows})
+    _set_param(out, "weight", wo[:, rows.to(wo.device)])
+    out.in_features = len(rows)
+    return changed
+
+
+@register_backbone("wav2vec2", presets=PRESETS, default_preset="small",
+                   description="torchaudio Wav2Vec2 on raw waveforms, mean-pooled, 2-way head")
+def wav2vec2(**kwargs: Any) -> Wav2Vec2Backbone:
+    """Build a :class:`Wav2Vec2Backbone` (see its arguments; presets ``base``, ``small``, ``tiny``)."""
+    return Wav2Vec2Backbone(**kwargs)
