@@ -1,0 +1,28 @@
+"""``growsearch export STUDY -o best.yaml``: Pareto-optimal schedules for replay."""
+
+from __future__ import annotations
+
+import click
+
+from growsearch.report.export import PICKS, export_document, parse_pick, pick_members, write_export
+from growsearch.report.front import load_study_data
+from growsearch.report.study_ref import resolve_study, storage_option
+
+
+@click.command("export")
+@click.argument("study")
+@storage_option
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True, help="YAML file to write (read by growsearch train --schedule).")
+@click.option("--pick", "pick", default="knee", show_default=True, metavar="|".join(PICKS),
+              help="knee (closest to utopia after normalising), min-eer, max-params:N (best EER with <= N parameters), all.")
+@click.option("--max-params", "max_params", type=float, default=None, metavar="N", help="Parameter budget for --pick max-params.")
+def command(study: str, storage: str | None, output: str, pick: str, max_params: float | None) -> None:
+    """Write the chosen Pareto-optimal growth schedules of STUDY with their metrics."""
+    ref = resolve_study(study, storage)
+    data = load_study_data(ref.load())
+    kind, budget = parse_pick(pick, max_params)
+    members = pick_members(data, kind, budget)
+    label = kind if budget is None else f"{kind}:{budget:g}"
+    p = write_export(output, export_document(data, members, pick=label, storage=ref.url))
+    click.echo(f"exported {len(members)} schedule(s) (trials {', '.join(str(m.number) for m in members)}) to {p}", err=True)
+    click.echo(str(p))

@@ -1,0 +1,71 @@
+"""``growsearch show STUDY``: config summary, trial states, front, hypervolume, failures."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from growsearch.commands.list_studies import study_summary
+from growsearch.redact import redact_url
+from growsearch.report.front import EER, StudyData, load_study_data
+from growsearch.report.hypervolume import hv_space, hypervolume
+from growsearch.report.study_ref import resolve_study, storage_option
+
+#: Config keys summarised (when the study's ``config`` user attr has them).
+CONFIG_KEYS = ("name", "backbone", "preset", "dataset", "data", "sampler", "objectives", "budget", "training", "execution")
+
+
+def _short(v: Any, limit: int = 100) -> str:
+    s = json.dumps(v, sort_keys=True, default=str) if isinstance(v, dict | list) else str(v)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def show_data(data: StudyData, reference: str = "nadir") -> dict[str, Any]:
+    """Everything ``show`` prints, as JSON-ready data."""
+    out = study_summary(data)
+    cfg = data.user_attrs.get("config")
+    if isinstance(cfg, dict) and "storage" in cfg:
+        cfg = {**cfg, "storage": redact_url(str(cfg["storage"]))}
+    out["config"] = {k: cfg[k] for k in CONFIG_KEYS if isinstance(cfg, dict) and k in cfg}
+    out["config_hash"] = data.user_attrs.get("config_hash")
+    vals = data.values_array()
+    out["hypervolume"] = hypervolume(vals, data.objectives, reference)
+    out["hv_reference_point"] = {"mode": reference, "values": dict(zip(data.names, (float(x) for x in hv_space(vals, data.objectives, reference).reference)))}
+    b = data.best(EER) if EER in data.names else None
+    out["best_eer"] = None if b is None else {"value": b.values[data.index(EER)], "trial": b.number}
+    out["references"] = [{"trial": p.number, "reference": p.reference} for p in data.references]
+    out["failed"] = [{"trial": n, "reason": r} for n, r in data.failed]
+    return out
+
+
+@click.command("show")
+@click.argument("study")
+@storage_option
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
+@click.option("--reference-point", "reference", type=click.Choice(["nadir", "fixed"]), default="nadir", show_default=True, help="Hypervolume reference point.")
+def command(study: str, storage: str | None, as_json: bool, reference: str) -> None:
+    """Summarise STUDY (a study name with --storage, or a study YAML)."""
+    ref = resolve_study(study, storage)
+    d = show_data(load_study_data(ref.load()), reference)
+    if as_json:
+        click.echo(json.dumps(d, indent=2, default=str))
+        return
+    lines = [f"study: {d['name']}", f"storage: {ref.redacted_url}"]
+    for k, v in d["config"].items():
+        lines.append(f"config.{k}: {_short(v)}")
+    lines.append(f"config hash: {d['config_hash'] or '-'}")
+    lines.append("objectives: " + ", ".join(f"{o['name']} ({o['direction']})" for o in d["objectives"]))
+    lines.append(f"trials: {d['trials']} (" + ", ".join(f"{k} {v}" for k, v in d["states"].items()) + ")")
+    lines.append(f"pareto size: {d['pareto_size']}")
+    be = d["best_eer"]
+    lines.append(f"best dev_eer: {be['value']:.6g} (trial {be['trial']})" if be else "best dev_eer: -")
+    lines.append(f"hypervolume: {d['hypervolume']:.6f} (normalised; reference {reference}: "
+                 + ", ".join(f"{k}={v:.4g}" for k, v in d["hv_reference_point"]["values"].items()) + ")")
+    if d["references"]:
+        lines.append("references: " + ", ".join(f"#{r['trial']} {r['reference']}" for r in d["references"]))
+    lines.append(f"failed trials: {len(d['failed'])}")
+    for f in d["failed"]:
+        lines.append(f"  #{f['trial']}: {f['reason']}")
+    click.echo("\n".join(lines))

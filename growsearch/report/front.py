@@ -1,0 +1,272 @@
+"""The data behind every report: a study's completed trials, objectives and Pareto front.
+
+:func:`load_study_data` reads the study **once** (``study.get_trials(deepcopy=False)``), so
+reports stay fast at 10,000 trials; everything else here works on that snapshot with numpy.
+The Pareto set is the same as ``study.best_trials`` (COMPLETE trials only, non-dominated
+under the study's directions; duplicates of a front point are all on the front), computed
+with optuna's vectorised ``_is_pareto_front`` instead of per-trial Python comparisons.
+
+Objective names come from ``study.metric_names``; failing that from the study user attr
+``objectives`` (``[{name, direction}]``); failing that ``objective_0``, ``objective_1``...
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.study import StudyDirection
+from optuna.study._multi_objective import _is_pareto_front
+from optuna.trial import FrozenTrial, TrialState
+
+from growsearch.errors import ConfigError
+
+#: Objective names with a special meaning in reports.
+EER = "dev_eer"
+COST_OBJECTIVES = ("params", "flops", "train_flops")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective of the study: its metric name and ``minimize``/``maximize``."""
+
+    name: str
+    direction: str
+
+    @property
+    def sign(self) -> float:
+        """+1 for minimised objectives, -1 for maximised (loss = sign * value)."""
+        return 1.0 if self.direction == "minimize" else -1.0
+
+
+@dataclass(frozen=True)
+class TrialPoint:
+    """A COMPLETE trial as the reports need it.
+
+    Attributes:
+        number: Optuna trial number.
+        values: objective values, in the study's objective order.
+        schedule: the trial's ``schedule`` user attr (GrowthSchedule dict) or ``None``.
+        reference: the ``reference`` label (``baseline``, ``paper-dropin``) or ``None``.
+        curves: per-epoch curves (``dev_eer``, ``train_loss``, ``params``, ``flops``).
+        metrics: the ``metrics`` user attr.
+        seed: the ``seed`` user attr.
+        params: the trial's sampled parameters.
+    """
+
+    number: int
+    values: tuple[float, ...]
+    schedule: dict[str, Any] | None
+    reference: str | None
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StudyData:
+    """A snapshot of one study for reporting.
+
+    Attributes:
+        name: study name.
+        objectives: objectives in value order.
+        points: COMPLETE trials with finite values, sorted by trial number.
+        on_front: boolean mask over ``points``: Pareto-optimal.
+        counts: number of trials per state name (``COMPLETE``, ``FAIL``, ...).
+        failed: ``(number, reason)`` for each FAIL trial (``fail_reason`` user attr, or
+            Optuna's ``fail_reason`` system attr, or ``"(no reason recorded)"``).
+        user_attrs: the study's user attrs (``config``, ``config_hash``, ``versions``...).
+    """
+
+    name: str
+    objectives: list[Objective]
+    points: list[TrialPoint]
+    on_front: np.ndarray
+    counts: dict[str, int]
+    failed: list[tuple[int, str]]
+    user_attrs: dict[str, Any]
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    @property
+    def front(self) -> list[TrialPoint]:
+        """Pareto-optimal points, sorted by the first objective then trial number."""
+        pts = [p for p, f in zip(self.points, self.on_front) if f]
+        return sorted(pts, key=lambda p: (p.values[0] * self.objectives[0].sign, p.number))
+
+    @property
+    def references(self) -> list[TrialPoint]:
+        """COMPLETE trials carrying a ``reference`` label."""
+        return [p for p in self.points if p.reference]
+
+    def values_array(self, points: list[TrialPoint] | None = None) -> np.ndarray:
+        """Objective values ``(n_points, n_objectives)``."""
+        pts = self.points if points is None else points
+        if not pts:
+            return np.zeros((0, len(self.objectives)))
+        return np.asarray([p.values for p in pts], dtype=float)
+
+    def index(self, name: str) -> int:
+        """Position of objective ``name``.
+
+        Raises:
+            ConfigError: no such objective (lists the study's objectives).
+        """
+        if name not in self.names:
+            raise ConfigError(f"study {self.name!r} has no objective {name!r}; objectives: {', '.join(self.names)}")
+        return self.names.index(name)
+
+    def best(self, name: str) -> TrialPoint | None:
+        """The point with the best value of objective ``name`` (lowest number on ties)."""
+        if not self.points:
+            return None
+        i = self.index(name)
+        s = self.objectives[i].sign
+        return min(self.points, key=lambda p: (s * p.values[i], p.number))
+
+
+def objectives_of(study: optuna.Study) -> list[Objective]:
+    """The study's objectives with names (see module docstring for the fallbacks)."""
+    dirs = ["minimize" if d == StudyDirection.MINIMIZE else "maximize" for d in study.directions]
+    names = study.metric_names
+    if not names or len(names) != len(dirs):
+        attr = study.user_attrs.get("objectives")
+        if isinstance(attr, list) and len(attr) == len(dirs) and all(isinstance(o, dict) and "name" in o for o in attr):
+            names = [str(o["name"]) for o in attr]
+        else:
+            names = [f"objective_{i}" for i in range(len(dirs))]
+    return [Objective(n, d) for n, d in zip(names, dirs)]
+
+
+def loss_matrix(values: np.ndarray, objectives: list[Objective]) -> np.ndarray:
+    """Values turned into losses (maximised objectives negated), ``(n, m) -> (n, m)``."""
+    signs = np.asarray([o.sign for o in objectives], dtype=float)
+    return values * signs if values.size else values.reshape(0, len(objectives))
+
+
+def pareto_mask(values: np.ndarray, objectives: list[Objective]) -> np.ndarray:
+    """Non-dominated rows of ``values`` ``(n, m)``: boolean ``(n,)``; O(n log n) in 2-D."""
+    if values.shape[0] == 0:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(_is_pareto_front(loss_matrix(values, objectives), assume_unique_lexsorted=False), dtype=bool)
+
+
+def _point(t: FrozenTrial) -> TrialPoint:
+    ua = t.user_attrs
+    sched = ua.get("schedule")
+    ref = ua.get("reference")
+    curves = ua.get("curves")
+    metrics = ua.get("metrics")
+    seed = ua.get("seed")
+    return TrialPoint(
+        number=t.number,
+        values=tuple(float(v) for v in (t.values or ())),
+        schedule=sched if isinstance(sched, dict) else None,
+        reference=str(ref) if ref else None,
+        curves=curves if isinstance(curves, dict) else {},
+        metrics=metrics if isinstance(metrics, dict) else {},
+        seed=seed if isinstance(seed, int) else None,
+        params=dict(t.params),
+    )
+
+
+def _fail_reason(t: FrozenTrial) -> str:
+    r = t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason")
+    return str(r).splitlines()[0] if r else "(no reason recorded)"
+
+
+def load_study_data(study: optuna.Study) -> StudyData:
+    """Read every trial of ``study`` once and compute its Pareto front."""
+    objectives = objectives_of(study)
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(t.state.name for t in trials)
+    m = len(objectives)
+    points = [
+        _point(t)
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == m and all(math.isfinite(v) for v in t.values)
+    ]
+    points.sort(key=lambda p: p.number)
+    failed = [(t.number, _fail_reason(t)) for t in trials if t.state == TrialState.FAIL]
+    data = StudyData(
+        name=study.study_name,
+        objectives=objectives,
+        points=points,
+        on_front=np.zeros(len(points), dtype=bool),
+        counts={s.name: counts.get(s.name, 0) for s in TrialState},
+        failed=sorted(failed),
+        user_attrs=dict(study.user_attrs),
+    )
+    data.on_front = pareto_mask(data.values_array(), objectives)
+    return data
+
+
+# ---- table / JSON / CSV ------------------------------------------------------------------
+def schedule_summary(schedule: dict[str, Any] | None) -> str:
+    """``+64 gru2@3 (inplace, random); -all grown gru2@6 (appended)`` or ``(no growth)``."""
+    if not schedule or not schedule.get("events"):
+        return "(no growth)"
+    from growsearch.schedule import GrowthSchedule  # noqa: PLC0415
+
+    try:
+        return "; ".join(e.describe() for e in GrowthSchedule.from_dict(schedule).events)
+    except Exception:  # a report must still show a schedule this version cannot parse
+        return str(schedule.get("events"))
+
+
+def member_record(p: TrialPoint, objectives: list[Objective]) -> dict[str, Any]:
+    """One front member as JSON-ready data: ``number``, ``values`` (name -> value),
+    ``schedule``, ``reference`` and ``seed``."""
+    return {
+        "number": p.number,
+        "values": {o.name: v for o, v in zip(objectives, p.values)},
+        "schedule": p.schedule,
+        "reference": p.reference,
+        "seed": p.seed,
+    }
+
+
+def front_records(data: StudyData) -> list[dict[str, Any]]:
+    """The Pareto set as a list of :func:`member_record` dicts."""
+    return [member_record(p, data.objectives) for p in data.front]
+
+
+def _fmt(name: str, v: float) -> str:
+    if name in COST_OBJECTIVES or (abs(v) >= 1e4 and float(v).is_integer()):
+        return f"{v:,.0f}"
+    return f"{v:.6g}"
+
+
+def front_table(data: StudyData) -> str:
+    """A plain-text table of the Pareto set (one row per member)."""
+    head = ["trial", *data.names, "reference", "schedule"]
+    rows = [
+        [str(p.number), *(_fmt(n, v) for n, v in zip(data.names, p.values)), p.reference or "", schedule_summary(p.schedule)]
+        for p in data.front
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    widths[-1] = 0  # last column is not padded
+    lines = ["  ".join(c.ljust(w) for c, w in zip(head, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def front_csv(data: StudyData) -> str:
+    """The Pareto set as CSV: ``number, <objectives>..., reference, schedule`` (schedule as JSON)."""
+    import json  # noqa: PLC0415
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["number", *data.names, "reference", "schedule"])
+    for p in data.front:
+        w.writerow([p.number, *(repr(v) for v in p.values), p.reference or "", json.dumps(p.schedule, sort_keys=True) if p.schedule else ""])
+    return buf.getvalue()
