@@ -1,0 +1,422 @@
+"""Search spaces: which growth schedules a study may try, as a define-by-run function.
+
+A search space is YAML (``search_spaces/*.yaml``) read into a frozen :class:`SearchSpace`::
+
+    backbone: lcgrnn
+    events: {min: 0, max: 2}              # how many growth events
+    epoch: {low: 1, high: 3}              # when (0-based epoch boundary)
+    points:                               # where, and how much (neurons per event)
+      gru2: {neurons: {low: 16, high: 128, step: 16}}
+      gru1: {neurons: {low: 8, high: 64, log: true}}
+    forms: [inplace]                      # intersected with what each point supports
+    inits: [random, zero_fanout, net2net]
+    freeze: [all, new_only]               # what trains after an event
+    optimizer: [fresh, carry]             # optimizer rebuilt fresh or with carried moments
+    lr: {low: 1.0e-4, high: 1.0e-2, log: true}   # learning rate of the phase an event starts
+    plasticity:                           # grow, train, shrink back
+      enabled: [false, true]
+      after: {low: 1, high: 2}            # epochs between the last growth and the shrink
+      rules: [appended, magnitude]
+      lr: {low: 1.0e-5, high: 1.0e-3, log: true}
+
+:meth:`SearchSpace.define_by_run` only calls ``trial.suggest_*`` (conditional parameters
+are used: ``ev0.point`` picks which ``ev0.<point>.neurons`` exists). A worker rebuilds the
+schedule from the parameters with :meth:`SearchSpace.decode`, which always returns a
+schedule that validates for the backbone and the run; impossible combinations are
+repaired deterministically:
+
+- two events at the same point and epoch are merged (neurons summed, the first one's
+  settings kept);
+- events of one epoch share one phase: the lowest-numbered event of that epoch sets
+  ``freeze``, ``optimizer`` and ``lr`` for all of them;
+- neurons are rounded up to the point's ``step`` (e.g. one attention head);
+- the plasticity shrink happens ``after`` epochs after the last growth, clamped to the last
+  epoch; if no epoch is left after the last growth there is no shrink.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from growsearch.errors import ConfigError, ScheduleError
+from growsearch.schedule import GrowthEvent, GrowthSchedule, PointLike
+from growsearch.yamlio import load_yaml, parse_model
+
+__all__ = ["FloatRange", "IntRange", "PointSpace", "SearchSpace", "load_space"]
+
+FORMS = ("inplace", "parallel")
+INITS = ("random", "zero_fanout", "net2net")
+FREEZES = ("all", "new_only")
+OPTIMIZERS = ("fresh", "carry")
+RULES = ("appended", "magnitude")
+
+
+class IntRange(BaseModel):
+    """An integer range ``low..high`` (inclusive), with a ``step`` or on a ``log`` scale."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    low: int
+    high: int
+    step: int = Field(default=1, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> IntRange:
+        if self.low > self.high:
+            raise ValueError(f"empty range: low {self.low} > high {self.high}")
+        if self.log and self.step != 1:
+            raise ValueError("a log range cannot have a step other than 1")
+        if self.log and self.low < 1:
+            raise ValueError(f"a log range needs low >= 1 (got low {self.low})")
+        return self
+
+
+class FloatRange(BaseModel):
+    """A float range ``low..high`` (inclusive), optionally on a ``log`` scale."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> FloatRange:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError("bounds must be finite")
+        if self.low > self.high:
+            raise ValueError(f"empty range: low {self.low} > high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got low {self.low})")
+        return self
+
+
+class CountRange(BaseModel):
+    """How many growth events a schedule has: ``min..max``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min: int = Field(default=0, ge=0)
+    max: int = Field(default=1, ge=0, le=16)
+
+    @model_validator(mode="after")
+    def _check(self) -> CountRange:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max}")
+        return self
+
+
+class PointSpace(BaseModel):
+    """One growth point a schedule may use.
+
+    Attributes:
+        neurons: units added per event at this point.
+        forms: overrides the space's ``forms`` here (``None``: use the space's).
+        inits: overrides the space's ``inits`` here.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    neurons: IntRange
+    forms: tuple[Literal["inplace", "parallel"], ...] | None = None
+    inits: tuple[Literal["random", "zero_fanout", "net2net"], ...] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PointSpace:
+        if self.neurons.low < 1:
+            raise ValueError(f"neurons.low must be >= 1 (got {self.neurons.low})")
+        return self
+
+
+class PlasticitySpace(BaseModel):
+    """Whether, when and how grown units are shrunk back (the paper's plasticity).
+
+    Attributes:
+        enabled: choices for "shrink back at all" (``[false]``, ``[true]`` or both).
+        after: epochs between the last growth event and the shrink.
+        rules: shrink rules to choose from.
+        lr: learning rate of the phase after the shrink (``None``: keep the current one).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: tuple[bool, ...] = (False, True)
+    after: IntRange = IntRange(low=1, high=1)
+    rules: tuple[Literal["appended", "magnitude"], ...] = ("appended",)
+    lr: FloatRange | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PlasticitySpace:
+        if not self.enabled:
+            raise ValueError("enabled: needs at least one choice (false, true)")
+        if len(set(self.enabled)) != len(self.enabled):
+            raise ValueError(f"enabled: duplicate choices {list(self.enabled)}")
+        if not self.rules:
+            raise ValueError("rules: needs at least one rule (appended, magnitude)")
+        if self.after.low < 1:
+            raise ValueError(f"after.low must be >= 1 (got {self.after.low})")
+        return self
+
+
+class SearchSpace(BaseModel):
+    """The growth knobs of one backbone (see the module docstring for the YAML).
+
+    Use :func:`load_space` to read and check one against its backbone and run length;
+    then :meth:`define_by_run` (driver) and :meth:`decode` (worker).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backbone: str
+    preset: str | None = None
+    description: str = ""
+    events: CountRange = CountRange()
+    epoch: IntRange
+    points: dict[str, PointSpace] = Field(default_factory=dict)
+    forms: tuple[Literal["inplace", "parallel"], ...] = ("inplace",)
+    inits: tuple[Literal["random", "zero_fanout", "net2net"], ...] = ("random",)
+    freeze: tuple[Literal["all", "new_only"], ...] = ("all",)
+    optimizer: tuple[Literal["fresh", "carry"], ...] = ("fresh",)
+    lr: FloatRange | None = None
+    plasticity: PlasticitySpace | None = None
+
+    # Filled by :meth:`bind`: the backbone's growth points and the run length.
+    _points: dict[str, PointLike] | None = PrivateAttr(default=None)
+    _epochs: int | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchSpace:
+        if self.epoch.low < 0:
+            raise ValueError(f"epoch.low must be >= 0 (got {self.epoch.low})")
+        if self.events.max > 0 and not self.points:
+            raise ValueError("points: a space with events.max > 0 needs at least one growth point")
+        for key in ("forms", "inits", "freeze", "optimizer"):
+            vals = getattr(self, key)
+            if not vals:
+                raise ValueError(f"{key}: needs at least one choice")
+            if len(set(vals)) != len(vals):
+                raise ValueError(f"{key}: duplicate choices {list(vals)}")
+        return self
+
+    # ---- binding to a backbone and a run --------------------------------------------------
+    def bind(self, points: Mapping[str, PointLike], epochs: int, *, source: str = "search space") -> SearchSpace:
+        """Check this space against a backbone's growth points and a run of ``epochs``.
+
+        Returns a copy that remembers both (needed by :meth:`define_by_run` and :meth:`decode`).
+
+        Raises:
+            ConfigError: unknown growth point (listing the valid ones), no supported form,
+                init or shrink rule left at a point, or an epoch range beyond the run.
+        """
+        for name in self.points:
+            if name not in points:
+                raise ConfigError(
+                    f"{source}: points.{name}: unknown growth point for backbone {self.backbone!r}; "
+                    f"valid points: {', '.join(sorted(points))}"
+                )
+        for name in self.points:
+            p = points[name]
+            for key in ("forms", "inits"):
+                if not self._choices(name, key, p):
+                    listed = getattr(self.points[name], key) or getattr(self, key)
+                    raise ConfigError(
+                        f"{source}: points.{name}.{key}: none of {list(listed)} is supported at {name!r}; "
+                        f"it supports {', '.join(getattr(p, key))}"
+                    )
+            if self.plasticity is not None and True in self.plasticity.enabled:
+                rules = getattr(p, "shrink_rules", RULES)
+                if not [r for r in self.plasticity.rules if r in rules]:
+                    raise ConfigError(
+                        f"{source}: plasticity.rules: none of {list(self.plasticity.rules)} is supported at {name!r}; "
+                        f"it supports {', '.join(rules) or '(no shrinking)'}"
+                    )
+        if epochs < 1:
+            raise ConfigError(f"{source}: the run has {epochs} epochs; it needs at least 1")
+        if self.events.max > 0 and self.epoch.high > epochs - 1:
+            raise ConfigError(
+                f"{source}: epoch.high: {self.epoch.high} is beyond the run "
+                f"(growth epochs are 0..{epochs - 1} for {epochs} epochs)"
+            )
+        copy = self.model_copy()
+        copy._points = dict(points)
+        copy._epochs = int(epochs)
+        return copy
+
+    @property
+    def epochs(self) -> int:
+        if self._epochs is None:
+            raise RuntimeError("SearchSpace is not bound to a run; call bind() or load_space(..., epochs=...)")
+        return self._epochs
+
+    @property
+    def growth_points(self) -> dict[str, PointLike]:
+        if self._points is None:
+            raise RuntimeError("SearchSpace is not bound to a backbone; call bind() or load_space(...)")
+        return self._points
+
+    def _choices(self, point: str, key: str, p: PointLike) -> tuple[str, ...]:
+        listed = getattr(self.points[point], key) or getattr(self, key)
+        return tuple(v for v in listed if v in getattr(p, key))
+
+    # ---- the driver side: define-by-run ---------------------------------------------------
+    def define_by_run(self, trial: Any) -> None:
+        """Suggest one schedule's parameters on an Optuna trial (only ``trial.suggest_*``)."""
+        pts = self.growth_points
+        n = _suggest_int(trial, "n_events", IntRange(low=self.events.min, high=self.events.max))
+        names = sorted(self.points)
+        for i in range(n):
+            point = trial.suggest_categorical(f"ev{i}.point", names)
+            ps = self.points[point]
+            _suggest_int(trial, f"ev{i}.{point}.neurons", ps.neurons)
+            _suggest_int(trial, f"ev{i}.epoch", self.epoch)
+            trial.suggest_categorical(f"ev{i}.{point}.form", list(self._choices(point, "forms", pts[point])))
+            trial.suggest_categorical(f"ev{i}.{point}.init", list(self._choices(point, "inits", pts[point])))
+            trial.suggest_categorical(f"ev{i}.freeze", list(self.freeze))
+            trial.suggest_categorical(f"ev{i}.optimizer", list(self.optimizer))
+            if self.lr is not None:
+                trial.suggest_float(f"ev{i}.lr", self.lr.low, self.lr.high, log=self.lr.log)
+        if n > 0 and self.plasticity is not None:
+            pl = self.plasticity
+            on = trial.suggest_categorical("plasticity", list(pl.enabled))
+            if on:
+                _suggest_int(trial, "plasticity.after", pl.after)
+                trial.suggest_categorical("plasticity.rule", list(pl.rules))
+                if pl.lr is not None:
+                    trial.suggest_float("plasticity.lr", pl.lr.low, pl.lr.high, log=pl.lr.log)
+
+    # ---- the worker side: params -> schedule ----------------------------------------------
+    def decode(self, params: Mapping[str, Any], *, label: str | None = None) -> GrowthSchedule:
+        """Rebuild the schedule a trial's parameters describe (see module docstring for repairs).
+
+        Raises:
+            ScheduleError: a parameter this space needs is missing or names an unknown point.
+        """
+        pts = self.growth_points
+        epochs = self.epochs
+        get = _Getter(params)
+        n = int(get("n_events"))
+        raw: list[dict[str, Any]] = []
+        for i in range(n):
+            point = str(get(f"ev{i}.point"))
+            if point not in self.points:
+                raise ScheduleError(f"parameter ev{i}.point: {point!r} is not a point of this space; valid: {', '.join(sorted(self.points))}")
+            step = max(1, int(getattr(pts[point], "step", 1) or 1))
+            neurons = int(get(f"ev{i}.{point}.neurons"))
+            neurons = max(step, -(-neurons // step) * step)
+            epoch = min(max(int(get(f"ev{i}.epoch")), 0), epochs - 1)
+            raw.append(
+                {
+                    "point": point,
+                    "epoch": epoch,
+                    "neurons": neurons,
+                    "form": str(get(f"ev{i}.{point}.form")),
+                    "init": str(get(f"ev{i}.{point}.init")),
+                    "freeze": str(get(f"ev{i}.freeze")),
+                    "optimizer": str(get(f"ev{i}.optimizer")),
+                    "lr": float(get(f"ev{i}.lr")) if self.lr is not None else None,
+                }
+            )
+        # merge same point + epoch (first one's settings kept, neurons summed)
+        merged: list[dict[str, Any]] = []
+        for ev in raw:
+            twin = next((m for m in merged if m["point"] == ev["point"] and m["epoch"] == ev["epoch"]), None)
+            if twin is not None:
+                twin["neurons"] += ev["neurons"]
+            else:
+                merged.append(dict(ev))
+        # one phase per epoch: the first event of the epoch decides
+        phase: dict[int, dict[str, Any]] = {}
+        for ev in merged:
+            ph = phase.setdefault(ev["epoch"], {k: ev[k] for k in ("freeze", "optimizer", "lr")})
+            ev.update(ph)
+        events = [GrowthEvent(**{k: v for k, v in ev.items() if v is not None}) for ev in merged]
+        # plasticity: shrink everything grown, some epochs after the last growth
+        if events and self.plasticity is not None and bool(params.get("plasticity", False)):
+            last = max(e.epoch for e in events)
+            at = min(last + int(get("plasticity.after")), epochs - 1)
+            if at > last:
+                rule = str(get("plasticity.rule"))
+                lr = float(get("plasticity.lr")) if self.plasticity.lr is not None else None
+                for point in sorted({e.point for e in events}):
+                    rules = tuple(getattr(pts[point], "shrink_rules", RULES))
+                    r = rule if rule in rules else next((x for x in self.plasticity.rules if x in rules), None)
+                    if r is None:
+                        continue
+                    events.append(GrowthEvent(point=point, epoch=at, action="shrink", neurons=None, rule=r, freeze="all", optimizer="fresh", lr=lr))
+        sched = GrowthSchedule.of(events, label=label)
+        return sched.validate_for(pts, epochs, source="decoded schedule")
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary (for study user attrs and ``--help``)."""
+        return self.model_dump(mode="json")
+
+
+class _Getter:
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params = params
+
+    def __call__(self, key: str) -> Any:
+        if key not in self.params:
+            raise ScheduleError(f"parameter {key!r} is missing from the trial's parameters; got {sorted(self.params)}")
+        return self.params[key]
+
+
+def _suggest_int(trial: Any, name: str, r: IntRange) -> int:
+    if r.log:
+        return int(trial.suggest_int(name, r.low, r.high, log=True))
+    high = r.low + ((r.high - r.low) // r.step) * r.step
+    return int(trial.suggest_int(name, r.low, high, step=r.step))
+
+
+def backbone_points(backbone: str, preset: str | None = None) -> dict[str, PointLike]:
+    """The growth points of a registered backbone (built once at its preset, ``tiny`` by default).
+
+    Raises:
+        ConfigError: unknown backbone or preset (listing the valid ones).
+    """
+    return _points_cached(backbone, preset or "tiny")
+
+
+_POINTS_CACHE: dict[tuple[str, str], dict[str, PointLike]] = {}
+
+
+def _points_cached(backbone: str, preset: str) -> dict[str, PointLike]:
+    key = (backbone, preset)
+    if key not in _POINTS_CACHE:
+        from growsearch.backbones import create_backbone
+
+        _POINTS_CACHE[key] = dict(create_backbone(backbone, preset).growth_points())
+    return _POINTS_CACHE[key]
+
+
+def parse_space(data: Any, source: str, *, epochs: int | None = None, preset: str | None = None, backbone: str | None = None) -> SearchSpace:
+    """Validate a space mapping; with ``epochs`` also bind it to its backbone and run.
+
+    Raises:
+        ConfigError: an unknown key, empty range, min > max, unknown growth point (listing the
+            valid ones), an epoch range beyond the run, or a backbone other than ``backbone``.
+    """
+    space = parse_model(SearchSpace, data, source)
+    if backbone is not None and space.backbone != backbone:
+        raise ConfigError(f"{source}: backbone: the space is for {space.backbone!r} but the study trains {backbone!r}")
+    try:
+        points = backbone_points(space.backbone, preset or space.preset)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: backbone: {exc}") from None
+    return space.bind(points, epochs if epochs is not None else space.epoch.high + 1, source=source)
+
+
+def load_space(path: str | Path, *, epochs: int | None = None, preset: str | None = None, backbone: str | None = None) -> SearchSpace:
+    """Read ``search_spaces/<name>.yaml`` and bind it to its backbone (and run of ``epochs``).
+
+    Raises:
+        ConfigError: see :func:`parse_space`; messages start with the file name.
+    """
+    return parse_space(load_yaml(path, what="search space"), str(path), epochs=epochs, preset=preset, backbone=backbone)
