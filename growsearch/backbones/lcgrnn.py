@@ -1,1 +1,153 @@
-"""(being written)"""
+"""LC-GRNN-style stacked-GRU backbone on LFCC (``lcgrnn``), growable per GRU layer.
+
+Architecture (preset ``paper``): LFCC ``(B, 60, T)`` -> ``(B, T, 60)`` -> four stacked GRU
+layers, each its own ``nn.GRU(batch_first=True)`` with hidden sizes 64/64/32/32 -> **mean of
+the last layer's outputs over time** ``(B, H4)`` -> ``Linear(H4, 2)``. All weights are
+Xavier-uniform and all biases zero at construction, as in the paper's GRNN code.
+
+Growth points ``gru1`` .. ``gru4`` (1-based): hidden units of that GRU layer, ``inplace``
+only (see :mod:`growsearch.growth.gru` for how the gates are widened and the initialisers);
+the consumer is the next GRU's input weights, or the head Linear for ``gru4``. The paper
+grows ``gru2`` by +64. Shrink: ``appended`` drops the last hidden units, ``magnitude`` the
+units whose fan-in (all gates, input and recurrent) has the smallest L2 norm.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from growsearch.backbones.base import Backbone, GrowthPoint
+from growsearch.backbones.registry import register_backbone
+from growsearch.data.features import create_frontend
+from growsearch.errors import ScheduleError
+from growsearch.growth.gru import narrow_gru, narrow_gru_input, unit_norms, widen_gru, widen_gru_input
+from growsearch.growth.init import INIT_NET2NET, Net2NetPlan
+from growsearch.growth.surgery import SurgeryResult
+from growsearch.growth.widen import keep_appended, keep_largest, narrow_in, prefixed, widen_in
+from growsearch.schedule import INITS
+
+SHRINK_RULES: tuple[str, ...] = ("appended", "magnitude")
+
+
+class LCGRNN(Backbone):
+    """Stacked GRUs on LFCC (see module docstring).
+
+    Args:
+        hidden: hidden units of each GRU layer (the number of entries = number of layers).
+        n_features: feature dimension of the front-end (60 = 20 LFCC + deltas + delta-deltas).
+    """
+
+    input_kind = "lfcc"
+
+    def __init__(self, *, hidden: tuple[int, ...] | list[int] = (64, 64, 32, 32), n_features: int = 60) -> None:
+        super().__init__()
+        if len(hidden) < 1 or any(int(h) <= 0 for h in hidden):
+            raise TypeError(f"hidden needs one positive size per GRU layer, got {list(hidden)}")
+        self.base_hidden = tuple(int(h) for h in hidden)
+        self.frontend = create_frontend("lfcc")
+        sizes = [n_features, *self.base_hidden]
+        self.grus = nn.ModuleList(nn.GRU(sizes[i], sizes[i + 1], batch_first=True) for i in range(len(self.base_hidden)))
+        self.head = nn.Linear(self.base_hidden[-1], 2)
+        with torch.no_grad():
+            for m in [*self.grus, self.head]:
+                for name, p in m.named_parameters():
+                    if name.startswith("weight"):
+                        nn.init.xavier_uniform_(p)
+                    else:
+                        p.zero_()
+
+    def body(self, features: torch.Tensor) -> torch.Tensor:
+        """Args: features: LFCC ``(B, 60, T)``. Returns: logits ``(B, 2)``."""
+        x = features.transpose(1, 2)  # (B, T, F)
+        for gru in self.grus:
+            x, _ = gru(x)  # (B, T, H)
+        return self.head(x.mean(dim=1))
+
+    # ---- growth ----------------------------------------------------------------------
+    def growth_points(self) -> dict[str, GrowthPoint]:
+        return {
+            f"gru{i + 1}": GrowthPoint(
+                f"gru{i + 1}", h, forms=("inplace",), inits=INITS, shrink_rules=SHRINK_RULES, unit="hidden unit",
+                description=f"hidden units of GRU layer {i + 1}",
+            )
+            for i, h in enumerate(self.base_hidden)
+        }
+
+    def _index(self, point: str) -> int:
+        points = self.growth_points()
+        if point not in points:
+            raise ScheduleError(f"unknown growth point {point!r}; valid points: {', '.join(sorted(points))}")
+        return int(point[3:]) - 1
+
+    def width(self, point: str) -> int:
+        return self.grus[self._index(point)].hidden_size
+
+    def grow(
+        self,
+        point: str,
+        neurons: int,
+        *,
+        form: str = "inplace",
+        init: str = "random",
+        generator: torch.Generator | None = None,
+    ) -> SurgeryResult:
+        """Add ``neurons`` hidden units to GRU layer ``point``.
+
+        Raises:
+            ScheduleError: unknown point, form or init, or ``neurons <= 0``.
+        """
+        i = self._index(point)
+        if not isinstance(neurons, int) or neurons <= 0:
+            raise ScheduleError(f"grow {point!r}: neurons must be a positive integer, got {neurons!r}")
+        if form != "inplace":
+            raise ScheduleError(f"point {point!r} cannot grow {form!r}; it supports inplace")
+        if init not in INITS:
+            raise ScheduleError(f"point {point!r} does not support init {init!r}; it supports {', '.join(INITS)}")
+        gru = self.grus[i]
+        plan = Net2NetPlan.draw(gru.hidden_size, neurons, generator) if init == INIT_NET2NET else None
+        res = SurgeryResult(point, "grow", neurons)
+        res.changed.update(prefixed(f"grus.{i}", widen_gru(gru, neurons, init=init, generator=generator, plan=plan)))
+        if i + 1 < len(self.grus):
+            ch = widen_gru_input(self.grus[i + 1], neurons, init=init, generator=generator, plan=plan)
+            res.changed.update(prefixed(f"grus.{i + 1}", ch))
+        else:
+            res.changed.update(prefixed("head", widen_in(self.head, neurons, init=init, generator=generator, plan=plan, xavier=True)))
+        return res
+
+    def shrink(self, point: str, neurons: int | None = None, *, rule: str = "appended") -> SurgeryResult:
+        """Remove ``neurons`` hidden units from GRU layer ``point`` (``None``: all grown).
+
+        Raises:
+            ScheduleError: unknown point or rule, or more units than were grown.
+        """
+        i = self._index(point)
+        if rule not in SHRINK_RULES:
+            raise ScheduleError(f"point {point!r} does not support shrink rule {rule!r}; it supports {', '.join(SHRINK_RULES)}")
+        gru = self.grus[i]
+        have = gru.hidden_size - self.base_hidden[i]
+        n = have if neurons is None else neurons
+        if n <= 0 or n > have:
+            raise ScheduleError(f"cannot shrink {point!r} by {n}: only {have} units were grown there")
+        keep = keep_appended(gru.hidden_size, n) if rule == "appended" else keep_largest(unit_norms(gru), n)
+        res = SurgeryResult(point, "shrink", n)
+        res.changed.update(prefixed(f"grus.{i}", narrow_gru(gru, keep)))
+        if i + 1 < len(self.grus):
+            res.changed.update(prefixed(f"grus.{i + 1}", narrow_gru_input(self.grus[i + 1], keep)))
+        else:
+            res.changed.update(prefixed("head", narrow_in(self.head, keep)))
+        return res
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"hidden": (64, 64, 32, 32)},
+    "tiny": {"hidden": (8, 8, 4, 4)},
+}
+
+
+@register_backbone("lcgrnn", presets=_PRESETS, default_preset="paper", description="four stacked GRUs on LFCC (LC-GRNN style)")
+def lcgrnn(**kwargs: Any) -> LCGRNN:
+    """Build the ``lcgrnn`` backbone (see :class:`LCGRNN` for the options)."""
+    return LCGRNN(**kwargs)

@@ -1,1 +1,398 @@
-"""(being written)"""
+"""ResNet-18-style backbone on 64-bin log-Mel (``resnet18``), growable per stage and head.
+
+Architecture (preset ``paper``): log-Mel ``(B, 64, 224)`` -> ``(B, 1, 64, 224)`` -> stem
+(7x7 conv stride 2, BatchNorm, ReLU, 3x3 max-pool stride 2) -> four stages of BasicBlocks
+([2, 2, 2, 2] blocks, widths 64/128/256/512, stride 1/2/2/2) -> global average pool ->
+classifier ``Linear(width4, hidden) -> ReLU -> Linear(hidden, 2)``.
+
+Growth points:
+
+- ``stage1`` .. ``stage4``: the inner width of every block of the stage (``conv1``/``bn1``
+  out-channels, ``conv2`` in-channels; the residual path never changes) in the ``inplace``
+  form; or, in the paper's ``parallel`` form, a one-block branch (a BasicBlock from the stage
+  input to ``k`` channels with a projection shortcut and the stage's stride) whose output is
+  concatenated on channels to the stage output. The consumers of the stage output (the next
+  stage's first ``conv1`` and its ``downsample`` conv; for ``stage4`` the classifier's hidden
+  Linear) get new input columns. ``net2net`` is in-place only.
+- ``head``: the classifier hidden layer (``fc1`` rows, ``fc2`` columns).
+
+``width(stage)`` = inner width + channels of all parallel branches of the stage. Each
+point keeps a stack of what was grown (form and units, appended at the end); a shrink
+removes from the top of that stack: ``appended`` drops the last units (whole branches
+when a branch's units are all removed), ``magnitude`` drops, within the same in-place
+block or branch, the units whose fan-in rows have the smallest L2 norm.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from growsearch.backbones.base import Backbone, GrowthPoint
+from growsearch.backbones.registry import register_backbone
+from growsearch.data.features import create_frontend
+from growsearch.errors import ScheduleError
+from growsearch.growth.init import INIT_NET2NET, Net2NetPlan, default_uniform
+from growsearch.growth.surgery import SurgeryResult, TensorChange
+from growsearch.growth.widen import (
+    keep_appended,
+    keep_largest,
+    narrow_in,
+    narrow_norm,
+    narrow_out,
+    prefixed,
+    row_norms,
+    widen_in,
+    widen_norm,
+    widen_out,
+)
+from growsearch.schedule import INITS
+
+PARALLEL_INITS: tuple[str, ...] = ("random", "zero_fanout")
+SHRINK_RULES: tuple[str, ...] = ("appended", "magnitude")
+
+
+class BasicBlock(nn.Module):
+    """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
+
+    Shapes: ``(B, cin, H, W)`` -> ``(B, cout, H / stride, W / stride)``.
+
+    Args:
+        cin: input channels.
+        inner: channels between ``conv1`` and ``conv2`` (the growable width).
+        cout: output channels.
+        stride: stride of ``conv1`` and of the shortcut.
+        projection: force a 1x1 conv + BatchNorm shortcut (``downsample``) even when the
+            identity would fit.
+    """
+
+    def __init__(self, cin: int, inner: int, cout: int, stride: int = 1, *, projection: bool = False) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, inner, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(inner)
+        self.conv2 = nn.Conv2d(inner, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample: nn.Sequential | None = None
+        if projection or stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        s = x if self.downsample is None else self.downsample(x)
+        return torch.relu(y + s)
+
+
+class Stage(nn.Module):
+    """A stage: BasicBlocks in sequence, plus parallel branches concatenated on channels.
+
+    Shapes: ``(B, cin, H, W)`` -> ``(B, cout + sum(branch widths), H', W')``.
+    """
+
+    def __init__(self, cin: int, width: int, n_blocks: int, stride: int) -> None:
+        super().__init__()
+        blocks = [BasicBlock(cin, width, width, stride, projection=stride != 1 or cin != width)]
+        blocks += [BasicBlock(width, width, width, 1) for _ in range(n_blocks - 1)]
+        self.blocks = nn.Sequential(*blocks)
+        self.branches = nn.ModuleList()
+
+    @property
+    def in_channels(self) -> int:
+        return self.blocks[0].conv1.in_channels
+
+    @property
+    def base_out(self) -> int:
+        return self.blocks[-1].conv2.out_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.base_out + sum(b.conv2.out_channels for b in self.branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.blocks(x)
+        if len(self.branches):
+            y = torch.cat([y, *[b(x) for b in self.branches]], dim=1)
+        return y
+
+
+def _draw_block_(block: nn.Module, generator: torch.Generator | None) -> None:
+    """Re-draw every conv/linear weight of ``block`` with PyTorch's default init from ``generator``."""
+    for m in block.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            w = m.weight
+            fan_in = w.shape[1] * (w[0, 0].numel())
+            with torch.no_grad():
+                w.copy_(default_uniform(tuple(w.shape), fan_in, generator, dtype=w.dtype))
+                if m.bias is not None:
+                    m.bias.copy_(default_uniform(tuple(m.bias.shape), fan_in, generator, dtype=w.dtype))
+
+
+class ResNet18(Backbone):
+    """ResNet-18-style detector on log-Mel features (see module docstring).
+
+    Args:
+        widths: output channels of stages 1-4.
+        blocks: BasicBlocks per stage.
+        hidden: units of the classifier hidden layer.
+        stem_width: channels of the stem conv (default ``widths[0]``).
+        n_mels: Mel bins of the front-end.
+    """
+
+    input_kind = "logmel"
+
+    def __init__(
+        self,
+        *,
+        widths: tuple[int, int, int, int] | list[int] = (64, 128, 256, 512),
+        blocks: tuple[int, int, int, int] | list[int] = (2, 2, 2, 2),
+        hidden: int = 128,
+        stem_width: int | None = None,
+        n_mels: int = 64,
+    ) -> None:
+        super().__init__()
+        if len(widths) != 4 or len(blocks) != 4:
+            raise TypeError(f"widths and blocks need 4 entries each, got widths={list(widths)} blocks={list(blocks)}")
+        self.widths = tuple(int(w) for w in widths)
+        self.n_blocks = tuple(int(b) for b in blocks)
+        self.hidden = int(hidden)
+        stem = int(stem_width or self.widths[0])
+        self.frontend = create_frontend("logmel", n_mels=n_mels)
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, stem, 7, 2, 3, bias=False), nn.BatchNorm2d(stem), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+        )
+        cin = stem
+        for i, (w, nb) in enumerate(zip(self.widths, self.n_blocks)):
+            setattr(self, f"stage{i + 1}", Stage(cin, w, nb, 1 if i == 0 else 2))
+            cin = w
+        self.fc1 = nn.Linear(cin, self.hidden)
+        self.fc2 = nn.Linear(self.hidden, 2)
+        self._stacks: dict[str, list[list[Any]]] = {p: [] for p in self.growth_points()}
+
+    # ---- forward ---------------------------------------------------------------------
+    def body(self, features: torch.Tensor) -> torch.Tensor:
+        """Args: features: log-Mel ``(B, n_mels, frames)``. Returns: logits ``(B, 2)``."""
+        x = self.stem(features.unsqueeze(1))
+        for s in self.stages():
+            x = s(x)
+        x = x.mean(dim=(2, 3))
+        return self.fc2(torch.relu(self.fc1(x)))
+
+    def stages(self) -> list[Stage]:
+        return [self.stage1, self.stage2, self.stage3, self.stage4]
+
+    # ---- growth points ---------------------------------------------------------------
+    def growth_points(self) -> dict[str, GrowthPoint]:
+        pts = {
+            f"stage{i + 1}": GrowthPoint(
+                f"stage{i + 1}",
+                self.widths[i],
+                forms=("inplace", "parallel"),
+                inits=INITS,
+                shrink_rules=SHRINK_RULES,
+                unit="channel",
+                description=f"inner width of every block of stage {i + 1} (inplace), or a parallel one-block branch "
+                f"concatenated to the stage output (parallel; random/zero_fanout only)",
+            )
+            for i in range(4)
+        }
+        pts["head"] = GrowthPoint(
+            "head", self.hidden, forms=("inplace",), inits=INITS, shrink_rules=SHRINK_RULES, unit="neuron",
+            description="classifier hidden layer",
+        )
+        return pts
+
+    def width(self, point: str) -> int:
+        if point == "head":
+            return self.fc1.out_features
+        stage = self._stage(point)
+        return stage.blocks[0].conv1.out_channels + sum(b.conv2.out_channels for b in stage.branches)
+
+    def _stage(self, point: str) -> Stage:
+        points = self.growth_points()
+        if point not in points:
+            raise ScheduleError(f"unknown growth point {point!r}; valid points: {', '.join(sorted(points))}")
+        return getattr(self, point)
+
+    def _consumers(self, s: int) -> list[tuple[str, nn.Module]]:
+        """Layers reading the output of stage ``s`` (1-based), by name."""
+        if s == 4:
+            return [("fc1", self.fc1)]
+        nxt = getattr(self, f"stage{s + 1}").blocks[0]
+        out = [(f"stage{s + 1}.blocks.0.conv1", nxt.conv1)]
+        if nxt.downsample is not None:
+            out.append((f"stage{s + 1}.blocks.0.downsample.0", nxt.downsample[0]))
+        return out
+
+    # ---- grow ------------------------------------------------------------------------
+    def grow(
+        self,
+        point: str,
+        neurons: int,
+        *,
+        form: str = "inplace",
+        init: str = "random",
+        generator: torch.Generator | None = None,
+    ) -> SurgeryResult:
+        """Add ``neurons`` units at ``point`` (see module docstring).
+
+        Raises:
+            ScheduleError: unknown point, form or init, ``neurons <= 0``, or ``net2net``
+                with the ``parallel`` form.
+        """
+        p = self._check_grow(point, neurons, form, init)
+        res = SurgeryResult(point, "grow", neurons)
+        if point == "head":
+            plan = Net2NetPlan.draw(self.fc1.out_features, neurons, generator) if init == INIT_NET2NET else None
+            res.changed.update(prefixed("fc1", widen_out(self.fc1, neurons, init=init, generator=generator, plan=plan)))
+            res.changed.update(prefixed("fc2", widen_in(self.fc2, neurons, init=init, generator=generator, plan=plan)))
+        elif form == "inplace":
+            stage = getattr(self, point)
+            for b, block in enumerate(stage.blocks):
+                pre = f"{point}.blocks.{b}"
+                plan = Net2NetPlan.draw(block.conv1.out_channels, neurons, generator) if init == INIT_NET2NET else None
+                res.changed.update(prefixed(f"{pre}.conv1", widen_out(block.conv1, neurons, init=init, generator=generator, plan=plan)))
+                res.changed.update(prefixed(f"{pre}.bn1", widen_norm(block.bn1, neurons, plan=plan)))
+                res.changed.update(prefixed(f"{pre}.conv2", widen_in(block.conv2, neurons, init=init, generator=generator, plan=plan)))
+        else:
+            self._grow_parallel(point, neurons, init, generator, res)
+        self._stacks[p.name].append([form, neurons])
+        return res
+
+    def _check_grow(self, point: str, neurons: int, form: str, init: str) -> GrowthPoint:
+        points = self.growth_points()
+        if point not in points:
+            raise ScheduleError(f"unknown growth point {point!r}; valid points: {', '.join(sorted(points))}")
+        p = points[point]
+        if not isinstance(neurons, int) or neurons <= 0:
+            raise ScheduleError(f"grow {point!r}: neurons must be a positive integer, got {neurons!r}")
+        if form not in p.forms:
+            raise ScheduleError(f"point {point!r} cannot grow {form!r}; it supports {', '.join(p.forms)}")
+        allowed = PARALLEL_INITS if form == "parallel" else p.inits
+        if init not in allowed:
+            raise ScheduleError(f"point {point!r} does not support init {init!r} with form {form!r}; it supports {', '.join(allowed)}")
+        return p
+
+    def _grow_parallel(self, point: str, k: int, init: str, generator: torch.Generator | None, res: SurgeryResult) -> None:
+        s = int(point[-1])
+        stage: Stage = getattr(self, point)
+        ref = stage.blocks[0].conv1.weight
+        stride = stage.blocks[0].conv1.stride[0]
+        branch = BasicBlock(stage.in_channels, k, k, stride, projection=True)
+        _draw_block_(branch, generator)
+        branch.to(device=ref.device, dtype=ref.dtype)
+        branch.train(stage.training)
+        idx = len(stage.branches)
+        stage.branches.append(branch)
+        pre = f"{point}.branches.{idx}"
+        res.added.update(f"{pre}.{n}" for n, _ in branch.named_parameters())
+        res.added.update(f"{pre}.{n}" for n, _ in branch.named_buffers())
+        for name, layer in self._consumers(s):
+            res.changed.update(prefixed(name, widen_in(layer, k, init=init, generator=generator)))
+
+    # ---- shrink ----------------------------------------------------------------------
+    def shrink(self, point: str, neurons: int | None = None, *, rule: str = "appended") -> SurgeryResult:
+        """Remove ``neurons`` grown units at ``point`` (``None``: all), newest growth first.
+
+        Raises:
+            ScheduleError: unknown point or rule, or more units than were grown.
+        """
+        points = self.growth_points()
+        if point not in points:
+            raise ScheduleError(f"unknown growth point {point!r}; valid points: {', '.join(sorted(points))}")
+        if rule not in SHRINK_RULES:
+            raise ScheduleError(f"point {point!r} does not support shrink rule {rule!r}; it supports {', '.join(SHRINK_RULES)}")
+        stack = self._stacks[point]
+        have = sum(k for _, k in stack)
+        n = have if neurons is None else neurons
+        if n <= 0 or n > have:
+            raise ScheduleError(f"cannot shrink {point!r} by {n}: only {have} units were grown there")
+        res = SurgeryResult(point, "shrink", n)
+        left = n
+        while left > 0:
+            form, k = stack[-1]
+            take = min(left, k)
+            if point == "head":
+                step = self._shrink_head(take, rule)
+            elif form == "inplace":
+                step = self._shrink_inplace(point, take, rule)
+            else:
+                step = self._shrink_branch(point, take, rule)
+            res = res.merge(step) if (res.changed or res.added or res.removed) else step
+            left -= take
+            if take == k:
+                stack.pop()
+            else:
+                stack[-1][1] = k - take
+        return SurgeryResult(point, "shrink", n, res.changed, res.added, res.removed)
+
+    @staticmethod
+    def _keep(layer: nn.Module, take: int, rule: str) -> torch.Tensor:
+        width = layer.weight.shape[0]
+        if rule == "appended":
+            return keep_appended(width, take)
+        return keep_largest(row_norms(layer.weight), take)
+
+    def _shrink_head(self, take: int, rule: str) -> SurgeryResult:
+        keep = self._keep(self.fc1, take, rule)
+        res = SurgeryResult("head", "shrink", take)
+        res.changed.update(prefixed("fc1", narrow_out(self.fc1, keep)))
+        res.changed.update(prefixed("fc2", narrow_in(self.fc2, keep)))
+        return res
+
+    def _shrink_inplace(self, point: str, take: int, rule: str) -> SurgeryResult:
+        res = SurgeryResult(point, "shrink", take)
+        for b, block in enumerate(getattr(self, point).blocks):
+            pre = f"{point}.blocks.{b}"
+            keep = self._keep(block.conv1, take, rule)
+            res.changed.update(prefixed(f"{pre}.conv1", narrow_out(block.conv1, keep)))
+            res.changed.update(prefixed(f"{pre}.bn1", narrow_norm(block.bn1, keep)))
+            res.changed.update(prefixed(f"{pre}.conv2", narrow_in(block.conv2, keep)))
+        return res
+
+    def _shrink_branch(self, point: str, take: int, rule: str) -> SurgeryResult:
+        s = int(point[-1])
+        stage: Stage = getattr(self, point)
+        idx = len(stage.branches) - 1
+        branch: BasicBlock = stage.branches[idx]
+        bw = branch.conv2.out_channels
+        total = stage.out_channels
+        offset = total - bw  # the newest branch is the last block of channels
+        pre = f"{point}.branches.{idx}"
+        res = SurgeryResult(point, "shrink", take)
+        if take == bw:
+            res.removed.update(f"{pre}.{n}" for n, _ in branch.named_parameters())
+            res.removed.update(f"{pre}.{n}" for n, _ in branch.named_buffers())
+            del stage.branches[idx]
+            keep_cols = torch.arange(offset)
+        else:
+            keep_inner = self._keep(branch.conv1, take, rule)
+            keep_out = self._keep(branch.conv2, take, rule)
+            res.changed.update(prefixed(f"{pre}.conv1", narrow_out(branch.conv1, keep_inner)))
+            res.changed.update(prefixed(f"{pre}.bn1", narrow_norm(branch.bn1, keep_inner)))
+            conv2_shape = tuple(branch.conv2.weight.shape)
+            narrow_in(branch.conv2, keep_inner)
+            narrow_out(branch.conv2, keep_out)
+            res.changed[f"{pre}.conv2.weight"] = TensorChange.kept(conv2_shape, {0: keep_out, 1: keep_inner})
+            res.changed.update(prefixed(f"{pre}.bn2", narrow_norm(branch.bn2, keep_out)))
+            assert branch.downsample is not None  # branches are always built with a projection
+            res.changed.update(prefixed(f"{pre}.downsample.0", narrow_out(branch.downsample[0], keep_out)))
+            res.changed.update(prefixed(f"{pre}.downsample.1", narrow_norm(branch.downsample[1], keep_out)))
+            keep_cols = torch.cat([torch.arange(offset), offset + keep_out])
+        for name, layer in self._consumers(s):
+            res.changed.update(prefixed(name, narrow_in(layer, keep_cols)))
+        return res
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"widths": (64, 128, 256, 512), "blocks": (2, 2, 2, 2), "hidden": 128},
+    "small": {"widths": (16, 32, 64, 128), "blocks": (1, 1, 1, 1), "hidden": 32},
+    "tiny": {"widths": (4, 8, 8, 16), "blocks": (1, 1, 1, 1), "hidden": 8},
+}
+
+
+@register_backbone("resnet18", presets=_PRESETS, default_preset="paper", description="ResNet-18-style CNN on 64-bin log-Mel")
+def resnet18(**kwargs: Any) -> ResNet18:
+    """Build the ``resnet18`` backbone (see :class:`ResNet18` for the options)."""
+    return ResNet18(**kwargs)
