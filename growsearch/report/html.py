@@ -73,7 +73,7 @@ def _hover(p: TrialPoint, data: StudyData) -> str:
     return f"trial {p.number}{ref}: {vals}<br>{_html.escape(schedule_summary(p.schedule))}"
 
 
-def _series(data: StudyData, axes: Sequence[str]) -> list[Series]:
+def _series(data: StudyData, axes: Sequence[str], max_background: int = MAX_BACKGROUND) -> list[Series]:
     idx = [data.index(a) for a in axes]
     groups: dict[str, Series] = {
         "trials": Series("trials", "trials"),
@@ -81,7 +81,7 @@ def _series(data: StudyData, axes: Sequence[str]) -> list[Series]:
     }
     front = _front_numbers(data)
     background = [p for p, f in zip(data.points, data.on_front) if not f and not p.reference]
-    step = max(1, -(-len(background) // MAX_BACKGROUND))
+    step = max(1, -(-len(background) // max(1, max_background)))
     chosen = background[::step] + [p for p, f in zip(data.points, data.on_front) if f or p.reference]
     for p in chosen:
         if p.reference:
@@ -116,11 +116,13 @@ def _front_numbers(data: StudyData) -> set[int]:
     return cache
 
 
-def scatter_data(data: StudyData, x: str, y: str = EER) -> ScatterData | None:
-    """Trials, front members and references on two objectives (``None`` if either is missing)."""
+def scatter_data(data: StudyData, x: str, y: str = EER, *, max_background: int = MAX_BACKGROUND) -> ScatterData | None:
+    """Trials, front members and references on two objectives (``None`` if either is missing).
+
+    Non-front trials are evenly sub-sampled to at most ``max_background`` points."""
     if x not in data.names or y not in data.names:
         return None
-    return ScatterData(axes=[x, y], series=_series(data, [x, y]), staircase=set(data.names) == {x, y})
+    return ScatterData(axes=[x, y], series=_series(data, [x, y], max_background), staircase=set(data.names) == {x, y})
 
 
 def scatter3d_data(data: StudyData) -> ScatterData | None:
