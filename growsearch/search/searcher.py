@@ -355,3 +355,14 @@ class StudySearcher(Searcher):
 
     def set_state(self, state: dict) -> None:
         pass
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its search algorithm with the experiment; the study in the database is
+        # the state, so a pickled copy carries only what identifies the driver.
+        return {"driver": dict(self.driver), "objectives": list(self.objectives), "budget_trials": self.budget_trials}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._metric = self._mode = None
+        self.live, self._pending_error, self._stop = {}, {}, True
+        self._lock = threading.RLock()

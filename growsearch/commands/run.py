@@ -1,0 +1,38 @@
+"""``growsearch run STUDY.yaml``: run (or resume) a search study on Ray Tune.
+
+Progress goes to stderr; the session summary (JSON) to stdout. Running the same command
+again resumes the study: COMPLETE trials are kept, trials of an interrupted run rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+@click.command("run")
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="Budget of COMPLETE trials (overrides budget.trials).")
+@click.option("--storage", default=None, help="Optuna storage URL (default: $GROWSEARCH_STORAGE, the study's storage, or sqlite:///<outputs>/study.db).")
+@click.option("--address", default=None, help="Address of an existing Ray cluster (overrides execution.address).")
+@click.option("--study-name", default=None, help="Optuna study name (default: the study's name).")
+@click.option("--smoke", is_flag=True, help="A quick check of the whole pipeline: 2 trials, 2 batches per epoch, study '<name>-smoke'.")
+def command(study_file: str, trials: int | None, storage: str | None, address: str | None, study_name: str | None, smoke: bool) -> None:
+    """Run (or resume) the search described by STUDY_FILE (a studies/*.yaml)."""
+    from growsearch.search.runner import run_study
+    from growsearch.search.study import load_study_config, smoke_config
+
+    cfg = load_study_config(study_file)
+    if smoke:
+        cfg = smoke_config(cfg)
+    cfg = cfg.with_overrides(name=study_name, trials=trials, storage=storage, address=address)
+    summary = run_study(cfg)
+    click.echo(json.dumps(summary.to_dict(), indent=2))
+    if summary.interrupted:
+        from growsearch.redact import redact_text
+
+        argv = redact_text(" ".join(sys.argv[1:])) or f"run {study_file}"
+        click.echo(f"growsearch: interrupted; resume with: growsearch {argv}", err=True)
+        sys.exit(130)

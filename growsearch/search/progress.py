@@ -1,0 +1,171 @@
+"""Progress of a running study on stderr, as a Ray Tune callback.
+
+One line per event (trial started, complete, restarted, failed) and a status line at most
+every ``every`` seconds::
+
+    [growsearch] 3/8 complete, 2 running, 1 failed | Pareto front 2 | best dev EER 0.1234 | ETA 1m20s | prefix reuse saved 12% of training FLOPs
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from optuna.trial import FrozenTrial, TrialState
+from ray.tune import Callback
+
+from growsearch.search.searcher import StudySearcher
+
+__all__ = ["ProgressCallback", "format_duration", "last_error_line"]
+
+
+def format_duration(s: float | None) -> str:
+    """``83`` -> ``1m23s``; ``None`` -> ``?``."""
+    if s is None or s != s or s == float("inf"):
+        return "?"
+    s = int(round(max(0.0, s)))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
+
+
+def last_error_line(trial: Any) -> str:
+    """The last meaningful line of a Tune trial's error file (``error``: none recorded)."""
+    path = getattr(trial, "error_file", None)
+    if not path:
+        return "error"
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "error"
+    for ln in reversed(lines):
+        if not ln.startswith(("File ", "^", "~")):
+            return f"error: {ln[:300]}"
+    return "error"
+
+
+class ProgressCallback(Callback):
+    """Prints study progress and hands Tune's trial errors (with their message) to the searcher.
+
+    Args:
+        searcher: the study's searcher (its counters and study are read, never written here,
+            except :meth:`StudySearcher.fail_pending` on errors).
+        concurrency: trials that can run at once (for the ETA).
+        wall_time: the session's wall-time budget in seconds (for the ETA), or ``None``.
+        stream: where lines go (default stderr).
+        every: seconds between status lines.
+    """
+
+    def __init__(self, searcher: StudySearcher, *, concurrency: int = 1, wall_time: float | None = None,
+                 stream: IO[str] | None = None, every: float = 10.0) -> None:
+        self.searcher = searcher
+        self.concurrency = max(1, concurrency)
+        self.wall_time = wall_time
+        self.stream = stream or sys.stderr
+        self.every = every
+        self.t0 = time.time()
+        self._last = 0.0
+        self._last_line = ""
+        self.front_size = 0
+        self.best_eer: float | None = None
+        self.flops_total = 0.0
+        self.flops_saved = 0.0
+        self.epochs_reused = 0
+        searcher.on_told = self._told
+
+    # ---- state ------------------------------------------------------------------------------
+    def _told(self, ft: FrozenTrial) -> None:
+        study = self.searcher.study
+        try:
+            self.front_size = len(study.best_trials) if len(study.directions) > 1 else 1
+        except Exception:
+            pass
+        m = ft.user_attrs.get("metrics") or {}
+        eer = m.get("dev_eer")
+        if isinstance(eer, int | float) and (self.best_eer is None or eer < self.best_eer):
+            self.best_eer = float(eer)
+        self.flops_total += float(m.get("train_flops") or 0.0)
+        self.flops_saved += float(m.get("train_flops_saved") or 0.0)
+        self.epochs_reused += int(m.get("prefix_epochs_reused") or 0)
+
+    def load_existing(self) -> None:
+        """Initialise the front size, best EER and reuse totals from the study's COMPLETE trials."""
+        for ft in self.searcher.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            m = ft.user_attrs.get("metrics") or {}
+            eer = m.get("dev_eer")
+            if isinstance(eer, int | float) and (self.best_eer is None or eer < self.best_eer):
+                self.best_eer = float(eer)
+        try:
+            study = self.searcher.study
+            self.front_size = len(study.best_trials) if len(study.directions) > 1 else int(bool(study.trials))
+        except Exception:
+            self.front_size = 0
+
+    def eta(self) -> float | None:
+        s = self.searcher
+        rem_wall = None if self.wall_time is None else self.wall_time - (time.time() - self.t0)
+        if s.budget_trials is None:
+            return rem_wall
+        remaining = max(0, s.budget_trials - s.n_complete)
+        if remaining == 0:
+            return 0.0
+        if not s.durations:
+            return rem_wall
+        mean = sum(s.durations) / len(s.durations)
+        eta = mean * -(-remaining // self.concurrency)
+        return eta if rem_wall is None else min(eta, rem_wall)
+
+    def status_line(self) -> str:
+        s = self.searcher
+        budget = f"/{s.budget_trials}" if s.budget_trials is not None else ""
+        parts = [f"{s.n_complete}{budget} complete, {len(s.live)} running, {s.n_failed} failed"]
+        parts.append(f"Pareto front {self.front_size}")
+        parts.append("best dev EER " + ("-" if self.best_eer is None else f"{self.best_eer:.4f}"))
+        parts.append(f"ETA {format_duration(self.eta())}")
+        if self.flops_saved > 0:
+            frac = self.flops_saved / max(self.flops_total, 1e-12)
+            parts.append(f"prefix reuse saved {self.epochs_reused} epochs ({100 * frac:.0f}% of training FLOPs)")
+        return "[growsearch] " + " | ".join(parts)
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def _status(self, force: bool = False) -> None:
+        now = time.time()
+        line = self.status_line()
+        if force or (now - self._last >= self.every and line != self._last_line):
+            self._print(line)
+            self._last, self._last_line = now, line
+
+    # ---- Tune hooks ------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        cfg = trial.config or {}
+        label = cfg.get("reference")
+        what = f"reference {label!r}" if label else "searched schedule"
+        self._print(f"[growsearch] trial #{cfg.get('trial_number')} started ({what})")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        n = (trial.config or {}).get("trial_number")
+        ft = next((t for t in self.searcher.study.get_trials(deepcopy=False) if t.number == n), None)
+        if ft is not None and ft.state == TrialState.COMPLETE:
+            vals = ", ".join(f"{k} {v:.4g}" for k, v in zip(self.searcher.objectives, ft.values or ()))
+            self._print(f"[growsearch] trial #{n} complete: {vals}")
+        elif ft is not None and ft.state == TrialState.FAIL:
+            self._print(f"[growsearch] trial #{n} failed: {ft.user_attrs.get('fail_reason', '?')}")
+        self._status(force=True)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        n = (trial.config or {}).get("trial_number")
+        self._print(f"[growsearch] trial #{n} crashed ({last_error_line(trial)}); restarting from its checkpoint")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        n = (trial.config or {}).get("trial_number")
+        reason = last_error_line(trial)
+        self.searcher.fail_pending(trial.trial_id, reason)
+        self._print(f"[growsearch] trial #{n} failed after its retries: {reason}")
+        self._status(force=True)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._status()

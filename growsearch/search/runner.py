@@ -1,0 +1,344 @@
+"""Running (or resuming) a study: Optuna study in the database + Ray Tune trials.
+
+:func:`run_study` is what ``growsearch run`` calls::
+
+    cfg = load_study_config("studies/quickstart.yaml")
+    summary = run_study(cfg)          # starts Ray locally (or joins execution.address)
+
+Steps: open the storage, create or load the study (a different config under the same name
+is refused: its ``config_hash`` differs), record the study user attrs (``config``,
+``config_hash``, ``objectives``, ``versions``), take the study over from a dead driver
+(:meth:`StudySearcher.resync`), then run Ray Tune with the :class:`StudySearcher` until the
+budget of COMPLETE trials (or the wall time) is reached. Trials still running when the run
+stops (Ctrl-C, wall time) are marked FAIL with a reason and re-enqueued, so running the
+same command again resumes the study.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from growsearch.errors import ConfigError, RunFailed
+from growsearch.redact import redact_url
+from growsearch.search.searcher import StudySearcher
+from growsearch.search.storage import open_storage, storage_url_from
+from growsearch.search.study import StudyConfig
+from growsearch.search.trainable import TrialContext, TrialFn, package_versions, run_trial
+
+__all__ = ["RunSummary", "make_sampler", "open_study", "run_study"]
+
+
+@dataclass
+class RunSummary:
+    """What a :func:`run_study` session did.
+
+    Attributes:
+        study_name / storage: where the study lives (storage URL redacted).
+        complete: COMPLETE trials in the study at the end.
+        failed_session: trials that failed in this session, with reasons.
+        requeued: trials re-enqueued (dead driver, interrupt, wall time).
+        interrupted: stopped by Ctrl-C.
+        front_size: Pareto-front size at the end.
+        wall_s: seconds this session took (Ray start-up included).
+        train_flops / train_flops_saved: training compute spent and saved by prefix reuse
+            over all COMPLETE trials.
+    """
+
+    study_name: str
+    storage: str
+    complete: int = 0
+    failed_session: list[tuple[int, str]] = field(default_factory=list)
+    requeued: int = 0
+    interrupted: bool = False
+    budget_reached: bool = False
+    front_size: int = 0
+    wall_s: float = 0.0
+    train_flops: float = 0.0
+    train_flops_saved: float = 0.0
+    epochs_reused: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.study_name,
+            "storage": self.storage,
+            "complete": self.complete,
+            "failed_this_session": [{"trial": n, "reason": r} for n, r in self.failed_session],
+            "requeued": self.requeued,
+            "interrupted": self.interrupted,
+            "budget_reached": self.budget_reached,
+            "pareto_front_size": self.front_size,
+            "wall_s": round(self.wall_s, 2),
+            "train_flops": self.train_flops,
+            "train_flops_saved": self.train_flops_saved,
+            "prefix_epochs_reused": self.epochs_reused,
+        }
+
+
+def _constraints_func(ft: FrozenTrial) -> list[float]:
+    c = ft.user_attrs.get("constraint")
+    return [float(x) for x in c] if isinstance(c, list) else []
+
+
+def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
+    """The sampler the study config names, seeded, with constraints when any are set."""
+    s = cfg.sampler
+    cons = _constraints_func if cfg.constraints.active() else None
+    pop = s.population_size or max(4, min(50, (cfg.budget.trials or 50) // 3))
+    if s.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=pop, seed=s.seed, constraints_func=cons)
+    if s.name == "nsga3":
+        return optuna.samplers.NSGAIIISampler(population_size=pop, seed=s.seed, constraints_func=cons)
+    if s.name == "tpe":
+        return optuna.samplers.TPESampler(seed=s.seed, constraints_func=cons, multivariate=True, n_startup_trials=min(10, max(2, pop)))
+    if s.name == "gp":
+        return optuna.samplers.GPSampler(seed=s.seed, constraints_func=cons, n_startup_trials=min(10, max(2, pop)))
+    return optuna.samplers.RandomSampler(seed=s.seed)
+
+
+def open_study(cfg: StudyConfig, storage_url: str, *, versions: dict[str, str] | None = None) -> optuna.Study:
+    """Create or load ``cfg.name``; refuse a different config under the same name.
+
+    Raises:
+        ConfigError: the stored study has another ``config_hash`` or other objectives.
+    """
+    storage = open_storage(storage_url)
+    names = cfg.objective_names
+    h = cfg.config_hash()
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if cfg.name in existing:
+        study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=make_sampler(cfg))
+        old = study.user_attrs.get("config_hash")
+        if old is not None and old != h:
+            raise ConfigError(
+                f"{cfg.path or 'study'}: study {cfg.name!r} in {redact_url(storage_url)} was created with another config "
+                f"(config_hash {old}, this config {h}); pass --study-name NEW to start a new study, or run the original config"
+            )
+        if [d.name.lower() for d in study.directions] != [o.direction for o in cfg.objectives]:
+            raise ConfigError(f"{cfg.path or 'study'}: study {cfg.name!r} has directions {[d.name.lower() for d in study.directions]}; the config asks for {cfg.directions}")
+    else:
+        study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=make_sampler(cfg),
+                                    directions=cfg.directions, load_if_exists=True)
+    if study.user_attrs.get("config_hash") is None:
+        study.set_user_attr("config", cfg.raw)
+        study.set_user_attr("config_hash", h)
+        study.set_user_attr("objectives", [o.model_dump() for o in cfg.objectives])
+        study.set_metric_names(names)
+    study.set_user_attr("versions", versions or package_versions())
+    return study
+
+
+def _quiet_ray() -> None:
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+    for name in ("ray", "ray.tune", "ray.train", "ray.air", "ray._private"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _reuse_totals(study: optuna.Study) -> tuple[float, float, int]:
+    total = saved = 0.0
+    epochs = 0
+    for ft in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        m = ft.user_attrs.get("metrics") or {}
+        total += float(m.get("train_flops") or 0.0)
+        saved += float(m.get("train_flops_saved") or 0.0)
+        epochs += int(m.get("prefix_epochs_reused") or 0)
+    return total, saved, epochs
+
+
+def run_study(
+    cfg: StudyConfig,
+    *,
+    storage_url: str | None = None,
+    trial_fn: TrialFn | None = None,
+    log: Callable[[str], None] | None = None,
+    progress_every: float = 10.0,
+) -> RunSummary:
+    """Run or resume ``cfg`` until its budget; see the module docstring.
+
+    Args:
+        cfg: the resolved study config.
+        storage_url: overrides ``cfg.storage`` / ``$GROWSEARCH_STORAGE`` (default
+            ``sqlite:///<outputs>/study.db``).
+        trial_fn: the training function (default :func:`growsearch.train.loop.train`);
+            an internal hook for benchmarks.
+        log: where progress lines go (default stderr).
+        progress_every: seconds between status lines.
+
+    Raises:
+        ConfigError: bad storage, a different config under the same study name, another
+            driver alive on the study.
+        RunFailed: every trial of this session failed and none is COMPLETE.
+    """
+    t_start = time.time()
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    say = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    url = storage_url_from(storage_url, cfg.storage, cfg.default_storage)
+    versions = package_versions()
+    study = open_study(cfg, url, versions=versions)
+    summary = RunSummary(cfg.name, redact_url(url))
+    searcher = StudySearcher(
+        study,
+        cfg.space,
+        objectives=cfg.objective_names,
+        budget_trials=cfg.budget.trials,
+        references=[(r.label, r.schedule) for r in cfg.reference],
+        constraint_fn=cfg.constraints.values if cfg.constraints.active() else None,
+        seed=cfg.train.seed,
+        versions=versions,
+    )
+    info = searcher.resync()
+    say(f"[growsearch] study {cfg.name!r} in {redact_url(url)}: {info['complete']} complete, "
+        f"{info['waiting']} waiting" + (f", {info['requeued']} re-enqueued from an interrupted run" if info["requeued"] else ""))
+    summary.requeued = info["requeued"]
+    if searcher.budget_reached:
+        say(f"[growsearch] budget reached ({searcher.n_complete} COMPLETE trials); nothing to run (raise --trials to extend)")
+        return _finish(summary, study, searcher, t_start)
+
+    import ray
+    from ray import tune
+
+    _quiet_ray()
+    ex = cfg.execution
+    started_ray = False
+    out_dir = cfg.outputs_dir
+    shared = cfg.shared_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = TrialContext(
+        train=worker_train_config(cfg.train),
+        space=cfg.space,
+        trials_dir=str(shared / "trials"),
+        prefix_cache=str(shared / "prefix_cache") if ex.prefix_reuse else None,
+        crash_at_epoch=ex.crash_at_epoch,
+        trial_fn=trial_fn,
+    )
+    concurrency = ex.max_concurrent or max(1, int((ex.num_cpus or os.cpu_count() or 1) // ex.cpus_per_trial))
+    interrupted = False
+    try:
+        if not ray.is_initialized():
+            if ex.address:
+                ray.init(address=ex.address, log_to_driver=False, logging_level=logging.ERROR)
+            else:
+                ray.init(num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.ERROR)
+            started_ray = True
+        searcher.start_heartbeats()
+        progress = _make_progress(searcher, concurrency, cfg.budget.wall_time, progress_every, say)
+        trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
+                                        {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial})
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=-1,
+                max_concurrent_trials=concurrency,
+                time_budget_s=cfg.budget.wall_time,
+                reuse_actors=True,
+                trial_dirname_creator=lambda t: f"trial_{(t.config or {}).get('trial_number', t.trial_id)}",
+                trial_name_creator=lambda t: f"{cfg.name}_{(t.config or {}).get('trial_number', t.trial_id)}",
+            ),
+            run_config=tune.RunConfig(
+                name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str(shared / "ray"),
+                failure_config=tune.FailureConfig(max_failures=ex.retries),
+                verbose=0,
+                callbacks=[progress],
+            ),
+        )
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            interrupted = True
+        if searcher.live and not searcher.budget_reached and not _wall_done(cfg, t_start):
+            interrupted = True
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        reason = ("interrupted (Ctrl-C) before the trial finished; re-enqueued" if interrupted
+                  else "stopped by the wall-time budget before it finished; re-enqueued")
+        summary.requeued += searcher.close(reason)
+        if started_ray:
+            try:
+                ray.shutdown()
+            except Exception:
+                pass
+    summary.interrupted = interrupted
+    summary.failed_session = list(searcher.failures)
+    _finish(summary, study, searcher, t_start)
+    if interrupted:
+        say(f"[growsearch] interrupted: {summary.complete} COMPLETE trials are kept; running trials were re-enqueued. "
+            "Resume with the same command.")
+    elif summary.complete == 0 and summary.failed_session:
+        raise RunFailed(f"study {cfg.name!r}: all {len(summary.failed_session)} trials failed; first: "
+                        f"trial {summary.failed_session[0][0]}: {summary.failed_session[0][1]}")
+    return summary
+
+
+def worker_train_config(train: Any) -> Any:
+    """The training config as workers see it: the data root made absolute (Tune runs each
+    trial in its own working directory), the synthetic corpus generated once here.
+
+    Raises:
+        DataError: the dataset's root is not set and its environment variable is empty.
+    """
+    data = train.data
+    root = Path(data.resolved_root()).expanduser().resolve()
+    if data.dataset == "synthetic":
+        from growsearch.data.synthetic import ensure_corpus
+
+        ensure_corpus(root, seed=data.synth_seed, size=data.synth_size)
+    return train.model_copy(update={"data": data.model_copy(update={"root": str(root)})})
+
+
+def _wall_done(cfg: StudyConfig, t_start: float) -> bool:
+    return cfg.budget.wall_time is not None and time.time() - t_start >= cfg.budget.wall_time - 1.0
+
+
+def _make_progress(searcher: StudySearcher, concurrency: int, wall: float | None, every: float,
+                   say: Callable[[str], None]) -> Any:
+    from growsearch.search.progress import ProgressCallback
+
+    class _Stream:
+        def write(self, s: str) -> None:
+            if s.strip():
+                say(s.rstrip("\n"))
+
+        def flush(self) -> None:
+            pass
+
+    cb = ProgressCallback(searcher, concurrency=concurrency, wall_time=wall, stream=_Stream(), every=every)  # type: ignore[arg-type]
+    cb.load_existing()
+    return cb
+
+
+def _finish(summary: RunSummary, study: optuna.Study, searcher: StudySearcher, t_start: float) -> RunSummary:
+    summary.complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    summary.budget_reached = searcher.budget_reached or (searcher.budget_trials is not None and summary.complete >= searcher.budget_trials)
+    try:
+        summary.front_size = len(study.best_trials) if summary.complete else 0
+    except Exception:
+        summary.front_size = 0
+    total, saved, epochs = _reuse_totals(study)
+    summary.train_flops, summary.train_flops_saved, summary.epochs_reused = total, saved, epochs
+    study.set_user_attr("prefix_reuse", {"train_flops": total, "train_flops_saved": saved, "prefix_epochs_reused": epochs,
+                                         "saved_fraction": saved / total if total > 0 else 0.0})
+    summary.wall_s = time.time() - t_start
+    return summary
+
+
+def default_outputs(cfg: StudyConfig) -> Path:
+    return cfg.outputs_dir

@@ -1,0 +1,396 @@
+"""Study configs: ``studies/*.yaml`` -> a frozen, fully resolved :class:`StudyConfig`.
+
+Example::
+
+    name: quickstart
+    train: ../configs/quickstart.yaml     # a training config file, or inline {seed, data, model, training}
+    space: ../search_spaces/quickstart.yaml
+    epochs: 4                             # overrides training.epochs
+    objectives: [dev_eer, {name: params, direction: minimize}]
+    constraints: {max_params: 200000}     # optional: max_params, max_flops
+    sampler: {name: nsga2, seed: 0, population_size: 4}   # nsga2 | nsga3 | tpe | gp | random
+    budget: {trials: 8, wall_time: 20m}  # COMPLETE trials and/or wall time
+    reference: [baseline, ../schedules/paper_dropin.yaml]  # enqueued once
+    storage: null                         # default sqlite:///<outputs>/study.db
+    outputs: null                         # default runs/<name>
+    execution: {cpus_per_trial: 1, gpus_per_trial: 0, max_concurrent: 2, retries: 2}
+
+Relative paths are resolved against the study file's folder first, then the current
+directory. Every error names the study file and the key (``studies/x.yaml: sampler.name: ...``).
+
+The study's identity (:meth:`StudyConfig.config_hash`) covers what changes results: the
+training config, the space, epochs, objectives, constraints, sampler and references; not
+the budget, storage, outputs or execution, so a study can be extended or moved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from growsearch.errors import ConfigError, GrowsearchError
+from growsearch.schedule import GrowthSchedule, load_schedules
+from growsearch.search.space import SearchSpace, parse_space
+from growsearch.yamlio import load_yaml, parse_model
+
+__all__ = [
+    "OBJECTIVES",
+    "SAMPLERS",
+    "Budget",
+    "Constraints",
+    "Execution",
+    "Objective",
+    "Reference",
+    "SamplerConfig",
+    "StudyConfig",
+    "load_study_config",
+    "parse_duration",
+]
+
+#: Objective names a study may use (metrics of a run), with their usual direction.
+OBJECTIVES: dict[str, str] = {"dev_eer": "minimize", "params": "minimize", "flops": "minimize", "train_flops": "minimize"}
+SAMPLERS: tuple[str, ...] = ("nsga2", "nsga3", "tpe", "gp", "random")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
+
+
+def parse_duration(value: Any) -> float:
+    """``90``, ``"90s"``, ``"20m"``, ``"1.5h"`` -> seconds.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 600, '20m' or '2h', got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"expected a duration such as 600, '20m' or '2h', got {value!r}")
+    mult = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}[m.group(2)]
+    return float(m.group(1)) * mult
+
+
+class Objective(BaseModel):
+    """One objective: a metric name and a direction."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Literal["dev_eer", "params", "flops", "train_flops"]
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+
+class Constraints(BaseModel):
+    """Feasibility limits; infeasible trials are kept but ranked after feasible ones."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_params: float | None = Field(default=None, gt=0)
+    max_flops: float | None = Field(default=None, gt=0)
+
+    def active(self) -> bool:
+        return self.max_params is not None or self.max_flops is not None
+
+    def values(self, metrics: dict[str, Any]) -> list[float]:
+        """Optuna constraint values (<= 0 is feasible) for a run's metrics."""
+        out = []
+        if self.max_params is not None:
+            out.append(float(metrics.get("params", float("inf"))) - self.max_params)
+        if self.max_flops is not None:
+            out.append(float(metrics.get("flops", float("inf"))) - self.max_flops)
+        return out
+
+
+class SamplerConfig(BaseModel):
+    """Which Optuna sampler proposes schedules."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Literal["nsga2", "nsga3", "tpe", "gp", "random"] = "nsga2"
+    seed: int = 0
+    population_size: int | None = Field(default=None, ge=2)
+
+
+class Budget(BaseModel):
+    """When the search stops: a number of COMPLETE trials and/or a wall time (seconds)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    trials: int | None = Field(default=None, gt=0)
+    wall_time: float | None = Field(default=None, gt=0)
+
+    @field_validator("wall_time", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
+
+    @model_validator(mode="after")
+    def _some(self) -> Budget:
+        if self.trials is None and self.wall_time is None:
+            raise ValueError("set trials and/or wall_time")
+        return self
+
+
+class Execution(BaseModel):
+    """Where trials run.
+
+    Attributes:
+        address: an existing Ray cluster (``ray://...`` or ``host:port``); ``None`` starts
+            Ray locally with ``num_cpus``/``num_gpus``.
+        num_cpus: CPUs of a local Ray (``None``: all of this machine's).
+        num_gpus: GPUs of a local Ray (``None``: Ray detects them).
+        cpus_per_trial / gpus_per_trial: resources of one trial (``tune.with_resources``).
+        max_concurrent: trials at once (``None``: as many as resources allow).
+        retries: restarts of a crashed trial (Tune ``max_failures``) before it is FAIL.
+        shared_dir: a folder every node sees, for trial checkpoints and the prefix cache
+            (``None``: the outputs folder).
+        prefix_reuse: reuse the trained shared prefix of schedules (baseline epochs).
+        crash_at_epoch: test hook: the trial process exits hard after this epoch's
+            checkpoint on its first attempt (to test worker restarts).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str | None = None
+    num_cpus: int | None = Field(default=None, gt=0)
+    num_gpus: int | None = Field(default=None, ge=0)
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+    gpus_per_trial: float = Field(default=0.0, ge=0)
+    max_concurrent: int | None = Field(default=None, gt=0)
+    retries: int = Field(default=2, ge=0)
+    shared_dir: str | None = None
+    prefix_reuse: bool = True
+    crash_at_epoch: int | None = Field(default=None, ge=0)
+
+
+class Reference(BaseModel):
+    """A hand-written schedule enqueued once, e.g. ``baseline`` (no growth)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: str = Field(min_length=1)
+    schedule: GrowthSchedule
+    source: str | None = None
+
+
+class StudyConfig(BaseModel):
+    """A fully resolved study (see the module docstring for the YAML).
+
+    Attributes:
+        name: the Optuna study name.
+        train: the training config (``training.epochs`` already set to :attr:`epochs`).
+        space: the search space, bound to the backbone and the run.
+        objectives: what is optimised (study metric names).
+        raw: the study YAML as read (stored in the study's ``config`` user attr).
+        path: the study file (``None`` when built from a dict).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    description: str = ""
+    train: Any
+    space: SearchSpace
+    epochs: int = Field(gt=0)
+    objectives: tuple[Objective, ...] = (Objective(name="dev_eer"), Objective(name="params"))
+    constraints: Constraints = Constraints()
+    sampler: SamplerConfig = SamplerConfig()
+    budget: Budget
+    reference: tuple[Reference, ...] = ()
+    storage: str | None = None
+    outputs: str
+    execution: Execution = Execution()
+    raw: dict[str, Any] = Field(default_factory=dict)
+    path: str | None = None
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _objectives(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, list | tuple):
+            return [{"name": o} if isinstance(o, str) else o for o in v]
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> StudyConfig:
+        names = [o.name for o in self.objectives]
+        if not names:
+            raise ValueError("objectives: needs at least one of " + ", ".join(OBJECTIVES))
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives: duplicate names {names}")
+        return self
+
+    # ---- derived -------------------------------------------------------------------------
+    @property
+    def objective_names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    @property
+    def outputs_dir(self) -> Path:
+        return Path(self.outputs).expanduser().resolve()
+
+    @property
+    def default_storage(self) -> str:
+        return "sqlite:///" + str(self.outputs_dir / "study.db")
+
+    @property
+    def shared_dir(self) -> Path:
+        return Path(self.execution.shared_dir).expanduser().resolve() if self.execution.shared_dir else self.outputs_dir
+
+    def identity(self) -> dict[str, Any]:
+        """What defines the study's results (hashed by :meth:`config_hash`)."""
+        return {
+            "train": self.train.model_dump(mode="json"),
+            "space": self.space.model_dump(mode="json"),
+            "epochs": self.epochs,
+            "objectives": [o.model_dump() for o in self.objectives],
+            "constraints": self.constraints.model_dump(),
+            "sampler": self.sampler.model_dump(),
+            "reference": [{"label": r.label, "schedule": r.schedule.to_dict()} for r in self.reference],
+        }
+
+    def config_hash(self) -> str:
+        """sha256 (first 16 hex digits) of :meth:`identity` as canonical JSON."""
+        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def with_overrides(self, *, name: str | None = None, trials: int | None = None, storage: str | None = None, address: str | None = None) -> StudyConfig:
+        """A copy with command-line overrides applied."""
+        upd: dict[str, Any] = {}
+        if name:
+            upd["name"] = name
+        if trials is not None:
+            upd["budget"] = self.budget.model_copy(update={"trials": trials})
+        if storage:
+            upd["storage"] = storage
+        if address:
+            upd["execution"] = self.execution.model_copy(update={"address": address})
+        return self.model_copy(update=upd) if upd else self
+
+
+def smoke_config(cfg: StudyConfig) -> StudyConfig:
+    """The ``--smoke`` variant: study ``<name>-smoke`` in ``<outputs>-smoke``, 2 trials,
+    at most 2 batches per epoch and 2 evaluation batches (the pipeline end to end, quickly)."""
+    tr = cfg.train
+    training = tr.training.model_copy(update={"max_batches_per_epoch": 2, "max_eval_batches": 2})
+    return cfg.model_copy(
+        update={
+            "name": f"{cfg.name}-smoke",
+            "outputs": f"{cfg.outputs}-smoke",
+            "train": tr.model_copy(update={"training": training}),
+            "budget": Budget(trials=2),
+            "reference": cfg.reference[:1],
+        }
+    )
+
+
+def _resolve(p: str, base: Path) -> Path:
+    q = Path(os.path.expandvars(str(p))).expanduser()
+    if q.is_absolute():
+        return q
+    if (base / q).exists():
+        return base / q
+    return Path.cwd() / q
+
+
+def parse_study_config(data: Any, source: str = "study", *, base: Path | None = None) -> StudyConfig:
+    """Validate a study mapping (as read from YAML) into a resolved :class:`StudyConfig`.
+
+    Raises:
+        ConfigError: any bad key or value, naming ``source`` and the key path; errors in the
+            referenced training config, space or schedule files name those files.
+    """
+    from growsearch.train.config import TrainConfig, load_train_config
+
+    base = base or Path.cwd()
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    raw = dict(data)
+    d = dict(data)
+    for key in ("train", "space", "budget"):
+        if key not in d:
+            raise ConfigError(f"{source}: {key}: required key is missing")
+    # training config: a path or inline
+    tr = d["train"]
+    if isinstance(tr, str):
+        train = load_train_config(_resolve(tr, base))
+    elif isinstance(tr, dict):
+        train = parse_model(TrainConfig, tr, f"{source}: train")
+    else:
+        raise ConfigError(f"{source}: train: expected a path or a mapping, got {type(tr).__name__}")
+    epochs = d.get("epochs", train.training.epochs)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ConfigError(f"{source}: epochs: expected a positive integer (got {epochs!r})")
+    train = train.with_overrides(epochs=epochs)
+    d["train"] = train
+    d["epochs"] = epochs
+    # search space: a path or inline, bound to the backbone and the run
+    sp = d["space"]
+    if isinstance(sp, str):
+        sp_path = _resolve(sp, base)
+        sp_data, sp_src = load_yaml(sp_path, what="search space"), str(sp_path)
+    elif isinstance(sp, dict):
+        sp_data, sp_src = sp, f"{source}: space"
+    else:
+        raise ConfigError(f"{source}: space: expected a path or a mapping, got {type(sp).__name__}")
+    d["space"] = parse_space(sp_data, sp_src, epochs=epochs, preset=train.model.preset, backbone=train.model.backbone)
+    # references: "baseline", a schedule file, or {label, schedule}
+    refs = d.get("reference") or []
+    if not isinstance(refs, list):
+        raise ConfigError(f"{source}: reference: expected a list (baseline and/or schedule files), got {type(refs).__name__}")
+    points = d["space"].growth_points
+    out_refs = []
+    for i, r in enumerate(refs):
+        where = f"{source}: reference[{i}]"
+        try:
+            if r == "baseline":
+                ref = Reference(label="baseline", schedule=GrowthSchedule.empty())
+            elif isinstance(r, str):
+                p = _resolve(r, base)
+                s = load_schedules(p)[0]
+                ref = Reference(label=s.label or p.stem, schedule=s, source=str(p))
+            elif isinstance(r, dict) and set(r) <= {"label", "schedule"} and "schedule" in r:
+                s_in = r["schedule"]
+                s = load_schedules(_resolve(s_in, base))[0] if isinstance(s_in, str) else GrowthSchedule.from_dict(s_in, source=where + ".schedule")
+                ref = Reference(label=str(r.get("label") or s.label or f"reference{i}"), schedule=s)
+            else:
+                raise ConfigError(f"{where}: expected 'baseline', a schedule file or {{label, schedule}}, got {r!r}")
+            ref.schedule.validate_for(points, epochs, source=where)
+        except GrowsearchError as exc:
+            raise ConfigError(str(exc) if str(exc).startswith(source) else f"{where}: {exc}") from None
+        out_refs.append(ref)
+    labels = [r.label for r in out_refs]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{source}: reference: duplicate labels {labels}")
+    d["reference"] = out_refs
+    d.setdefault("outputs", None)
+    if d["outputs"] is None:
+        d["outputs"] = str(Path("runs") / str(d.get("name", "study")))
+    elif isinstance(d["outputs"], str):
+        d["outputs"] = str(_resolve(d["outputs"], Path.cwd()))
+    d["raw"] = json.loads(json.dumps(raw, default=str))
+    d["path"] = source
+    return parse_model(StudyConfig, d, source)
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read ``studies/<name>.yaml``.
+
+    Raises:
+        ConfigError: see :func:`parse_study_config`.
+    """
+    p = Path(path)
+    return parse_study_config(load_yaml(p, what="study"), str(p), base=p.resolve().parent)

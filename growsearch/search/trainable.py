@@ -1,0 +1,165 @@
+"""The Ray Tune trainable: one Optuna trial = one ``train()`` run in a stable folder.
+
+The driver's :class:`~growsearch.search.searcher.StudySearcher` hands each Tune trial a
+config ``{trial_number, params, reference, schedule}``; the worker rebuilds the schedule
+from the parameters (``space.decode``) or takes the reference schedule, trains into
+``<trials_dir>/<trial number>`` (so a restarted trial resumes from its own checkpoint),
+reports each epoch to Tune and ends with one result carrying ``gs_final: True`` and a JSON
+payload (status, metrics, curves, node, fail reason) that the searcher tells to Optuna.
+
+A NaN loss is a result (``status: nan``), not an exception: Tune must not retry a
+deterministic failure. Any other exception propagates, so Tune restarts the trial up to
+``max_failures`` times (the trainer resumes from the checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from growsearch.errors import RunFailed
+from growsearch.schedule import GrowthSchedule
+from growsearch.search.searcher import FINAL_KEY, PAYLOAD_KEY
+from growsearch.search.space import SearchSpace
+
+__all__ = ["TrialContext", "package_versions", "run_trial", "trial_dir"]
+
+#: ``trial_fn(config, schedule, *, out_dir, on_epoch, resume, prefix_cache) -> result`` with
+#: a ``metrics`` dict (or mapping) like :class:`growsearch.train.loop.TrainResult`.
+TrialFn = Callable[..., Any]
+
+CURVE_KEYS = ("dev_eer", "train_loss", "params", "flops")
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a study shares (sent once to the workers).
+
+    Attributes:
+        train: the :class:`~growsearch.train.config.TrainConfig` of the study.
+        space: the bound search space (decodes parameters).
+        trials_dir: ``<outputs or shared_dir>/trials``; trial ``n`` trains in ``trials_dir/n``.
+        prefix_cache: the shared-prefix cache folder, or ``None`` (no reuse).
+        crash_at_epoch: test hook: exit the process hard after this epoch, first attempt only.
+        trial_fn: the training function; ``None`` = :func:`growsearch.train.loop.train`.
+    """
+
+    train: Any
+    space: SearchSpace
+    trials_dir: str
+    prefix_cache: str | None = None
+    crash_at_epoch: int | None = None
+    trial_fn: TrialFn | None = None
+
+
+def trial_dir(trials_dir: str | Path, number: int) -> Path:
+    """The stable folder of Optuna trial ``number``."""
+    return Path(trials_dir) / f"{number:05d}"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions recorded with every study and trial."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("growsearch", "torch", "torchaudio", "optuna", "ray"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _node() -> dict[str, str]:
+    node = {"hostname": socket.gethostname()}
+    try:
+        import ray
+
+        if ray.is_initialized():
+            node["node_id"] = ray.get_runtime_context().get_node_id()
+            node["ip"] = ray.util.get_node_ip_address()
+    except Exception:
+        pass
+    return node
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    return v
+
+
+def _final(payload: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {FINAL_KEY: True, PAYLOAD_KEY: json.dumps(_clean(payload), default=str)}
+    for k, v in (payload.get("metrics") or {}).items():
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[k] = v
+    return out
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """The Tune function trainable (see the module docstring)."""
+    from ray import tune
+
+    number = int(config["trial_number"])
+    out = trial_dir(ctx.trials_dir, number)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.get("schedule") is not None:
+        schedule = GrowthSchedule.from_dict(config["schedule"], source=f"trial {number} schedule")
+    else:
+        schedule = ctx.space.decode(config.get("params") or {})
+    fn = ctx.trial_fn
+    if fn is None:
+        from growsearch.train.loop import train as fn
+
+    def on_epoch(record: dict[str, Any], checkpoint_dir: Path) -> None:
+        marker = out / ".crashed_once"
+        if ctx.crash_at_epoch is not None and int(record.get("epoch", -1)) == ctx.crash_at_epoch and not marker.exists():
+            marker.write_text("the crash_at_epoch test hook killed this process once\n")
+            os._exit(17)
+        rep = {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+        rep[FINAL_KEY] = False
+        tune.report(rep)
+
+    try:
+        result = fn(ctx.train, schedule, out_dir=out, on_epoch=on_epoch, resume=True, prefix_cache=ctx.prefix_cache)
+    except RunFailed as exc:
+        metrics = _read_metrics(out)
+        nan = metrics.get("status") == "nan" or "nonfinite" in type(exc).__name__.lower()
+        tune.report(_final({"status": "nan" if nan else "failed", "fail_reason": "nan" if nan else f"failed: {exc}",
+                            "detail": str(exc), "node": _node(), "curves": _curves(metrics)}))
+        return
+    metrics = dict(getattr(result, "metrics", None) or (result if isinstance(result, dict) else {}) or _read_metrics(out))
+    status = str(metrics.get("status", "ok"))
+    payload = {
+        "status": status,
+        "metrics": {k: v for k, v in metrics.items() if k not in ("epochs", "schedule")},
+        "curves": _curves(metrics),
+        "node": _node(),
+    }
+    if status != "ok":
+        payload["fail_reason"] = status
+    tune.report(_final(payload))
+
+
+def _read_metrics(out: Path) -> dict[str, Any]:
+    try:
+        return json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _curves(metrics: dict[str, Any]) -> dict[str, list[Any]]:
+    epochs = metrics.get("epochs") or []
+    return {k: [e.get(k) for e in epochs] for k in CURVE_KEYS} if epochs else {k: [] for k in CURVE_KEYS}
