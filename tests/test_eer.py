@@ -115,3 +115,22 @@ def test_perfect_separation_is_zero(b: list[float], s: list[float]) -> None:
 @given(st.integers(1, 20), st.integers(1, 20), finite)
 def test_all_tied_is_one(nb: int, ns: int, v: float) -> None:
     assert eer([v] * nb, [v] * ns) == 1.0
+
+
+def _naive_eer(b: list[float], s: list[float]) -> float:
+    """The official rule spelled out with loops: stable order (bona fide first on ties)."""
+    pairs = sorted([(x, 0) for x in b] + [(x, 1) for x in s])  # ties: bona fide (0) first
+    best, best_k = None, 0
+    for k in range(len(pairs) + 1):
+        frr = sum(1 for _, c in pairs[:k] if c == 0) / len(b)
+        far = sum(1 for _, c in pairs[k:] if c == 1) / len(s)
+        if best is None or abs(frr - far) < best[0]:
+            best, best_k = (abs(frr - far), (frr + far) / 2), k
+    assert best is not None
+    return best[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(grid_lists, grid_lists)
+def test_matches_naive_reference(b: list[float], s: list[float]) -> None:
+    assert eer(b, s) == pytest.approx(_naive_eer(b, s), abs=1e-12)

@@ -264,3 +264,24 @@ def test_backbones_new_only_and_rebuild(backbone: str, mode: str) -> None:
         else:
             learned += int(not torch.equal(p.detach(), ref[n]))
     assert learned > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_new_only_on_cuda_after_moving_the_model() -> None:
+    m, results = _grown_toy()
+    pol = FreezePolicy.build(m, results, "new_only")  # masks on the CPU
+    m.cuda()
+    opt = build_optimizer(pol.trainable_named_parameters(), name="adamw", lr=1e-2, weight_decay=0.1)
+    ref = {n: p.detach().clone() for n, p in m.named_parameters()}
+    m.train()
+    for i in range(3):
+        x, y = _batch(m, seed=i)
+        opt.zero_grad()
+        F.cross_entropy(m(x.cuda()), y.cuda()).backward()
+        pol.before_step()
+        opt.step()
+        pol.after_step()
+    for n, p in m.named_parameters():
+        if n in pol.masks:
+            assert torch.equal(p.detach()[~pol.masks[n]], ref[n][~pol.masks[n]]), n

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,6 +61,11 @@ def test_write_read_round_trip(scorefile: Path) -> None:
     assert rows[0] == ScoreRow("a", "-", "bonafide", pytest.approx(0.1))
     write_scores(scorefile, rows)
     assert [r.score for r in read_scores(scorefile)] == [r.score for r in rows]  # repr: exact round trip
+    # column-wise form (scores as an array)
+    write_scores(scorefile, ["a", "b"], ["-", "A01"], ["bonafide", "spoof"], np.array([0.5, -1.25]))
+    assert read_scores(scorefile) == [ScoreRow("a", "-", "bonafide", 0.5), ScoreRow("b", "A01", "spoof", -1.25)]
+    with pytest.raises(DataError, match="equal length"):
+        write_scores(scorefile, ["a"], ["-"], ["bonafide", "spoof"], [0.5])
 
 
 def test_summary(scorefile: Path) -> None:
@@ -111,11 +117,12 @@ def test_cli_tdcf_with_asv_scores_and_constants(scorefile: Path, tmp_path: Path,
     asv = tmp_path / "asv.txt"
     asv.write_text(ASV_TEXT)
     a = read_asv_scores(asv)
-    assert a["target"].tolist() == [5, 6, 7, 3] and a["spoof"].tolist() == [3, 5, 1]
+    tar, non, spf = a
+    assert tar.tolist() == [5, 6, 7, 3] and non.tolist() == [0, 1, 2, 4] and spf.tolist() == [3, 5, 1]
     for form in ("legacy", "revised"):
         code, out, _ = _run(["score", str(scorefile), "--json", "--asv-scores", str(asv), "--tdcf-form", form], capsys)
         assert code == 0
-        want = min_tdcf([3, 4, 5], [1, 2, 3.5, 6], asv_tar=a["target"], asv_non=a["nontarget"], asv_spoof=a["spoof"], form=form)
+        want = min_tdcf([3, 4, 5], [1, 2, 3.5, 6], asv_tar=a.target, asv_non=a.nontarget, asv_spoof=a.spoof, form=form)
         assert json.loads(out)["min_tdcf"] == pytest.approx(want)
     code, out, _ = _run(["score", str(scorefile), "--json", "--tdcf-constants", "legacy-la"], capsys)
     assert code == 0

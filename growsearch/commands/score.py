@@ -32,8 +32,8 @@ def command(scorefile: str, as_json: bool, asv_scores: str | None, tdcf_form: st
     bona, spoof = split_scores(rows)
     if asv_scores:
         asv = read_asv_scores(asv_scores)
-        out["min_tdcf"] = min_tdcf(bona, spoof, asv_tar=asv["target"], asv_non=asv["nontarget"],
-                                   asv_spoof=asv["spoof"], form=tdcf_form)  # type: ignore[arg-type]
+        out["min_tdcf"] = min_tdcf(bona, spoof, asv_tar=asv.target, asv_non=asv.nontarget,
+                                   asv_spoof=asv.spoof, form=tdcf_form)  # type: ignore[arg-type]
         out["tdcf"] = {"form": tdcf_form, "asv_scores": asv_scores}
     elif tdcf_constants:
         out["min_tdcf"] = min_tdcf_from_constants(bona, spoof, *TDCF_CONSTANTS[tdcf_constants])

@@ -149,6 +149,18 @@ class FreezePolicy:
         self._saved = {n: params[n].detach()[~m].clone() for n, m in self.masks.items()}
 
     # ---- use -----------------------------------------------------------------------
+    def _masked(self) -> list[tuple[str, nn.Parameter, torch.Tensor, torch.Tensor]]:
+        """(name, parameter, mask, saved old entries), following the model to a new device."""
+        params = dict(self.model.named_parameters())
+        out = []
+        for name, mask in self.masks.items():
+            p = params[name]
+            if mask.device != p.device:
+                self.masks[name] = mask = mask.to(p.device)
+                self._saved[name] = self._saved[name].to(p.device)
+            out.append((name, p, mask, self._saved[name]))
+        return out
+
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """The ``(name, parameter)`` pairs to give the optimizer, in model order."""
         return [(n, p) for n, p in self.model.named_parameters() if n in self._trainable and p.requires_grad]
@@ -157,21 +169,18 @@ class FreezePolicy:
         """Zero the gradients of old entries inside partially trainable parameters."""
         if not self.masks:
             return
-        params = dict(self.model.named_parameters())
         with torch.no_grad():
-            for name, mask in self.masks.items():
-                g = params[name].grad
-                if g is not None:
-                    g.mul_(mask.to(g.dtype))
+            for name, p, mask, _ in self._masked():
+                if p.grad is not None:
+                    p.grad.mul_(mask.to(p.grad.dtype))
 
     def after_step(self) -> None:
         """Write the saved old entries back, bit for bit (undoes weight decay and momentum)."""
         if not self.masks:
             return
-        params = dict(self.model.named_parameters())
         with torch.no_grad():
-            for name, mask in self.masks.items():
-                params[name].data[~mask] = self._saved[name]
+            for _, p, mask, saved in self._masked():
+                p.data[~mask] = saved
 
     # ---- resume --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from growsearch.metrics.eer import eer_threshold
 
 __all__ = [
     "ASV_KEYS",
+    "AsvScores",
     "CM_KEYS",
     "ScoreRow",
     "make_rows",
@@ -45,6 +46,14 @@ __all__ = [
 
 CM_KEYS: tuple[str, ...] = ("bonafide", "spoof")
 ASV_KEYS: tuple[str, ...] = ("target", "nontarget", "spoof")
+
+
+class AsvScores(NamedTuple):
+    """ASV scores by trial kind, each ``(n,)`` float64; unpacks as ``tar, non, spoof``."""
+
+    target: np.ndarray
+    nontarget: np.ndarray
+    spoof: np.ndarray
 
 
 class ScoreRow(NamedTuple):
@@ -63,12 +72,17 @@ def _check_token(value: Any, what: str, i: int) -> str:
     return s
 
 
-def write_scores(path: str | Path, rows: Iterable[ScoreRow | Sequence[Any]]) -> Path:
+def write_scores(path: str | Path, rows: Iterable[ScoreRow | Sequence[Any]], *columns: Sequence[Any]) -> Path:
     """Write a CM score file atomically (temporary file + ``os.replace``).
+
+    Called as ``write_scores(path, rows)`` or column-wise as
+    ``write_scores(path, utts, attacks, keys, scores)``.
 
     Args:
         path: the file to write (folders are created).
         rows: ``(utt, attack, key, score)`` rows; ``key`` is ``bonafide`` or ``spoof``.
+            With ``columns``: the utterance ids.
+        columns: ``attacks, keys, scores`` (parallel sequences; scores may be an array).
 
     Returns:
         The path written.
@@ -76,6 +90,11 @@ def write_scores(path: str | Path, rows: Iterable[ScoreRow | Sequence[Any]]) -> 
     Raises:
         DataError: a row with a bad key, an id with whitespace, or a NaN/Inf score.
     """
+    if columns:
+        cols = [list(rows), *[list(c.tolist() if hasattr(c, "tolist") else c) for c in columns]]
+        if len(cols) != 4 or len({len(c) for c in cols}) != 1:
+            raise DataError(f"write_scores: expected utts, attacks, keys, scores of equal length, got lengths {[len(c) for c in cols]}")
+        rows = list(zip(*cols))
     lines = []
     for i, row in enumerate(rows):
         if len(row) != 4:
@@ -175,11 +194,11 @@ def read_scores(path: str | Path) -> list[ScoreRow]:
     return rows
 
 
-def read_asv_scores(path: str | Path) -> dict[str, np.ndarray]:
+def read_asv_scores(path: str | Path) -> AsvScores:
     """Read an ASVspoof 2019 ASV score file (``speaker key score``).
 
     Returns:
-        ``{"target": (n_tar,), "nontarget": (n_non,), "spoof": (n_spoof,)}`` float64 arrays.
+        :class:`AsvScores` ``(target, nontarget, spoof)``, float64 arrays.
 
     Raises:
         DataError: a missing/empty file, a bad line (``file:line``), or a key with no scores.
@@ -196,7 +215,7 @@ def read_asv_scores(path: str | Path) -> dict[str, np.ndarray]:
     empty = [k for k, v in out.items() if not v]
     if empty:
         raise DataError(f"{p}: no {', '.join(empty)} scores; t-DCF needs target, nontarget and spoof trials")
-    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+    return AsvScores(*(np.asarray(out[k], dtype=np.float64) for k in ASV_KEYS))
 
 
 def split_scores(rows: Iterable[ScoreRow]) -> tuple[np.ndarray, np.ndarray]:

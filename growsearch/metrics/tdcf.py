@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from growsearch.metrics.eer import ScoreError, as_scores, det_curve, eer_threshold
+from growsearch.metrics.scores import read_asv_scores  # re-exported: t-DCF needs ASV scores
 
 __all__ = [
     "COST_MODEL",
@@ -33,6 +34,7 @@ __all__ = [
     "asv_error_rates",
     "min_tdcf",
     "min_tdcf_from_constants",
+    "read_asv_scores",
     "tdcf_constants",
 ]
 
