@@ -88,16 +88,36 @@ def meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+_SHAPES: dict[tuple[Any, ...], tuple[int, ...]] = {}
+
+
+def _frontend_key(frontend: nn.Module, samples: int) -> tuple[Any, ...]:
+    """What a parameter-free front-end's output shape depends on: its type, configuration and buffers."""
+    simple = (int, float, bool, str, type(None))
+    conf = []
+    for mod_name, mod in frontend.named_modules():
+        attrs = tuple(sorted((k, v) for k, v in vars(mod).items() if not k.startswith("_") and isinstance(v, simple)))
+        bufs = tuple((k, tuple(b.shape)) for k, b in mod.named_buffers(recurse=False))
+        conf.append((mod_name, type(mod).__qualname__, attrs, bufs))
+    return (repr(frontend), tuple(conf), samples)
+
+
 def feature_shape(model: nn.Module, seconds: float = 1.0, sample_rate: int = SAMPLE_RATE) -> tuple[int, ...]:
-    """The shape of ``model.frontend(zeros(1, seconds * sample_rate))`` (computed on the CPU)."""
+    """The shape of ``model.frontend(zeros(1, seconds * sample_rate))``, computed on the CPU.
+
+    The result is cached per front-end configuration (type, public scalar attributes, buffer
+    shapes, ``repr``) and length: front-ends hold no parameters and do not grow.
+    """
     samples = max(1, int(round(seconds * sample_rate)))
     frontend = getattr(model, "frontend", None)
-    wave = torch.zeros(1, samples)
     if frontend is None:
-        return tuple(wave.shape)
-    fe = copy.deepcopy(frontend).to("cpu")
-    with torch.no_grad():
-        return tuple(fe(wave).shape)
+        return (1, samples)
+    key = _frontend_key(frontend, samples)
+    if key not in _SHAPES:
+        fe = copy.deepcopy(frontend).to("cpu")
+        with torch.no_grad():
+            _SHAPES[key] = tuple(fe(torch.zeros(1, samples)).shape)
+    return _SHAPES[key]
 
 
 def count_flops(model: nn.Module, seconds: float = 1.0, sample_rate: int = SAMPLE_RATE) -> int:
