@@ -85,24 +85,22 @@ class RunSummary:
         }
 
 
-def _constraints_func(ft: FrozenTrial) -> list[float]:
-    c = ft.user_attrs.get("constraint")
-    return [float(x) for x in c] if isinstance(c, list) else []
-
-
 def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
-    """The sampler the study config names, seeded, with constraints when any are set."""
+    """The sampler the study config names, seeded.
+
+    Constraints reach the samplers through ``trial.set_constraint`` (Optuna 5 deprecates
+    ``constraints_func``); the searcher records them before each tell.
+    """
     s = cfg.sampler
-    cons = _constraints_func if cfg.constraints.active() else None
     pop = s.population_size or max(4, min(50, (cfg.budget.trials or 50) // 3))
     if s.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=pop, seed=s.seed, constraints_func=cons)
+        return optuna.samplers.NSGAIISampler(population_size=pop, seed=s.seed)
     if s.name == "nsga3":
-        return optuna.samplers.NSGAIIISampler(population_size=pop, seed=s.seed, constraints_func=cons)
+        return optuna.samplers.NSGAIIISampler(population_size=pop, seed=s.seed)
     if s.name == "tpe":
-        return optuna.samplers.TPESampler(seed=s.seed, constraints_func=cons, multivariate=True, n_startup_trials=min(10, max(2, pop)))
+        return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=min(10, max(2, pop)))
     if s.name == "gp":
-        return optuna.samplers.GPSampler(seed=s.seed, constraints_func=cons, n_startup_trials=min(10, max(2, pop)))
+        return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=min(10, max(2, pop)))
     return optuna.samplers.RandomSampler(seed=s.seed)
 
 

@@ -84,8 +84,9 @@ class StudySearcher(Searcher):
         objectives: metric names in the study's objective order.
         budget_trials: stop once this many trials are COMPLETE (``None``: no limit).
         references: ``(label, schedule)`` pairs enqueued once per study.
-        constraint_fn: metrics -> constraint values (``<= 0`` feasible), stored as the
-            ``constraint`` user attr the sampler's ``constraints_func`` reads.
+        constraint_fn: metrics -> named constraint values (``<= 0`` feasible), recorded with
+            ``trial.set_constraint`` (what Optuna 5 samplers and ``best_trials`` read) and as
+            the ``constraint`` user attr (a list, in the same order).
         seed: the training seed, recorded as the ``seed`` user attr.
         versions: package versions, recorded as the ``versions`` user attr.
         max_failures: give up (FINISHED) after this many failed trials in this session.
@@ -99,7 +100,7 @@ class StudySearcher(Searcher):
         objectives: Sequence[str],
         budget_trials: int | None = None,
         references: Sequence[tuple[str, GrowthSchedule]] = (),
-        constraint_fn: Callable[[dict[str, Any]], list[float]] | None = None,
+        constraint_fn: Callable[[dict[str, Any]], dict[str, float]] | None = None,
         seed: int | None = None,
         versions: dict[str, str] | None = None,
         max_failures: int | None = None,
@@ -298,7 +299,10 @@ class StudySearcher(Searcher):
                 if key in payload:
                     trial.set_user_attr(key, payload[key])
             if self.constraint_fn is not None:
-                trial.set_user_attr("constraint", self.constraint_fn(metrics))
+                cons = self.constraint_fn(metrics)
+                trial.set_user_attr("constraint", list(cons.values()))
+                for key, val in cons.items():
+                    trial.set_constraint(key, val)
             try:
                 self.study.tell(trial, values)
             except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):

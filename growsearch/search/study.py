@@ -97,13 +97,13 @@ class Constraints(BaseModel):
     def active(self) -> bool:
         return self.max_params is not None or self.max_flops is not None
 
-    def values(self, metrics: dict[str, Any]) -> list[float]:
-        """Optuna constraint values (<= 0 is feasible) for a run's metrics."""
-        out = []
+    def values(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """Optuna constraint values by name (``<= 0`` is feasible) for a run's metrics."""
+        out: dict[str, float] = {}
         if self.max_params is not None:
-            out.append(float(metrics.get("params", float("inf"))) - self.max_params)
+            out["max_params"] = float(metrics.get("params", float("inf"))) - self.max_params
         if self.max_flops is not None:
-            out.append(float(metrics.get("flops", float("inf"))) - self.max_flops)
+            out["max_flops"] = float(metrics.get("flops", float("inf"))) - self.max_flops
         return out
 
 
@@ -341,7 +341,7 @@ def parse_study_config(data: Any, source: str = "study", *, base: Path | None = 
     sp = d["space"]
     if isinstance(sp, str):
         sp_path = _resolve(sp, base)
-        sp_data, sp_src = load_yaml(sp_path, what="search space"), str(sp_path)
+        sp_data, sp_src = load_yaml(sp_path, what="search space"), f"{sp_path} (space of {source}, epochs {epochs})"
     elif isinstance(sp, dict):
         sp_data, sp_src = sp, f"{source}: space"
     else:
