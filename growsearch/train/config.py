@@ -1,0 +1,149 @@
+"""The configuration of one training run: ``TrainConfig``.
+
+A training config is YAML read by :func:`load_train_config` (via
+:func:`growsearch.yamlio.load_model`, so every error names the file and the key)::
+
+    seed: 42
+    data: {...}                      # a growsearch.data.config.DataConfig
+    model: {backbone: lcgrnn, preset: tiny, options: {}, pretrained: null}
+    training: {epochs: 2, batch_size: 32, optimizer: adam, lr: 1.0e-3, loss: ce, ...}
+    schedule: {events: [...]}        # optional inline GrowthSchedule
+
+Loss functions (``training.loss``):
+
+- ``ce``: cross-entropy on the two logits.
+- ``hinge``: the multi-class (Weston-Watkins / ``torch.nn.MultiMarginLoss``) hinge on the
+  two logits with margin 1, i.e. per sample ``max(0, 1 - (s_y - s_other)) / 2`` where
+  ``s_y`` is the logit of the true class. The paper trains the LC-GRNN with a hinge loss;
+  this is the form used here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from growsearch.data.config import DataConfig
+from growsearch.schedule import GrowthSchedule
+from growsearch.yamlio import load_model
+
+__all__ = ["ModelConfig", "TrainConfig", "TrainingConfig", "load_train_config"]
+
+
+class ModelConfig(BaseModel):
+    """Which backbone to build.
+
+    Attributes:
+        backbone: registry name (``growsearch backbones`` lists them).
+        preset: preset of that backbone (``tiny``, ``small``...); ``None`` = its default.
+        options: keyword overrides passed to the backbone factory.
+        pretrained: path of a state dict (``torch.save``) loaded into the fresh backbone.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backbone: str
+    preset: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    pretrained: str | None = None
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, v: str) -> str:
+        from growsearch.backbones import list_backbones
+
+        valid = list_backbones()
+        if v not in valid:
+            raise ValueError(f"unknown backbone {v!r}; valid backbones: {', '.join(valid)}")
+        return v
+
+    @model_validator(mode="after")
+    def _known_preset(self) -> ModelConfig:
+        from growsearch.backbones import backbone_presets
+
+        presets = backbone_presets(self.backbone)
+        if self.preset is not None and self.preset not in presets:
+            raise ValueError(
+                f"backbone {self.backbone!r} has no preset {self.preset!r}; valid presets: {', '.join(sorted(presets))}"
+            )
+        return self
+
+
+class TrainingConfig(BaseModel):
+    """How to train.
+
+    Attributes:
+        epochs: number of epochs (growth events happen at epoch boundaries 0..epochs-1).
+        batch_size: samples per batch.
+        optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum 0.9).
+        lr: learning rate of the first phase (a growth event may set another).
+        weight_decay: weight decay of the optimizer.
+        loss: ``ce`` or ``hinge`` (see the module docstring).
+        grad_clip: clip the global gradient norm to this value (``None``: no clipping).
+        scheduler: ``none`` or ``plateau`` (ReduceLROnPlateau on the dev EER, factor 0.5,
+            patience 2, rebuilt with each phase).
+        device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
+        amp: mixed precision on CUDA: ``auto``/``true`` (bf16 where supported, else fp16 with a
+            GradScaler) or ``false``. Ignored on the CPU.
+        max_batches_per_epoch: stop each epoch after this many batches (smoke runs).
+        max_eval_batches: evaluate dev/eval on at most this many batches (smoke runs).
+        eval_every: evaluate the dev set every this many epochs (and always after the last).
+        num_workers: DataLoader worker processes.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    loss: Literal["ce", "hinge"] = "ce"
+    grad_clip: float | None = Field(default=None, gt=0)
+    scheduler: Literal["none", "plateau"] = "none"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", True, False] = "auto"
+    max_batches_per_epoch: int | None = Field(default=None, gt=0)
+    max_eval_batches: int | None = Field(default=None, gt=0)
+    eval_every: int = Field(default=1, gt=0)
+    num_workers: int = Field(default=0, ge=0)
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.lower() in ("true", "false"):
+            return v.lower() == "true"
+        return v
+
+
+class TrainConfig(BaseModel):
+    """One training run: seed, data, model, training settings and an optional schedule."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = 42
+    data: DataConfig
+    model: ModelConfig
+    training: TrainingConfig
+    schedule: GrowthSchedule | None = None
+
+    def with_overrides(self, *, epochs: int | None = None, seed: int | None = None) -> TrainConfig:
+        """A copy with ``training.epochs`` and/or ``seed`` replaced (CLI flags)."""
+        upd: dict[str, Any] = {}
+        if seed is not None:
+            upd["seed"] = seed
+        if epochs is not None:
+            upd["training"] = self.training.model_copy(update={"epochs": epochs})
+        return self.model_copy(update=upd) if upd else self
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training config YAML.
+
+    Raises:
+        ConfigError: missing file, malformed YAML (with its line), unknown or bad key (with
+            the key path and the value received), unknown backbone (listing the valid ones).
+    """
+    return load_model(TrainConfig, path, what="training config")

@@ -1,0 +1,272 @@
+"""The training loop on the real generated corpus: growth, determinism, resume, NaN, freeze,
+prefix cache, best-checkpoint rule, and ``growsearch train`` exit codes.
+
+Every run is tiny: ResNet-18 ``tiny``, half-second clips, 2 batches of 8 per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from growsearch.backbones import create_backbone
+from growsearch.errors import ConfigError, RunFailed, ScheduleError
+from growsearch.growth.checkpoint import load_model
+from growsearch.metrics.cost import count_params, train_flops_per_sample
+from growsearch.schedule import GrowthSchedule
+from growsearch.train.config import TrainConfig, load_train_config
+from growsearch.train.evaluate import loss_fn
+from growsearch.train.loop import NonFiniteLoss, train
+from growsearch.train.state import prefix_key
+
+GROW_AT_1 = GrowthSchedule.of([{"point": "stage2", "epoch": 1, "neurons": 4}])
+REQUIRED = ("eval_eer", "dev_eer", "params", "flops", "train_flops", "train_flops_scratch_final", "epochs",
+            "status", "best_epoch", "skipped_files", "schedule", "prefix_epochs_reused", "train_flops_saved")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from growsearch.data.synthetic import ensure_corpus
+
+    root = tmp_path_factory.mktemp("synth") / "tiny"
+    ensure_corpus(root, seed=0, size="tiny")
+    return root
+
+
+def make_config(corpus: Path, **training: Any) -> TrainConfig:
+    t = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "max_batches_per_epoch": 2, "device": "cpu", **training}
+    return TrainConfig.model_validate({
+        "seed": 7,
+        "data": {"dataset": "synthetic", "root": str(corpus), "synth_size": "tiny", "clip_samples": 8000},
+        "model": {"backbone": "resnet18", "preset": "tiny"},
+        "training": t,
+    })
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def grown_run(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """2 epochs with +4 channels at stage2 before epoch 1 (the reference run)."""
+    out = tmp_path_factory.mktemp("grown")
+    return train(make_config(corpus), GROW_AT_1, out_dir=out, resume=False, log=quiet)
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def assert_same(a: Any, b: Any) -> None:
+    assert a.metrics["dev_eer"] == b.metrics["dev_eer"]
+    assert a.metrics["eval_eer"] == b.metrics["eval_eer"]
+    assert [r["train_loss"] for r in a.metrics["epochs"]] == [r["train_loss"] for r in b.metrics["epochs"]]
+    wa, wb = weights(a.model), weights(b.model)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_growth_event_between_epochs(grown_run: Any, corpus: Path) -> None:
+    m = grown_run.metrics
+    recs = m["epochs"]
+    assert [r["epoch"] for r in recs] == [0, 1]
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in recs)
+    # params grow exactly at epoch 1, by what the same surgery adds to a fresh backbone
+    base = create_backbone("resnet18", "tiny")
+    n0, per0 = count_params(base)["total"], train_flops_per_sample(base, seconds=0.5)
+    base.apply_event(GROW_AT_1.events[0])
+    n1, per1 = count_params(base)["total"], train_flops_per_sample(base, seconds=0.5)
+    assert recs[0]["params"] == n0
+    assert recs[1]["params"] == n1 > n0
+    assert recs[0]["events"] == [] and recs[1]["events"][0]["point"] == "stage2"
+    assert recs[1]["flops"] > recs[0]["flops"]
+    for key in REQUIRED:
+        assert key in m, key
+    on_disk = json.loads((grown_run.out_dir / "metrics.json").read_text())
+    assert on_disk["eval_eer"] == m["eval_eer"] and on_disk["status"] == "ok"
+    # training FLOPs: sum over epochs of samples x training FLOPs per clip of that epoch's size
+    assert [r["samples"] for r in recs] == [16, 16]
+    assert m["train_flops"] == 16 * per0 + 16 * per1
+    assert m["train_flops_scratch_final"] == 32 * per1 > m["train_flops"]
+    # scores.txt: one "utt attack key score" line per eval item, score = logit1 - logit0
+    lines = (grown_run.out_dir / "scores.txt").read_text().split("\n")
+    lines = [ln for ln in lines if ln.strip()]
+    assert len(lines) == 12
+    utt, attack, key, score = lines[0].split()
+    assert key in ("bonafide", "spoof") and float(score) == float(score)
+    # the best checkpoint file reloads into the same model
+    best, extra = load_model(grown_run.out_dir / "best_model.pt")
+    assert extra["epoch"] == m["best_epoch"]
+    for k, v in weights(best).items():
+        assert torch.equal(v, weights(grown_run.model)[k])
+
+
+def test_same_seed_same_result(grown_run: Any, corpus: Path, tmp_path: Path) -> None:
+    again = train(make_config(corpus), GROW_AT_1, out_dir=tmp_path, resume=False, log=quiet)
+    assert_same(grown_run, again)
+
+
+def test_interrupted_run_resumes_to_the_same_result(grown_run: Any, corpus: Path, tmp_path: Path) -> None:
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(record: dict[str, Any], ckpt: Path) -> None:
+        assert (ckpt / "state.pt").is_file()
+        if record["epoch"] == 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(make_config(corpus), GROW_AT_1, out_dir=tmp_path, resume=False, on_epoch=stop_after_first, log=quiet)
+    lines: list[str] = []
+    seen: list[int] = []
+    resumed = train(make_config(corpus), GROW_AT_1, out_dir=tmp_path, on_epoch=lambda r, d: seen.append(r["epoch"]),
+                    log=lines.append)
+    assert any("resuming" in ln and "epoch 1" in ln for ln in lines)
+    assert seen == [1]
+    assert_same(grown_run, resumed)
+
+
+def test_nan_loss_fails_the_run(corpus: Path, tmp_path: Path) -> None:
+    with pytest.raises(NonFiniteLoss) as info:
+        train(make_config(corpus, lr=1e30), out_dir=tmp_path, resume=False, log=quiet)
+    assert isinstance(info.value, RunFailed)
+    assert "epoch 0" in str(info.value) and "batch" in str(info.value)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["status"] == "nan"
+
+
+def test_new_only_keeps_old_entries_bit_identical(corpus: Path, tmp_path: Path) -> None:
+    sched = GrowthSchedule.of([{"point": "stage2", "epoch": 1, "neurons": 4, "freeze": "new_only"}])
+    snaps: dict[int, dict[str, torch.Tensor]] = {}
+
+    def grab(record: dict[str, Any], ckpt: Path) -> None:
+        model, _ = load_model(ckpt / "state.pt")
+        snaps[record["epoch"]] = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    train(make_config(corpus), sched, out_dir=tmp_path, resume=False, on_epoch=grab, log=quiet)
+    before, after = snaps[0], snaps[1]
+    assert before.keys() == after.keys()
+    changed_new = False
+    for name, old in before.items():
+        new = after[name]
+        block = new[tuple(slice(0, s) for s in old.shape)]
+        assert torch.equal(block, old), f"old entries of {name} moved"
+        if new.shape != old.shape:
+            mask = torch.ones_like(new, dtype=torch.bool)
+            mask[tuple(slice(0, s) for s in old.shape)] = False
+            changed_new = True
+    assert changed_new
+
+
+def test_prefix_cache_gives_identical_results(grown_run: Any, corpus: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = train(make_config(corpus), GROW_AT_1, out_dir=tmp_path / "a", resume=False, prefix_cache=cache, log=quiet)
+    assert first.metrics["prefix_epochs_reused"] == 0
+    assert len(list(cache.glob("*/state.pt"))) == 1
+    assert_same(grown_run, first)
+    second = train(make_config(corpus), GROW_AT_1, out_dir=tmp_path / "b", resume=False, prefix_cache=cache, log=quiet)
+    assert second.metrics["prefix_epochs_reused"] == 1
+    assert second.metrics["train_flops_saved"] == pytest.approx(grown_run.metrics["epochs"][0]["train_flops_epoch"])
+    assert_same(grown_run, second)
+
+
+def test_prefix_key_ignores_schedule_and_epochs_not_seed(corpus: Path) -> None:
+    a = make_config(corpus).model_dump(mode="json")
+    b = make_config(corpus, epochs=9).model_dump(mode="json")
+    b["schedule"] = GROW_AT_1.to_dict()
+    assert prefix_key(a, 1) == prefix_key(b, 1)
+    assert prefix_key(a, 1) != prefix_key(a, 2)
+    c = dict(a, seed=8)
+    assert prefix_key(a, 1) != prefix_key(c, 1)
+    d = make_config(corpus, lr=2e-3).model_dump(mode="json")
+    assert prefix_key(a, 1) != prefix_key(d, 1)
+
+
+def test_plasticity_keeps_best_of_last_phase(corpus: Path, tmp_path: Path) -> None:
+    sched = GrowthSchedule.of([{"point": "stage2", "epoch": 1, "neurons": 4},
+                               {"point": "stage2", "epoch": 2, "action": "shrink"}])
+    r = train(make_config(corpus, epochs=3, max_batches_per_epoch=1), sched, out_dir=tmp_path, resume=False, log=quiet)
+    assert r.metrics["best_epoch"] == 2
+    recs = r.metrics["epochs"]
+    assert recs[2]["params"] == recs[0]["params"] < recs[1]["params"]
+    assert r.metrics["params"] == recs[0]["params"]
+
+
+def test_bad_schedule_fails_before_training(corpus: Path, tmp_path: Path) -> None:
+    bad = GrowthSchedule.of([{"point": "nowhere", "epoch": 1, "neurons": 4}])
+    with pytest.raises(ScheduleError, match="valid points"):
+        train(make_config(corpus), bad, out_dir=tmp_path, resume=False, log=quiet)
+    late = GrowthSchedule.of([{"point": "stage2", "epoch": 5, "neurons": 4}])
+    with pytest.raises(ScheduleError, match="outside the training run"):
+        train(make_config(corpus), late, out_dir=tmp_path, resume=False, log=quiet)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_hinge_loss_matches_the_formula() -> None:
+    logits = torch.tensor([[0.0, 2.0], [0.5, 0.0], [1.0, 1.2]])
+    y = torch.tensor([1, 1, 0])
+    # max(0, 1 - (s_y - s_other)) / 2
+    expected = torch.tensor([max(0.0, 1 - 2.0) / 2, max(0.0, 1 - (0.0 - 0.5)) / 2, max(0.0, 1 - (1.0 - 1.2)) / 2]).mean()
+    torch.testing.assert_close(loss_fn("hinge")(logits, y), expected)
+    torch.testing.assert_close(loss_fn("ce")(logits, y), torch.nn.functional.cross_entropy(logits, y))
+
+
+# ---- config and CLI ---------------------------------------------------------------------------
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def cli(argv: list[str]) -> int:
+    from growsearch.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+GOOD = """seed: 1
+data: {{dataset: synthetic, root: {root}, synth_size: tiny, clip_samples: 8000}}
+model: {{backbone: {backbone}, preset: tiny}}
+training: {{epochs: 1, batch_size: 8, lr: {lr}, max_batches_per_epoch: 2, device: cpu}}
+"""
+
+
+def test_cli_bad_yaml_exits_2_with_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write(tmp_path / "bad.yaml", "seed: 1\ndata: [unclosed\nmodel: {}\n")
+    assert cli(["train", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{cfg}:" in err[0] and "malformed YAML" in err[0]
+
+
+def test_cli_unknown_backbone_exits_2_listing_valid(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write(tmp_path / "c.yaml", GOOD.format(root=corpus, backbone="resnet99", lr=1e-3))
+    assert cli(["train", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "model.backbone" in err and "resnet99" in err and "resnet18" in err and "valid backbones" in err
+    with pytest.raises(ConfigError, match="training.epochs"):
+        write(tmp_path / "d.yaml", GOOD.format(root=corpus, backbone="resnet18", lr=1e-3).replace("epochs: 1", "epochs: 0"))
+        load_train_config(tmp_path / "d.yaml")
+
+
+def test_cli_runs_and_nan_exits_1(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write(tmp_path / "ok.yaml", GOOD.format(root=corpus, backbone="resnet18", lr=1e-3))
+    sched = write(tmp_path / "s.yaml", "schedules:\n  - {events: []}\n  - {events: [{point: head, epoch: 0, neurons: 2}]}\n")
+    assert cli(["train", str(cfg), "--schedule", str(sched), "--out", str(tmp_path / "o")]) == 2
+    assert "--pick" in capsys.readouterr().err
+    assert cli(["train", str(cfg), "--schedule", str(sched), "--pick", "1", "--out", str(tmp_path / "o"), "--no-resume"]) == 0
+    cap = capsys.readouterr()
+    summary = json.loads(cap.out)
+    assert summary["status"] == "ok" and summary["schedule"]["events"][0]["point"] == "head"
+    assert "epoch 1/1" in cap.err
+    nan = write(tmp_path / "nan.yaml", GOOD.format(root=corpus, backbone="resnet18", lr=1e30))
+    assert cli(["train", str(nan), "--out", str(tmp_path / "n")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("growsearch: error:") and "nan" in err[-1].lower()
