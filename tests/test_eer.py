@@ -134,3 +134,10 @@ def _naive_eer(b: list[float], s: list[float]) -> float:
 @given(grid_lists, grid_lists)
 def test_matches_naive_reference(b: list[float], s: list[float]) -> None:
     assert eer(b, s) == pytest.approx(_naive_eer(b, s), abs=1e-12)
+
+
+def test_two_gaussians_match_the_analytic_eer() -> None:
+    # N(2, 1) vs N(0, 1): the EER threshold is 1, so EER = Phi(-1) = 0.158655...
+    rng = np.random.default_rng(0)
+    e = eer(rng.normal(2.0, 1.0, 20_000), rng.normal(0.0, 1.0, 20_000))
+    assert e == pytest.approx(0.5 * math.erfc(1 / math.sqrt(2)), abs=0.006)
