@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -184,14 +185,15 @@ _STORAGE_COMMANDS = [
     ("growsearch.commands.list_studies", ["list", "--storage", f"postgresql://user:{SECRET}@127.0.0.1:1/db"]),
     ("growsearch.commands.show", ["show", "some-study", "--storage", f"postgresql://user:{SECRET}@127.0.0.1:1/db"]),
     ("growsearch.commands.pareto", ["pareto", "some-study", "--storage", f"postgresql://user:{SECRET}@127.0.0.1:1/db"]),
-    ("growsearch.commands.export", ["export", "some-study", "--storage", f"postgresql://user:{SECRET}@127.0.0.1:1/db"]),
+    ("growsearch.commands.export", ["export", "some-study", "-o", "{tmp}/front.yaml", "--storage", f"postgresql://user:{SECRET}@127.0.0.1:1/db"]),
 ]
 
 
 @pytest.mark.parametrize(("module", "argv"), _STORAGE_COMMANDS, ids=[a[0] for _, a in _STORAGE_COMMANDS])
-def test_cli_never_prints_password(module: str, argv: list[str]) -> None:
+def test_cli_never_prints_password(module: str, argv: list[str], tmp_path: Path) -> None:
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} not written yet")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     proc = subprocess.run(
         [sys.executable, "-m", "growsearch", *argv],
         capture_output=True, text=True, timeout=120,
@@ -201,3 +203,53 @@ def test_cli_never_prints_password(module: str, argv: list[str]) -> None:
     assert proc.returncode != 0, out
     assert SECRET not in out, out
     assert "Traceback" not in out, out
+    assert "user:***@127.0.0.1:1/db" in out, "the command should have tried the storage and named it redacted"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("GROWSEARCH_TEST_POSTGRES_URL"), reason="GROWSEARCH_TEST_POSTGRES_URL not set (.ci/run starts a server)")
+def test_report_commands_never_leak_password_from_a_real_postgres(tmp_path: Path) -> None:
+    """A study on a real PostgreSQL, opened with the password in the URL, whose stored config
+    also carries that URL (a study YAML with ``storage: postgresql://u:pw@...``): list, show,
+    pareto (text, JSON, CSV, HTML) and export succeed, and the password appears in no stdout,
+    stderr or written file."""
+    import optuna
+
+    url = os.environ["GROWSEARCH_TEST_POSTGRES_URL"]
+    from sqlalchemy.engine import make_url
+
+    password = make_url(url).password
+    assert password
+    name = f"redact-e2e-{os.getpid()}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=name, storage=url, directions=["minimize", "minimize"])
+    try:
+        study.set_user_attr("objectives", [{"name": "dev_eer", "direction": "minimize"}, {"name": "params", "direction": "minimize"}])
+        study.set_user_attr("config", {"name": name, "storage": url, "budget": {"trials": 3}})
+        for i in range(3):
+            t = study.ask()
+            study.tell(t, [0.05 + 0.1 * i, 1000.0 - 100 * i])
+        html, exported = tmp_path / "report.html", tmp_path / "front.yaml"
+        runs = [
+            ["list", "--storage", url],
+            ["list", "--json", "--storage", url],
+            ["show", name, "--storage", url],
+            ["show", name, "--json", "--storage", url],
+            ["pareto", name, "--storage", url, "--html", str(html)],
+            ["pareto", name, "--json", "--storage", url],
+            ["pareto", name, "--csv", "--storage", url],
+            ["export", name, "-o", str(exported), "--pick", "all", "--storage", url],
+        ]
+        for argv in runs:
+            if importlib.util.find_spec(f"growsearch.commands.{'list_studies' if argv[0] == 'list' else argv[0]}") is None:
+                continue
+            proc = subprocess.run([sys.executable, "-m", "growsearch", *argv], capture_output=True, text=True, timeout=120,
+                                  env={**os.environ, "GROWSEARCH_STORAGE": ""})
+            out = proc.stdout + proc.stderr
+            assert proc.returncode == 0, (argv[0], out[-2000:])
+            assert password not in out, (argv[0], out[-2000:])
+        for f in (html, exported):
+            if f.exists():
+                assert password not in f.read_text(encoding="utf-8"), f.name
+    finally:
+        optuna.delete_study(study_name=name, storage=url)
