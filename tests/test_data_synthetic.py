@@ -1,0 +1,106 @@
+"""The generated corpus: LA layout, determinism, first-use generation, concurrency."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from growsearch.data import DataConfig, build_splits
+from growsearch.data import synthetic
+from growsearch.errors import DataError
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "corpus"
+    synthetic.generate(out, seed=5, size="tiny")
+    return out
+
+
+def test_same_seed_same_bytes_other_seed_differs(tiny: Path, tmp_path: Path) -> None:
+    synthetic.generate(tmp_path / "again", seed=5, size="tiny")
+    a, b = _digest(tiny), _digest(tmp_path / "again")
+    assert a == b and len(a) == sum(synthetic.SIZES["tiny"]) + 4  # audio + 3 protocols + marker
+    synthetic.generate(tmp_path / "other", seed=6, size="tiny")
+    c = _digest(tmp_path / "other")
+    assert c.keys() == a.keys() and c != a
+
+
+def test_layout_and_audio_format(tiny: Path) -> None:
+    proto = tiny / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.train.trn.txt"
+    lines = proto.read_text().splitlines()
+    assert len(lines) == synthetic.SIZES["tiny"][0]
+    spk, utt, env, system, key = lines[0].split()
+    assert utt.startswith("LA_T_") and env == "-" and key in ("bonafide", "spoof")
+    info = sf.info(str(tiny / "ASVspoof2019_LA_train" / "flac" / f"{utt}.flac"))
+    assert (info.samplerate, info.channels, info.format, info.subtype) == (16_000, 1, "FLAC", "PCM_16")
+    assert 1.0 <= info.duration <= 4.0
+
+
+def test_loads_through_the_la_loader(tiny: Path) -> None:
+    for dataset in ("asvspoof2019_la", "synthetic"):
+        sp = build_splits(DataConfig(dataset=dataset, root=tiny, clip_samples=8000, synth_seed=5,
+                                     synth_size="tiny"), seed=0)
+        n_train, n_dev, n_eval = synthetic.SIZES["tiny"]
+        assert (len(sp.train), len(sp.dev), len(sp.eval)) == (n_train, n_dev, n_eval)
+        assert sp.train.counts()["bonafide"] == round(synthetic.BONAFIDE_FRACTION * n_train)
+        assert set(sp.train.attack_counts()) == {"bonafide", *synthetic.TRAIN_DEV_SYSTEMS}
+        assert set(sp.eval.attack_counts()) == {"bonafide", *synthetic.EVAL_SYSTEMS}
+        assert not {it.speaker for it in sp.train.items} & {it.speaker for it in sp.eval.items}
+        wave, label, utt, attack = sp.dev[0]
+        assert wave.shape == (8000,) and np.isfinite(wave.numpy()).all()
+
+
+def test_level_is_not_a_shortcut(tiny: Path) -> None:
+    sp = build_splits(DataConfig(dataset="asvspoof2019_la", root=tiny, clip_samples=8000), seed=0)
+    rms = {0: [], 1: []}
+    for i, it in enumerate(sp.train.items):
+        rms[it.label].append(20 * np.log10(np.sqrt(np.mean(sp.train.waveform(i) ** 2))))
+    assert abs(np.median(rms[0]) - np.median(rms[1])) < 6.0  # level range is 20 dB for both
+
+
+def test_first_use_generates_into_default_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = DataConfig(dataset="synthetic", synth_seed=5, synth_size="tiny", clip_samples=4000)
+    sp = build_splits(cfg, seed=0)
+    assert sp.root == Path("data/synth") and (tmp_path / "data/synth" / synthetic.MARKER).is_file()
+    assert len(sp.train) == synthetic.SIZES["tiny"][0]
+    assert not list((tmp_path / "data").glob(".synth.tmp-*"))
+    assert synthetic.ensure_corpus(tmp_path / "data/synth", seed=5, size="tiny") is False  # reused
+
+
+def test_existing_corpus_of_other_seed_is_an_error(tiny: Path) -> None:
+    with pytest.raises(DataError, match=r"holds the synthetic corpus of seed 5, size 'tiny'.*not seed 1"):
+        build_splits(DataConfig(dataset="synthetic", root=tiny, synth_seed=1, synth_size="tiny"), seed=0)
+
+
+def test_root_that_is_something_else(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "mine.txt").write_text("hi")
+    with pytest.raises(DataError, match=r"exists but is not a generated synthetic corpus"):
+        synthetic.ensure_corpus(tmp_path / "x", seed=0, size="tiny")
+    with pytest.raises(DataError, match=r"unknown synthetic size 'huge'; valid: tiny, small"):
+        synthetic.generate(tmp_path / "y", seed=0, size="huge")
+
+
+def _ensure(root: str) -> bool:
+    return synthetic.ensure_corpus(root, seed=5, size="tiny")
+
+
+def test_two_processes_at_once(tmp_path: Path, tiny: Path) -> None:
+    root = tmp_path / "shared"
+    with mp.get_context("spawn").Pool(2) as pool:
+        made = pool.map(_ensure, [str(root), str(root)])
+    assert sorted(made) in ([False, True], [True, True])  # both may finish; one rename wins
+    assert _digest(root) == _digest(tiny)
+    assert not list(tmp_path.glob(".shared.tmp-*"))
