@@ -91,6 +91,9 @@ class TrainingConfig(BaseModel):
         max_eval_batches: evaluate dev/eval on at most this many batches (smoke runs).
         eval_every: evaluate the dev set every this many epochs (and always after the last).
         num_workers: DataLoader worker processes.
+        freeze_extra_trainable: parameter name prefixes (e.g. ``head``, ``fc1``) that train
+            fully in a ``new_only`` phase besides the new units (the paper's frozen regime
+            trains the new neurons plus projection and head); ignored by ``all``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -109,6 +112,7 @@ class TrainingConfig(BaseModel):
     max_eval_batches: int | None = Field(default=None, gt=0)
     eval_every: int = Field(default=1, gt=0)
     num_workers: int = Field(default=0, ge=0)
+    freeze_extra_trainable: tuple[str, ...] = ()
 
     @field_validator("amp", mode="before")
     @classmethod

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -91,9 +92,11 @@ def resolve_device(name: str) -> torch.device:
         ConfigError: ``cuda`` requested without a CUDA device.
     """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("training.device: 'cuda' requested but no CUDA device is available (got 'cuda'); use auto or cpu")
+    if name == "cuda":  # deterministic cuBLAS (read when cuBLAS initialises)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return torch.device(name)
 
 
@@ -306,6 +309,7 @@ def train(
     prefix_cache: str | Path | None = None,
     log: Callable[[str], None] = _stderr,
     schedule_source: str = "schedule",
+    resume_from: str | Path | None = None,
 ) -> TrainResult:
     """Train ``config``'s backbone on its data while applying ``schedule``.
 
@@ -320,6 +324,9 @@ def train(
         prefix_cache: folder of the shared-prefix cache (see :mod:`growsearch.train.state`).
         log: where progress lines go (default: stderr).
         schedule_source: how schedule errors name the schedule (e.g. its file).
+        resume_from: a ``state.pt`` or a folder holding one (e.g. a checkpoint Ray restored
+            elsewhere) to continue from instead of ``out_dir/checkpoint``; ignored when
+            missing. The run then goes on writing under ``out_dir``.
 
     Returns:
         :class:`TrainResult` with the metrics written to ``out_dir/metrics.json``.
@@ -360,10 +367,14 @@ def train(
     prefix_reused = 0
     try:
         run: _Run | None = None
-        if resume and ckpt_file.is_file():
-            run, extra = _restore(ckpt_file, config, schedule, device, scaler)
+        src = ckpt_file
+        if resume_from is not None:
+            rf = Path(resume_from)
+            src = rf / st.STATE_FILE if rf.is_dir() else rf
+        if resume and src.is_file():
+            run, extra = _restore(src, config, schedule, device, scaler)
             if extra.get("run_key") != run_key:
-                raise ConfigError(f"{ckpt_file}: checkpoint of a different config or schedule; rerun with --no-resume or another --out")
+                raise ConfigError(f"{src}: checkpoint of a different config or schedule; rerun with --no-resume or another --out")
             prefix_reused = int(extra.get("prefix_epochs_reused", 0))
             log(f"resuming {out} at epoch {run.epoch}")
         elif prefix_file is not None and prefix_file.is_file():
@@ -391,7 +402,8 @@ def train(
                 policy, mode, ev_lr = _phase_settings(events)
                 lr = ev_lr if ev_lr is not None else _current_lr(run.phase)
                 run.phase = start_phase(run.model, results=results, policy=policy, optimizer_name=tc.optimizer, lr=lr,
-                                        weight_decay=tc.weight_decay, mode=mode, snap=snap, start_epoch=epoch)
+                                        weight_decay=tc.weight_decay, mode=mode, snap=snap, start_epoch=epoch,
+                                        extra_trainable=tc.freeze_extra_trainable)
                 run.scheduler = _make_scheduler(tc.scheduler, run.phase.optimizer)
                 costs = _costs(run.model, clip_s)
                 log(f"epoch {epoch}: applied {', '.join(e.describe() for e in events)} -> {costs['params']} params")
@@ -448,6 +460,8 @@ def train(
             if (epoch + 1) % tc.eval_every == 0 or is_last:
                 dev = score_split(run.model, splits.dev, device=device, amp_dtype=amp_dtype, batch_size=tc.batch_size,
                                   num_workers=num_workers, max_batches=tc.max_eval_batches)
+                if not np.isfinite(dev.scores).all():
+                    _fail_nan(out, run, schedule, config, epoch, n_batches, float("nan"), splits, what="dev scores")
                 dev_eer = _eer(dev)
                 if epoch >= eligible_from and (run.best is None or dev_eer < run.best["dev_eer"]):
                     run.best = {"epoch": epoch, "dev_eer": dev_eer, "model": model_payload(run.model)}
@@ -506,11 +520,11 @@ def _summary(run: _Run, config: TrainConfig, schedule: GrowthSchedule, splits: A
 
 
 def _fail_nan(out: Path, run: _Run, schedule: GrowthSchedule, config: TrainConfig, epoch: int, batch: int,
-              value: float, splits: Any) -> None:
+              value: float, splits: Any, *, what: str = "training loss") -> None:
     metrics = {"status": "nan", **_summary(run, config, schedule, splits), "failed_epoch": epoch, "failed_batch": batch,
                "eval_eer": None, "dev_eer": None, "best_epoch": None, "train_flops": run.train_flops}
     _write_json(out / "metrics.json", metrics)
-    raise NonFiniteLoss(f"training loss is {value} at epoch {epoch}, batch {batch} "
+    raise NonFiniteLoss(f"{what} is {value} at epoch {epoch}, batch {batch} "
                         f"(lr {_current_lr(run.phase):g}); metrics.json has status nan")
 
 

@@ -66,6 +66,7 @@ def start_phase(
     mode: str = "fresh",
     snap: Any = None,
     start_epoch: int = 0,
+    extra_trainable: Sequence[str] = (),
 ) -> Phase:
     """Build the freeze policy and the optimizer of a phase.
 
@@ -79,8 +80,9 @@ def start_phase(
         mode: ``fresh`` or ``carry``.
         snap: :func:`snapshot` of the previous optimizer (needed for ``carry``).
         start_epoch: first epoch of the phase.
+        extra_trainable: name prefixes that train fully under ``new_only`` (e.g. ``head``).
     """
-    freeze = FreezePolicy.build(model, list(results), policy)
+    freeze = FreezePolicy.build(model, list(results), policy, extra_trainable=tuple(extra_trainable))
     opt = rebuild_optimizer(model, snap, list(results), mode=mode, named_params=freeze.trainable_named_parameters(),
                             name=optimizer_name, lr=lr, weight_decay=weight_decay, **_extra(optimizer_name))
     return Phase(opt, freeze, lr, start_epoch)
