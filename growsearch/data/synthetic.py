@@ -277,28 +277,32 @@ def generate(out: str | Path, *, seed: int = 0, size: str = "small") -> dict[str
     if size not in SIZES:
         raise DataError(f"unknown synthetic size {size!r}; valid: {', '.join(SIZES)}")
     out = Path(out)
-    counts: dict[str, dict[str, int]] = {}
     try:
-        (out / "ASVspoof2019_LA_cm_protocols").mkdir(parents=True, exist_ok=True)
-        for split, n in zip(("train", "dev", "eval"), SIZES[size]):
-            _, proto_name, _ = _SPLIT_CODE[split]
-            fdir = out / f"ASVspoof2019_LA_{split}" / "flac"
-            fdir.mkdir(parents=True, exist_ok=True)
-            lines = []
-            c = {"bonafide": 0, "spoof": 0}
-            for i, (utt, system, spk) in enumerate(_plan(seed, split, n)):
-                wave = synth_utterance(seed, split, i, system, spk)
-                sf.write(str(fdir / f"{utt}.flac"), wave, SR, subtype="PCM_16", format="FLAC")
-                key = "bonafide" if system == "bonafide" else "spoof"
-                lines.append(f"{spk.name} {utt} - {'-' if key == 'bonafide' else system} {key}")
-                c[key] += 1
-            counts[split] = c
-            (out / "ASVspoof2019_LA_cm_protocols" / f"ASVspoof2019.LA.cm.{proto_name}.txt").write_text("\n".join(lines) + "\n")
-        marker = {"generator": "growsearch.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
-                  "size": size, "counts": counts, "note": DISCLAIMER}
-        (out / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
+        return _write(out, seed, size)
     except OSError as exc:
         raise DataError(f"{out}: cannot write the synthetic corpus: {exc.strerror or exc}") from None
+
+
+def _write(out: Path, seed: int, size: str) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    (out / "ASVspoof2019_LA_cm_protocols").mkdir(parents=True, exist_ok=True)
+    for split, n in zip(("train", "dev", "eval"), SIZES[size]):
+        _, proto_name, _ = _SPLIT_CODE[split]
+        fdir = out / f"ASVspoof2019_LA_{split}" / "flac"
+        fdir.mkdir(parents=True, exist_ok=True)
+        lines = []
+        c = {"bonafide": 0, "spoof": 0}
+        for i, (utt, system, spk) in enumerate(_plan(seed, split, n)):
+            wave = synth_utterance(seed, split, i, system, spk)
+            sf.write(str(fdir / f"{utt}.flac"), wave, SR, subtype="PCM_16", format="FLAC")
+            key = "bonafide" if system == "bonafide" else "spoof"
+            lines.append(f"{spk.name} {utt} - {'-' if key == 'bonafide' else system} {key}")
+            c[key] += 1
+        counts[split] = c
+        (out / "ASVspoof2019_LA_cm_protocols" / f"ASVspoof2019.LA.cm.{proto_name}.txt").write_text("\n".join(lines) + "\n")
+    marker = {"generator": "growsearch.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
+              "size": size, "counts": counts, "note": DISCLAIMER}
+    (out / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
     return counts
 
 
@@ -337,7 +341,12 @@ def ensure_corpus(root: str | Path, *, seed: int = 0, size: str = "small") -> bo
     tmp = parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     log.warning("generating the synthetic corpus (seed %d, size %s) in %s", seed, size, root)
     try:
-        generate(tmp, seed=seed, size=size)
+        if size not in SIZES:
+            raise DataError(f"unknown synthetic size {size!r}; valid: {', '.join(SIZES)}")
+        try:
+            _write(tmp, seed, size)
+        except OSError as exc:
+            raise DataError(f"{root}: cannot write the synthetic corpus: {exc.strerror or exc}") from None
         try:
             os.rename(tmp, root)  # atomic; fails if another process got there first
         except OSError:
