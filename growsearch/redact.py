@@ -11,6 +11,12 @@ Three forms of secret are recognised, in URLs and in free text alike:
   including single- or double-quoted values with spaces;
 - ``"password": "value"`` / ``password: value`` (JSON, YAML, repr of dicts).
 
+When the whole input of :func:`redact_url` is one URL, it is parsed the way SQLAlchemy
+parses it (user up to the first ``:``, password up to the last ``@``), so passwords with
+spaces or quotes are hidden too. In free text a password is only found up to whitespace or a
+quote; callers that know the secret pass it as ``secrets=`` and every literal occurrence
+(raw and percent-encoded) is masked as well.
+
 Redaction is idempotent: ``redact_text(redact_text(s)) == redact_text(s)``.
 """
 
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
+from urllib.parse import quote, unquote
 
 MASK = "***"
 
@@ -26,6 +34,12 @@ MASK = "***"
 _URL_PASSWORD = re.compile(
     r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s'\"<>]*):(?P<pw>[^\s'\"<>]*)@"
 )
+
+# the whole string is one URL: user has no ':' or '/', the password runs to the last '@'
+_WHOLE_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/]*):(?P<pw>.*)@(?P<rest>[^@]*)$", re.S)
+
+#: Secrets shorter than this are not masked by literal search (it would garble the text).
+MIN_SECRET_LEN = 3
 
 _KEYS = r"[A-Za-z0-9_\-]*(?:password|passwd|pwd|secret|token)"
 
@@ -47,12 +61,34 @@ def _mask_value(val: str) -> str:
     return MASK
 
 
-def redact_url(url: str | None) -> str:
+def url_password(url: str | None) -> str | None:
+    """The password of a single URL (percent-decoded), or ``None`` when it has none.
+
+    >>> url_password("postgresql://u:p%40ss@h/db")
+    'p@ss'
+    """
+    if not url:
+        return None
+    m = _WHOLE_URL.match(str(url).strip())
+    return unquote(m.group("pw")) if m and m.group("pw") else None
+
+
+def _mask_literals(text: str, secrets: Iterable[str | None]) -> str:
+    for sec in secrets:
+        if not sec or len(sec) < MIN_SECRET_LEN or sec == MASK:
+            continue
+        for form in {sec, quote(sec, safe=""), quote(sec)}:
+            text = text.replace(form, MASK)
+    return text
+
+
+def redact_url(url: str | None, *, secrets: Iterable[str | None] = ()) -> str:
     """Hide the password of a URL (or of every URL and ``password=`` pair in a string).
 
     Args:
         url: a storage URL such as ``postgresql+psycopg://u:secret@h:5432/db?sslmode=require``,
             a SQLite URL or path (returned unchanged), or ``None`` (returns ``""``).
+        secrets: known secret values to mask wherever they appear (raw or percent-encoded).
 
     Returns:
         The same text with each password replaced by ``***``:
@@ -60,18 +96,26 @@ def redact_url(url: str | None) -> str:
     """
     if url is None:
         return ""
-    s = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{MASK}@", str(url))
+    s = str(url)
+    core = s.strip()
+    m = _WHOLE_URL.match(core) if "\n" not in core else None
+    if m:  # one URL: mask structurally (not by literal search, which would garble the rest)
+        lead = s[: len(s) - len(s.lstrip())]
+        trail = s[len(s.rstrip()) :]
+        s = f"{lead}{m.group('scheme')}{m.group('user')}:{MASK}@{m.group('rest')}{trail}"
+    s = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{MASK}@", s)
     s = _KV_PASSWORD.sub(lambda m: f"{m.group('key')}{m.group('eq')}{_mask_value(m.group('val'))}", s)
-    return s
+    return _mask_literals(s, secrets)
 
 
-def redact_text(text: str | None) -> str:
+def redact_text(text: str | None, *, secrets: Iterable[str | None] = ()) -> str:
     """Redact every secret inside free text: log lines, error messages, reports, exports.
 
     Besides URL passwords and ``key=value`` pairs this also masks ``"password": "x"`` and
-    ``password: x`` (JSON, YAML, dict reprs).
+    ``password: x`` (JSON, YAML, dict reprs), and every literal occurrence of ``secrets``
+    (e.g. ``secrets=[url_password(url)]`` for the error message of a connection to ``url``).
     """
-    s = redact_url(text)
+    s = redact_url(text, secrets=secrets)
     return _COLON_PASSWORD.sub(lambda m: f"{m.group('key')}{m.group('eq')}{_mask_value(m.group('val'))}", s)
 
 

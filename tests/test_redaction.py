@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from growsearch.errors import ConfigError
-from growsearch.redact import RedactingFilter, install_log_redaction, redact_text, redact_url
+from growsearch.redact import RedactingFilter, install_log_redaction, redact_text, redact_url, url_password
 
 SECRET = "S3cretPW"
 
@@ -50,6 +50,11 @@ URL_CASES = [
     ("ray-head:6379", "ray-head:6379"),
     # already redacted: idempotent
     ("postgresql://u:***@h/db", "postgresql://u:***@h/db"),
+    # a whole-string URL is parsed like SQLAlchemy: spaces and quotes in the password, '@' in the user
+    ("postgresql://u:S3c ret PW@127.0.0.1:1/db", "postgresql://u:***@127.0.0.1:1/db"),
+    ("postgresql://u:S3cret\"PW'x@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://user@corp:S3cretPW@h/db", "postgresql://user@corp:***@h/db"),
+    ("  postgresql://u:S3cretPW@h/db\n", "  postgresql://u:***@h/db\n"),
 ]
 
 
@@ -58,6 +63,26 @@ def test_redact_url(url: str, expected: str) -> None:
     assert redact_url(url) == expected
     assert redact_text(url) == expected
     assert redact_url(redact_url(url)) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "pw"),
+    [("postgresql://u:p%40ss@h/db", "p@ss"), ("postgresql://u:a b@h/db", "a b"), ("postgresql://u@h/db", None),
+     ("sqlite:///x.db", None), (None, None), ("postgresql://u:@h/db", None)],
+)
+def test_url_password(url: str | None, pw: str | None) -> None:
+    assert url_password(url) == pw
+
+
+def test_known_secrets_are_masked_anywhere() -> None:
+    """Free text cannot always delimit a password (spaces, quotes); a caller that knows it
+    passes it, and every raw or percent-encoded occurrence goes."""
+    url = "postgresql://u:S3c ret/PW@h/db"
+    msg = f"Could not parse SQLAlchemy URL from string '{url}' (S3c%20ret%2FPW)"
+    out = redact_text(msg, secrets=[url_password(url)])
+    assert "S3c" not in out and "ret" not in out.replace("string", "")
+    assert redact_text("ab and ab", secrets=["ab"]) == "ab and ab", "too short to search for literally"
+    assert redact_url("x", secrets=[None, ""]) == "x"
 
 
 def test_redact_url_none() -> None:
@@ -140,16 +165,28 @@ def test_logging_filter_redacts_message_args_and_traceback() -> None:
     assert SECRET not in text
 
 
-def test_open_storage_error_hides_password() -> None:
-    """A real connection attempt to a closed port: the error names the URL, never the password."""
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://growsearch:{SECRET}@127.0.0.1:1/growsearch",          # closed port
+        f"postgresql+psycopg://u:{SECRET}@h:notaport/db",                    # malformed port
+        f"postgresql+nodriver://u:{SECRET}@h/db",                            # unknown driver
+        f"mysql://u:{SECRET}@127.0.0.1:1/db",                                # driver not installed
+        f"postgresql://u:{SECRET}@127.0.0.1:1/db?sslmode=bogus",             # bad query option
+        "postgresql://u:S3cret PW@127.0.0.1:1/db",                           # space in the password
+        'postgresql://u:S3cret"PW@127.0.0.1:1/db',                           # quote in the password
+    ],
+)
+def test_open_storage_error_hides_password(url: str) -> None:
+    """Real connection attempts that fail: the error names the URL, never the password."""
     pytest.importorskip("psycopg")
     from growsearch.search.storage import open_storage
 
     with pytest.raises(ConfigError) as info:
-        open_storage(f"postgresql://growsearch:{SECRET}@127.0.0.1:1/growsearch", heartbeat=False)
+        open_storage(url, heartbeat=False)
     msg = str(info.value)
-    assert SECRET not in msg
-    assert "growsearch:***@127.0.0.1:1/growsearch" in msg
+    assert "S3cret" not in msg, msg
+    assert ":***@" in msg
 
 
 @pytest.mark.skipif(not os.environ.get("GROWSEARCH_TEST_POSTGRES_URL"), reason="GROWSEARCH_TEST_POSTGRES_URL not set (.ci/run starts a server)")
