@@ -61,11 +61,11 @@ def test_presets_and_tiny_forward_speed() -> None:
     m = _tiny()
     x = _wave()
     times = []
-    for _ in range(5):  # the machine is shared: take the best of a few runs
-        t0 = time.perf_counter()
+    for _ in range(5):  # CPU time, best of a few runs: the machine is shared with other jobs
+        t0 = time.process_time()
         with torch.no_grad():
             y = m(x)
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     assert y.shape == (2, 2) and torch.isfinite(y).all()
     assert min(times) < 0.5, times
     assert Wav2Vec2Backbone.input_kind == "raw"

@@ -311,13 +311,28 @@ class Wav2Vec2Backbone(Backbone):
                 return self._grow_parallel(i, neurons // self.embed_dim, init, generator)
         return SurgeryResult(point, "grow", neurons, {prefix + k: v for k, v in changed.items()})
 
-    def _new_layer(self, like: EncoderLayer) -> EncoderLayer:
+    def _new_layer(self, like: EncoderLayer, generator: torch.Generator | None) -> EncoderLayer:
+        """A fresh encoder layer (PyTorch default init drawn from ``generator``) on ``like``'s device.
+
+        Built on the meta device and initialised once, so growing ``base`` does not pay for
+        initialising ~7 M weights twice.
+        """
         c = self._layer_cfg
-        att = SelfAttention(c["embed_dim"], c["num_heads"], c["attention_dropout"])
-        ff = FeedForward(c["embed_dim"], c["ffn_dim"], c["ffn_dropout"], c["dropout"])
-        layer = EncoderLayer(att, c["dropout"], c["layer_norm_first"], ff)
+        with torch.device("meta"):
+            att = SelfAttention(c["embed_dim"], c["num_heads"], c["attention_dropout"])
+            ff = FeedForward(c["embed_dim"], c["ffn_dim"], c["ffn_dropout"], c["dropout"])
+            layer = EncoderLayer(att, c["dropout"], c["layer_norm_first"], ff)
         p = next(like.parameters())
-        return layer.to(device=p.device, dtype=p.dtype).train(like.training)
+        layer = layer.to_empty(device=p.device).to(dtype=p.dtype)
+        with torch.no_grad():
+            for mod in layer.modules():
+                if isinstance(mod, nn.Linear):
+                    _kaiming_(mod.weight, generator)
+                    _bias_(mod.bias, mod.in_features, generator)
+                elif isinstance(mod, nn.LayerNorm):
+                    nn.init.ones_(mod.weight)
+                    nn.init.zeros_(mod.bias)
+        return layer.train(like.training)
 
     def _grow_parallel(self, i: int, k: int, init: str, generator: torch.Generator | None) -> SurgeryResult:
         layers = self.wav2vec2.encoder.transformer.layers
@@ -332,12 +347,12 @@ class Wav2Vec2Backbone(Backbone):
             if init == "net2net":
                 b = copy.deepcopy(main)
             else:
-                b = self._new_layer(main)
-                if generator is not None:
-                    _reinit_linear_tree(b, generator)
+                b = self._new_layer(main, generator)
             new_branches.append(b)
         nb = old_branches + k
-        proj = nn.Linear((1 + nb) * d, d).to(device=p0.device, dtype=p0.dtype)
+        with torch.device("meta"):
+            proj = nn.Linear((1 + nb) * d, d)
+        proj = proj.to_empty(device=p0.device).to(dtype=p0.dtype)  # every entry is set below
         old_proj = layer.proj if isinstance(layer, ParallelEncoderLayer) else None
         changed: dict[str, TensorChange] = {}
         added: set[str] = set()
@@ -480,16 +495,6 @@ def _kaiming_(w: torch.Tensor, generator: torch.Generator | None) -> None:
 
 def _bias_(b: torch.Tensor, fan_in: int, generator: torch.Generator | None) -> None:
     b.copy_(_uniform(tuple(b.shape), 1.0 / math.sqrt(fan_in), b, generator))
-
-
-def _reinit_linear_tree(m: nn.Module, generator: torch.Generator) -> None:
-    """Re-draw every Linear of ``m`` from ``generator`` (PyTorch default init), for reproducibility."""
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, nn.Linear):
-                _kaiming_(mod.weight, generator)
-                if mod.bias is not None:
-                    _bias_(mod.bias, mod.in_features, generator)
 
 
 def _nothing_survives(old_shape: tuple[int, ...], new_shape: tuple[int, ...]) -> TensorChange:
