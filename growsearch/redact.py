@@ -45,12 +45,12 @@ _KEYS = r"[A-Za-z0-9_\-]*(?:password|passwd|pwd|secret|token)"
 
 # key=value (query string, libpq conninfo, environment dumps); value quoted or bare
 _KV_PASSWORD = re.compile(
-    rf"(?i)(?P<key>\b{_KEYS})(?P<eq>\s*=\s*)(?P<val>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,'\")\]}}]+)"
+    rf"(?i)(?P<key>\b{_KEYS})(?P<eq>[ \t]*=[ \t]*)(?P<val>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&;,'\")\]}}]+)"
 )
 
 # "key": "value" / 'key': 'value' (JSON, Python reprs) and key: value (YAML)
 _COLON_PASSWORD = re.compile(
-    rf"(?i)(?P<key>(?P<q>['\"]?)\b{_KEYS}(?P=q))(?P<eq>\s*:\s*)(?P<val>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,'\"}}\]]+)"
+    rf"(?i)(?P<key>(?P<q>['\"]?)\b{_KEYS}(?P=q))(?P<eq>[ \t]*:[ \t]*)(?P<val>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,'\"}}\]]+)"
 )
 
 
