@@ -8,7 +8,9 @@ For every registered backbone, on its ``tiny`` preset and one realistic preset (
 - ``count_flops`` (what the trainer calls every epoch),
 - one training step (forward + backward + Adam step) on a random batch.
 
-Prints one JSON document on stdout; progress goes to stderr. Usage::
+Wall-clock (``*_s``) and process CPU time (``*_cpu_s``, all threads) are both reported: on a
+shared machine wall time is inflated by other jobs. Prints one JSON document on stdout;
+progress goes to stderr. Usage::
 
     .venv/bin/python bench/growth.py                 # everything (about 1-2 minutes on 2 cores)
     .venv/bin/python bench/growth.py --tiny-only     # seconds
@@ -69,12 +71,13 @@ def time_growth(name: str, preset: str) -> list[dict[str, Any]]:
     g = torch.Generator().manual_seed(0)
     for point, form, neurons in representative_growth(name, model):
         for init in model.growth_points()[point].inits:
-            t_grow = t_shrink = float("inf")
+            t_grow = t_shrink = c_grow = float("inf")
             try:
                 for _ in range(2):  # best of two: the first call may pay one-off costs
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     res = model.grow(point, neurons, form=form, init=init, generator=g)
                     t_grow = min(t_grow, time.perf_counter() - t0)
+                    c_grow = min(c_grow, time.process_time() - c0)
                     t0 = time.perf_counter()
                     model.shrink(point, None, rule="appended")
                     t_shrink = min(t_shrink, time.perf_counter() - t0)
@@ -82,7 +85,7 @@ def time_growth(name: str, preset: str) -> list[dict[str, Any]]:
                 rows.append({"point": point, "form": form, "init": init, "neurons": neurons, "unsupported": str(exc)})
                 continue
             rows.append({"point": point, "form": form, "init": init, "neurons": neurons,
-                         "grow_s": round(t_grow, 5), "shrink_s": round(t_shrink, 5),
+                         "grow_s": round(t_grow, 5), "grow_cpu_s": round(c_grow, 5), "shrink_s": round(t_shrink, 5),
                          "tensors_changed": len(res.changed), "tensors_added": len(res.added)})
             _log(f"  {name}/{preset} grow {point} +{neurons} {form} {init}: {t_grow * 1e3:.1f} ms (shrink {t_shrink * 1e3:.1f} ms)")
     return rows
@@ -94,19 +97,21 @@ def time_train_step(name: str, preset: str, batch: int, seconds: float, repeats:
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.randn(batch, int(seconds * 16000))
     y = torch.randint(0, 2, (batch,))
-    times = []
+    times, cpu = [], []
     for i in range(repeats + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
         if i > 0:  # the first step warms up allocators and kernels
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
     t0 = time.perf_counter()
     flops = count_flops(model, seconds=1.0)
     t_flops = time.perf_counter() - t0
-    return {"train_step_s": round(statistics.median(times), 4), "train_step_runs": len(times),
+    return {"train_step_s": round(statistics.median(times), 4), "train_step_cpu_s": round(statistics.median(cpu), 4),
+            "train_step_runs": len(times),
             "count_flops_s": round(t_flops, 4), "flops_per_second_of_audio": flops,
             "params": count_params(model)["total"]}
 
