@@ -274,3 +274,22 @@ def test_lcgrnn_paper_growth_of_gru2() -> None:
     assert m.grus[1].hidden_size == 128 and m.grus[2].input_size == 128
     assert isinstance(m.grus[1], nn.GRU)
     assert m.body(torch.randn(2, 60, 20)).shape == (2, 2)
+
+
+@pytest.mark.parametrize("init", ["zero_fanout", "random"])
+def test_resnet_parallel_growth_feeds_the_next_stages_branches(init: str) -> None:
+    torch.manual_seed(0)
+    m = create_backbone("resnet18", "tiny")
+    m.eval()
+    feats = torch.randn(2, 64, 224)
+    m.grow("stage2", 3, form="parallel", init="random", generator=_gen(0))
+    before = m.body(feats)
+    res = m.grow("stage1", 2, form="parallel", init=init, generator=_gen(1))
+    assert m.stage2.branches[0].conv1.in_channels == m.stage1.out_channels == 6
+    assert "stage2.branches.0.downsample.0.weight" in res.changed
+    if init == "zero_fanout":
+        torch.testing.assert_close(m.body(feats), before)
+    m.shrink("stage1", None)
+    assert m.stage2.branches[0].conv1.in_channels == 4
+    if init == "zero_fanout":
+        torch.testing.assert_close(m.body(feats), before)

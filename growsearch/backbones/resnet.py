@@ -12,8 +12,9 @@ Growth points:
   form; or, in the paper's ``parallel`` form, a one-block branch (a BasicBlock from the stage
   input to ``k`` channels with a projection shortcut and the stage's stride) whose output is
   concatenated on channels to the stage output. The consumers of the stage output (the next
-  stage's first ``conv1`` and its ``downsample`` conv; for ``stage4`` the classifier's hidden
-  Linear) get new input columns. ``net2net`` is in-place only.
+  stage's first ``conv1`` and its ``downsample`` conv, and the ``conv1`` and projection of
+  every parallel branch of the next stage; for ``stage4`` the classifier's hidden Linear)
+  get new input columns. ``net2net`` is in-place only.
 - ``head``: the classifier hidden layer (``fc1`` rows, ``fc2`` columns).
 
 ``width(stage)`` = inner width + channels of all parallel branches of the stage. Each
@@ -216,13 +217,18 @@ class ResNet18(Backbone):
         return getattr(self, point)
 
     def _consumers(self, s: int) -> list[tuple[str, nn.Module]]:
-        """Layers reading the output of stage ``s`` (1-based), by name."""
+        """Layers reading the output of stage ``s`` (1-based), by name: the next stage's first
+        block and its parallel branches (``conv1`` and projection), or ``fc1`` after stage 4."""
         if s == 4:
             return [("fc1", self.fc1)]
-        nxt = getattr(self, f"stage{s + 1}").blocks[0]
-        out = [(f"stage{s + 1}.blocks.0.conv1", nxt.conv1)]
-        if nxt.downsample is not None:
-            out.append((f"stage{s + 1}.blocks.0.downsample.0", nxt.downsample[0]))
+        stage: Stage = getattr(self, f"stage{s + 1}")
+        heads = [(f"stage{s + 1}.blocks.0", stage.blocks[0])]
+        heads += [(f"stage{s + 1}.branches.{j}", b) for j, b in enumerate(stage.branches)]
+        out: list[tuple[str, nn.Module]] = []
+        for pre, block in heads:  # the first block and every parallel branch read the stage input
+            out.append((f"{pre}.conv1", block.conv1))
+            if block.downsample is not None:
+                out.append((f"{pre}.downsample.0", block.downsample[0]))
         return out
 
     # ---- grow ------------------------------------------------------------------------
