@@ -183,6 +183,8 @@ def test_no_literal_secret_in_docker_files(path: Path) -> None:
     for m in _SECRET_KEY.finditer(code):
         if code[max(0, m.start() - 2) : m.start()] == "${":
             continue  # ${POSTGRES_PASSWORD:?...}: an interpolation, not a value
+        if re.match(r"(secretName|secretKeyRef)\b", m.group(0)):
+            continue  # the *name* of a Kubernetes Secret
         v = m.group("v").strip("'\"")
         allowed = v == "" or v.startswith(("$", "valueFrom", "/run/secrets/")) or v in ("token", "{name:")
         assert allowed, (
@@ -275,6 +277,9 @@ def test_raycluster_secrets_and_shared_pvc(k8s: dict[str, dict[str, Any]]) -> No
     from growsearch.redact import redact_url
 
     rc = k8s["RayCluster/growsearch"]["spec"]
+    # Ray token auth through KubeRay (>= 1.6): it injects the token into every Ray container,
+    # the autoscaler sidecar and RayJob submitters
+    assert rc["authOptions"] == {"mode": "token", "secretName": "growsearch-ray"}
     pvc = k8s["PersistentVolumeClaim/growsearch-shared"]
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     for group in [rc["headGroupSpec"], *rc["workerGroupSpecs"]]:
@@ -285,8 +290,8 @@ def test_raycluster_secrets_and_shared_pvc(k8s: dict[str, dict[str, Any]]) -> No
         c = pod["containers"][0]
         env = {e["name"]: e for e in c["env"]}
         assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "growsearch-db"
-        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "growsearch-ray"
-        assert "value" not in env["PGPASSWORD"] and "value" not in env["RAY_AUTH_TOKEN"]
+        assert "value" not in env["PGPASSWORD"]
+        assert "RAY_AUTH_TOKEN" not in env or "value" not in env["RAY_AUTH_TOKEN"]
         url = env["GROWSEARCH_STORAGE"]["value"]
         assert redact_url(url) == url and url.startswith("postgresql+psycopg://")
         mounts = {m["mountPath"] for m in c["volumeMounts"]}
@@ -298,7 +303,7 @@ def test_rayjob_and_dashboard_manifests(k8s: dict[str, dict[str, Any]]) -> None:
     assert job["clusterSelector"]["ray.io/cluster"] == "growsearch"
     assert "growsearch run " in job["entrypoint"] and "--address auto" in job["entrypoint"]
     sub_env = {e["name"]: e for e in job["submitterPodTemplate"]["spec"]["containers"][0]["env"]}
-    assert "valueFrom" in sub_env["RAY_AUTH_TOKEN"]
+    assert sub_env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "growsearch-ray", "key": "auth_token"}
     svc = k8s["Service/growsearch-optuna-dashboard"]
     assert svc["spec"]["type"] == "ClusterIP"
     dash = k8s["Deployment/growsearch-optuna-dashboard"]["spec"]["template"]["spec"]["containers"][0]
