@@ -132,6 +132,26 @@ def test_interrupted_run_resumes_to_the_same_result(grown_run: Any, corpus: Path
     assert_same(grown_run, resumed)
 
 
+def test_resume_from_a_copied_checkpoint(grown_run: Any, corpus: Path, tmp_path: Path) -> None:
+    """As Ray restores a trial: the checkpoint folder lands elsewhere, the run goes on in a new out_dir."""
+    import shutil
+
+    def stop(record: dict[str, Any], ckpt: Path) -> None:
+        shutil.copytree(ckpt, tmp_path / "restored")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(make_config(corpus), GROW_AT_1, out_dir=tmp_path / "first", resume=False, on_epoch=stop, log=quiet)
+    seen: list[int] = []
+    resumed = train(make_config(corpus), GROW_AT_1, out_dir=tmp_path / "second", resume_from=tmp_path / "restored",
+                    on_epoch=lambda r, d: seen.append(r["epoch"]), log=quiet)
+    assert seen == [1]
+    assert_same(grown_run, resumed)
+    other = GrowthSchedule.of([{"point": "head", "epoch": 1, "neurons": 2}])
+    with pytest.raises(ConfigError, match="--no-resume"):
+        train(make_config(corpus), other, out_dir=tmp_path / "third", resume_from=tmp_path / "restored", log=quiet)
+
+
 def test_nan_loss_fails_the_run(corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(NonFiniteLoss) as info:
         train(make_config(corpus, lr=1e30), out_dir=tmp_path, resume=False, log=quiet)

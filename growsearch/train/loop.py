@@ -123,24 +123,35 @@ def model_payload(model: Backbone) -> dict[str, Any]:
 
 
 def build_model(config: TrainConfig) -> Backbone:
-    """The fresh backbone of ``config.model`` (with the pretrained weights, if any).
+    """The fresh backbone of ``config.model``, with its pretrained weights if any.
+
+    ``model.pretrained`` goes to the backbone factory as ``pretrained=`` when the backbone
+    takes it (wav2vec2: torchaudio / Hugging Face / fairseq files); otherwise the file must
+    hold this backbone's state dict (or a growsearch model checkpoint of it), loaded strictly.
 
     Raises:
-        ConfigError: unknown backbone/preset/option, or unreadable pretrained weights.
+        ConfigError: unknown backbone/preset/option, or a pretrained file that is missing or
+            does not fit.
     """
+    import inspect
+
     m = config.model
     model = create_backbone(m.backbone, m.preset, **dict(m.options))
-    if m.pretrained:
-        p = Path(os.path.expanduser(m.pretrained))
-        if not p.is_file():
-            raise ConfigError(f"model.pretrained: file not found (got {m.pretrained!r})")
-        try:
-            sd = torch.load(p, map_location="cpu", weights_only=True)
-            missing, unexpected = model.load_state_dict(sd.get("state_dict", sd) if isinstance(sd, dict) else sd, strict=False)
-        except Exception as exc:  # noqa: BLE001 - any load failure is a user input problem
-            raise ConfigError(f"model.pretrained: cannot load {p}: {exc}") from None
-        if unexpected and len(unexpected) == len(sd):
-            raise ConfigError(f"model.pretrained: no tensor of {p} matches backbone {m.backbone!r}")
+    if not m.pretrained:
+        return model
+    p = Path(os.path.expanduser(m.pretrained))
+    if not p.is_file():
+        raise ConfigError(f"model.pretrained: file not found (got {m.pretrained!r})")
+    if "pretrained" in inspect.signature(type(model).__init__).parameters:
+        return create_backbone(m.backbone, m.preset, **dict(m.options), pretrained=str(p))
+    try:
+        sd = torch.load(p, map_location="cpu", weights_only=True)
+        if isinstance(sd, dict) and "state_dict" in sd:
+            sd = sd["state_dict"]
+        model.load_state_dict(sd)
+    except Exception as exc:  # noqa: BLE001 - any load failure is a problem with the user's file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"model.pretrained: {p} does not fit backbone {m.backbone!r}: {first[:300]}") from None
     return model
 
 
