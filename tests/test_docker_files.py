@@ -414,6 +414,54 @@ print(good, bad, after)
     assert r.stdout.split()[-3:] == ["0", "1", "1"], r.stdout + r.stderr[-2000:]
 
 
+# --- the driver entrypoint ---------------------------------------------------------------------
+
+DRIVER = DOCKER / "driver-entrypoint.sh"
+
+
+def _run_driver(tmp_path: Path, argv: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run the entrypoint with a recording `ray` first on PATH; returns its result and the
+    argument lists `ray` was called with."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    log = tmp_path / "ray.log"
+    (fake / "ray").write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    (fake / "ray").chmod(0o755)
+    full = {"PATH": f"{fake}{os.pathsep}/usr/bin{os.pathsep}/bin", **env}
+    r = subprocess.run(["sh", str(DRIVER), *argv], capture_output=True, text=True, env=full, timeout=30)
+    calls = log.read_text().splitlines() if log.exists() else []
+    return r, calls
+
+
+def test_driver_joins_the_cluster_before_growsearch_run(tmp_path: Path) -> None:
+    r, calls = _run_driver(tmp_path, ["growsearch", "run", "studies/x.yaml"], {"RAY_ADDRESS": "ray-head:6379"})
+    # `growsearch` is not on the fake PATH: exec fails after the join, which is what we check
+    assert calls == ["start --address=ray-head:6379 --num-cpus=0 --num-gpus=0 --disable-usage-stats"]
+    assert "joining the Ray cluster at ray-head:6379" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "joins"),
+    [
+        (["echo", "pareto"], {"RAY_ADDRESS": "ray-head:6379"}, False),             # not a run: no join
+        (["echo", "x"], {"RAY_ADDRESS": "ray-head:6379", "GROWSEARCH_DRIVER_JOIN": "1"}, True),
+        (["growsearch", "run"], {"RAY_ADDRESS": "ray-head:6379", "GROWSEARCH_DRIVER_JOIN": "0"}, False),
+        (["growsearch", "run"], {}, False),                                          # no cluster address
+    ],
+)
+def test_driver_join_rules(tmp_path: Path, argv: list[str], env: dict[str, str], joins: bool) -> None:
+    r, calls = _run_driver(tmp_path, argv, env)
+    assert bool(calls) == joins, (calls, r.stderr)
+    if argv[0] == "echo":
+        assert r.returncode == 0 and r.stdout.strip() == argv[1]  # the command itself ran (exec)
+
+
+def test_compose_driver_uses_the_entrypoint(services: dict[str, Any]) -> None:
+    ep = services["driver"]["entrypoint"]
+    assert ep[-1] == "/usr/local/bin/growsearch-driver"
+    assert "COPY --chmod=0755 docker/driver-entrypoint.sh /usr/local/bin/growsearch-driver" in DOCKERFILE.read_text()
+
+
 # --- with a Docker engine ----------------------------------------------------------------------
 
 def _compose_available() -> str | None:
