@@ -142,6 +142,7 @@ def _quiet_ray() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # the progress callback reports them
     for name in ("ray", "ray.tune", "ray.train", "ray.air", "ray._private"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -231,7 +232,9 @@ def run_study(
             if ex.address:
                 ray.init(address=ex.address, log_to_driver=False, logging_level=logging.ERROR)
             else:
-                ray.init(num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, include_dashboard=False,
+                # address="local": always a fresh local instance, never a cluster that a
+                # `ray start` on this machine happens to have registered in /tmp/ray
+                ray.init(address="local", num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, include_dashboard=False,
                          log_to_driver=False, logging_level=logging.ERROR)
             started_ray = True
         searcher.start_heartbeats()

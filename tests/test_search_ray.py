@@ -1,0 +1,308 @@
+"""End to end on a real local Ray (2 CPUs), real training on the generated corpus, a real
+SQLite (or PostgreSQL) study: completion, NaN trials, worker crashes, a SIGKILLed driver,
+Ctrl-C, and a two-node Ray cluster on one machine. All slow (run with ``-m slow``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from growsearch.errors import RunFailed
+from growsearch.search.runner import run_study
+from growsearch.search.study import load_study_config
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+GROWSEARCH = str(Path(sys.executable).with_name("growsearch"))
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("synth") / "synth"
+
+
+def write_study(tmp_path: Path, corpus: Path, name: str, *, budget: int = 3, storage: str | None = None,
+                reference: list[Any] | None = None, execution: dict[str, Any] | None = None,
+                epochs: int = 3) -> Path:
+    data: dict[str, Any] = {
+        "name": name,
+        "train": {
+            "seed": 1,
+            "data": {"dataset": "synthetic", "synth_size": "tiny", "clip_samples": 4000, "root": str(corpus)},
+            "model": {"backbone": "lcgrnn", "preset": "tiny"},
+            "training": {"epochs": epochs, "batch_size": 8, "lr": 3.0e-3, "device": "cpu",
+                         "max_batches_per_epoch": 2, "max_eval_batches": 2},
+        },
+        "space": str(ROOT / "search_spaces" / "quickstart.yaml"),
+        "epochs": epochs,
+        "objectives": ["dev_eer", "params"],
+        "sampler": {"name": "nsga2", "seed": 0, "population_size": 4},
+        "budget": {"trials": budget},
+        "reference": reference if reference is not None else ["baseline"],
+        "outputs": str(tmp_path / "out"),
+        "execution": {"num_cpus": 2, "cpus_per_trial": 1, "max_concurrent": 2, "retries": 1, **(execution or {})},
+    }
+    if storage:
+        data["storage"] = storage
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def load(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def check_consistent(study: optuna.Study, budget: int) -> None:
+    trials = study.get_trials()
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING]
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == budget
+    ray_ids = [t.user_attrs["ray_trial_id"] for t in trials if "ray_trial_id" in t.user_attrs]
+    assert len(ray_ids) == len(set(ray_ids)), "one Optuna trial per Ray trial"
+    for t in done:
+        assert len(t.values) == len(study.directions)
+        for key in ("schedule", "curves", "metrics", "ray_trial_id", "node", "seed", "versions"):
+            assert key in t.user_attrs, (t.number, key)
+        assert len(t.user_attrs["curves"]["dev_eer"]) == t.user_attrs["metrics"].get("best_epoch", 0) + 1 or t.user_attrs["curves"]["dev_eer"]
+    for t in trials:
+        if t.state == TrialState.FAIL:
+            assert t.user_attrs.get("fail_reason"), t.number
+
+
+def test_local_ray_study_with_nan_trial(tmp_path: Path, corpus: Path) -> None:
+    """Real training; a reference schedule whose learning rate explodes ends FAIL with 'nan'
+    (not retried), the budget still yields 3 COMPLETE trials."""
+    explode = {"label": "explode", "schedule": {"events": [{"point": "gru2", "epoch": 1, "neurons": 4, "lr": 3.0e37}]}}
+    p = write_study(tmp_path, corpus, "local", budget=3, reference=["baseline", explode])
+    cfg = load_study_config(p)
+    summary = run_study(cfg, progress_every=1.0)
+    url = cfg.default_storage
+    study = load(url, "local")
+    check_consistent(study, 3)
+    by_ref = {t.user_attrs.get("reference"): t for t in study.trials}
+    assert by_ref["explode"].state == TrialState.FAIL and by_ref["explode"].user_attrs["fail_reason"] == "nan"
+    assert by_ref["baseline"].state == TrialState.COMPLETE and by_ref["baseline"].user_attrs["schedule"]["events"] == []
+    assert summary.complete == 3 and [r for _, r in summary.failed_session] == ["nan"]
+    assert study.user_attrs["config_hash"] == cfg.config_hash()
+    assert study.metric_names == ["dev_eer", "params"]
+    assert "prefix_reuse" in study.user_attrs
+    # NaN is deterministic: no restart happened (its folder was never resumed)
+    trial_dirs = sorted((tmp_path / "out" / "trials").iterdir())
+    assert len([d for d in trial_dirs if d.name.isdigit()]) == len(study.trials)
+    # rerunning the same study with its budget met does nothing
+    again = run_study(cfg)
+    assert again.complete == 3 and len(load(url, "local").trials) == len(study.trials)
+
+
+def test_worker_crash_resumes_or_fails(tmp_path: Path, corpus: Path) -> None:
+    """The trial process dies hard after epoch 0 (first attempt): with retries it is restarted
+    and resumes from its checkpoint; without retries it ends FAIL with the reason."""
+    p = write_study(tmp_path, corpus, "crash", budget=1, execution={"crash_at_epoch": 0, "retries": 1, "max_concurrent": 1})
+    cfg = load_study_config(p)
+    run_study(cfg)
+    study = load(cfg.default_storage, "crash")
+    check_consistent(study, 1)
+    t = study.best_trials[0]
+    tdir = tmp_path / "out" / "trials" / f"{t.number:05d}"
+    assert (tdir / ".crashed_once").exists()
+    assert len(t.user_attrs["curves"]["dev_eer"]) == 3  # resumed: 3 epochs recorded, not 1 + 3
+
+    p2 = write_study(tmp_path / "b", corpus, "crash0", budget=1,
+                     execution={"crash_at_epoch": 0, "retries": 0, "max_concurrent": 1, "prefix_reuse": False})
+    cfg2 = load_study_config(p2)
+    with pytest.raises(RunFailed, match="trials failed"):
+        run_study(cfg2)
+    study2 = load(cfg2.default_storage, "crash0")
+    fails = [t for t in study2.trials if t.state == TrialState.FAIL]
+    assert len(fails) == 3  # a session gives up after 3 failed trials when none completes
+    assert all("worker process has died" in t.user_attrs["fail_reason"] for t in fails)
+    assert not [t for t in study2.trials if t.state == TrialState.RUNNING]
+
+
+def _wait_for(pred: Any, timeout: float, what: str) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _counts(url: str, name: str) -> dict[str, int]:
+    try:
+        study = load(url, name)
+    except Exception:
+        return {}
+    out: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
+    """kill -9 the driver mid-study; the same command resumes: nothing stays RUNNING, COMPLETE
+    trials are kept, none is counted twice, the budget counts COMPLETE trials."""
+    budget = 4
+    p = write_study(tmp_path, corpus, "killed", budget=budget, epochs=3)
+    cfg = load_study_config(p)
+    url = cfg.default_storage
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        _wait_for(lambda: _counts(url, "killed").get("COMPLETE", 0) >= 1 and _counts(url, "killed").get("RUNNING", 0) >= 1,
+                  300, "one COMPLETE and one RUNNING trial")
+        before = {t.number: t.values for t in load(url, "killed").trials if t.state == TrialState.COMPLETE}
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        log.close()
+    time.sleep(2.0)
+    assert _counts(url, "killed").get("RUNNING", 0) >= 1  # the dead driver left trials RUNNING
+    res = subprocess.run([GROWSEARCH, "run", str(p)], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "re-enqueued" in res.stderr
+    study = load(url, "killed")
+    check_consistent(study, budget)
+    after = {t.number: t.values for t in study.trials if t.state == TrialState.COMPLETE}
+    for n, v in before.items():
+        assert after[n] == v  # kept, not rerun
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all("driver" in t.user_attrs["fail_reason"] for t in failed)
+    # each interrupted trial's parameters ran again
+    done_params = [t.params for t in study.trials if t.state == TrialState.COMPLETE]
+    for t in failed:
+        if not t.user_attrs.get("reference"):
+            assert t.params in done_params or not t.params
+
+
+def test_ctrl_c_stops_cleanly(tmp_path: Path, corpus: Path) -> None:
+    p = write_study(tmp_path, corpus, "sigint", budget=4, epochs=3)
+    cfg = load_study_config(p)
+    url = cfg.default_storage
+    proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        _wait_for(lambda: _counts(url, "sigint").get("RUNNING", 0) >= 1, 300, "a RUNNING trial")
+        time.sleep(3.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "resume with: growsearch run" in err
+    counts = _counts(url, "sigint")
+    assert counts.get("RUNNING", 0) == 0
+    assert counts.get("WAITING", 0) >= 1  # the interrupted trials wait to rerun
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("GROWSEARCH_TEST_POSTGRES_URL")
+    if not url:
+        return None
+    from growsearch.search.storage import open_storage
+
+    try:
+        open_storage(url)
+    except Exception:
+        return None
+    return url
+
+
+def test_postgres_study(tmp_path: Path, corpus: Path) -> None:
+    url = _postgres_url()
+    if url is None:
+        pytest.skip("GROWSEARCH_TEST_POSTGRES_URL is unset or the server is unreachable")
+    name = f"pg_{int(time.time())}"
+    p = write_study(tmp_path, corpus, name, budget=2, storage=url)
+    run_study(load_study_config(p))
+    check_consistent(load(url, name), 2)
+
+
+def test_two_node_cluster(tmp_path: Path, corpus: Path) -> None:
+    """A head and a worker node (1 CPU each) on this machine; trials run on both and land in
+    one study (PostgreSQL when GROWSEARCH_TEST_POSTGRES_URL is set, else SQLite).
+
+    Each node is a ``ray start --block`` process of this test (own temp dir, so no other Ray
+    user on the machine finds this cluster); teardown stops exactly those processes.
+    """
+    import tempfile
+
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    port = _free_port()
+    addr = f"127.0.0.1:{port}"
+    temp_dir = tempfile.mkdtemp(prefix="gsray", dir="/tmp")
+    url = _postgres_url() or f"sqlite:///{tmp_path}/cluster.db"
+    name = f"cluster_{int(time.time())}"
+    nodes: list[subprocess.Popen] = []
+    logs = [open(tmp_path / f"node{i}.log", "w") for i in range(2)]
+    try:
+        nodes.append(subprocess.Popen(
+            [ray_bin, "start", "--block", "--head", f"--port={port}", "--num-cpus=1", "--num-gpus=0",
+             "--include-dashboard=false", "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}"],
+            stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True))
+        import ray
+
+        def _alive() -> int:
+            try:
+                ray.init(address=addr, log_to_driver=False)
+                return len([n for n in ray.nodes() if n["Alive"]])
+            except Exception:
+                return 0
+            finally:
+                ray.shutdown()
+
+        _wait_for(lambda: _alive() == 1, 120, "the head node")
+        nodes.append(subprocess.Popen(
+            [ray_bin, "start", "--block", f"--address={addr}", "--num-cpus=1", "--num-gpus=0",
+             "--node-ip-address=127.0.0.1"],
+            stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True))
+        _wait_for(lambda: _alive() == 2, 120, "two alive Ray nodes")
+        p = write_study(tmp_path, corpus, name, budget=4, storage=url,
+                        execution={"address": addr, "max_concurrent": 2, "cpus_per_trial": 1})
+        run_study(load_study_config(p))
+        study = load(url, name)
+        check_consistent(study, 4)
+        used = {t.user_attrs["node"]["node_id"] for t in study.trials if t.state == TrialState.COMPLETE}
+        assert len(used) == 2, used
+    finally:
+        try:
+            import ray
+
+            ray.shutdown()
+        except Exception:
+            pass
+        for proc in reversed(nodes):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=30)
+        for f in logs:
+            f.close()
