@@ -101,6 +101,21 @@ def test_growth_points_are_well_formed(name: str) -> None:
         assert set(p.inits) <= {"random", "zero_fanout", "net2net"}
 
 
+def _check_result(old: dict[str, torch.Tensor], new: dict[str, torch.Tensor], res, *, values: bool = True) -> None:
+    """``res`` names exactly the added/removed tensors and every changed one, with index maps
+    that carry the surviving old values to their new places."""
+    assert set(new) - set(old) == res.added
+    assert set(old) - set(new) == res.removed
+    for key in set(old) & set(new):
+        if old[key].shape != new[key].shape or not torch.equal(old[key], new[key]):
+            assert key in res.changed, f"{key} changed but is not in SurgeryResult.changed"
+    for key, ch in res.changed.items():
+        assert ch.old_shape == tuple(old[key].shape) and ch.new_shape == tuple(new[key].shape), key
+        if values:
+            keep = ~ch.new_mask()
+            assert torch.equal(new[key][keep], ch.carry(old[key])[keep]), key
+
+
 # ---- growth -----------------------------------------------------------------------------
 def _only(pred) -> dict:
     keep = [(c, i) for c, i in zip(CASES, CASE_IDS) if pred(c)]
@@ -139,17 +154,7 @@ def test_surgery_result_lists_every_changed_tensor(name: str, point: str, form: 
     res = _grow(model, point, form, init, k)
     new = model.state_dict()
     assert res.action == "grow" and res.point == point and res.neurons == k
-    assert set(new) - set(old) == res.added
-    assert not res.removed and not (set(old) - set(new))
-    for key in old:
-        if old[key].shape != new[key].shape or not torch.equal(old[key], new[key]):
-            assert key in res.changed, f"{key} changed but is not in SurgeryResult.changed"
-    for key, ch in res.changed.items():
-        assert ch.old_shape == tuple(old[key].shape) and ch.new_shape == tuple(new[key].shape), key
-        if init != "net2net":  # net2net rescales split columns; elsewhere old values survive
-            carried = ch.carry(old[key])
-            keep = ~ch.new_mask()
-            assert torch.equal(new[key][keep], carried[keep]), key
+    _check_result(old, new, res, values=init != "net2net")  # net2net rescales split columns
     assert model.grown(point) == k
     # the full forward/backward still works and every parameter gets a gradient
     model.train()
@@ -188,8 +193,13 @@ def test_appended_shrink_restores_original(name: str, point: str, form: str, ini
     x = _wave()
     shapes, n0, before = _shapes(model), _n_params(model), _forward(model, x)
     _grow(model, point, form, init, _neurons(model, point))
+    g = torch.Generator().manual_seed(2)
+    model.grow(point, model.growth_points()[point].step, form=form, init="random", generator=g)  # a 2nd growth
+    grown = {k: v.clone() for k, v in model.state_dict().items()}
     res = model.shrink(point, None, rule="appended")
-    assert res.action == "shrink" and res.neurons == _neurons(model, point)
+    assert res.action == "shrink" and res.neurons == _neurons(model, point) + model.growth_points()[point].step
+    _check_result(grown, model.state_dict(), res)
+    assert not any(ch.new_mask().any() for ch in res.changed.values())
     assert _shapes(model) == shapes and _n_params(model) == n0
     assert model.grown(point) == 0
     if init != "net2net":  # net2net halved the sources' fan-out; truncation does not undo that
