@@ -141,16 +141,39 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def install_log_redaction(logger: logging.Logger | None = None) -> RedactingFilter:
-    """Add a :class:`RedactingFilter` to every handler of ``logger`` (default: the root logger).
+_FACTORY_INSTALLED = False
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> RedactingFilter | None:
+    """Redact secrets in log output.
+
+    Args:
+        logger: add a :class:`RedactingFilter` to every handler this logger has now. ``None``:
+            redact every log record of the process as it is created (a log-record factory),
+            which also covers handlers and loggers configured later (``logging.basicConfig``,
+            SQLAlchemy, Ray, Optuna).
 
     Returns:
-        The filter that was added (idempotent: an existing one is reused).
+        The filter added to ``logger``'s handlers (an existing one is reused), or ``None`` when
+        the process-wide factory was installed (idempotent).
     """
-    lg = logger or logging.getLogger()
-    existing = next((f for h in lg.handlers for f in h.filters if isinstance(f, RedactingFilter)), None)
+    global _FACTORY_INSTALLED
+    if logger is None:
+        if not _FACTORY_INSTALLED:
+            base = logging.getLogRecordFactory()
+            flt = RedactingFilter()
+
+            def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+                record = base(*args, **kwargs)
+                flt.filter(record)
+                return record
+
+            logging.setLogRecordFactory(factory)
+            _FACTORY_INSTALLED = True
+        return None
+    existing = next((f for h in logger.handlers for f in h.filters if isinstance(f, RedactingFilter)), None)
     flt = existing or RedactingFilter()
-    for h in lg.handlers:
+    for h in logger.handlers:
         if flt not in h.filters:
             h.addFilter(flt)
     return flt

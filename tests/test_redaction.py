@@ -295,3 +295,23 @@ def test_report_commands_never_leak_password_from_a_real_postgres(tmp_path: Path
                 assert password not in f.read_text(encoding="utf-8"), f.name
     finally:
         optuna.delete_study(study_name=name, storage=url)
+
+
+def test_process_wide_log_redaction_covers_later_handlers() -> None:
+    """install_log_redaction() with no logger redacts records of loggers and handlers that are
+    configured afterwards (in a fresh interpreter, so this test's process is left alone)."""
+    script = f"""
+import logging, sys
+from growsearch.redact import install_log_redaction
+assert install_log_redaction() is None and install_log_redaction() is None
+logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(name)s %(message)s")
+logging.getLogger("sqlalchemy.engine").warning("connect %s", "postgresql://u:{SECRET}@h/db")
+try:
+    raise ValueError("password={SECRET}")
+except ValueError:
+    logging.getLogger("ray").exception("failed")
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "postgresql://u:***@h/db" in r.stdout and "password=***" in r.stdout and "ValueError" in r.stdout
+    assert SECRET not in r.stdout + r.stderr
