@@ -253,3 +253,17 @@ def test_cli_unknown_study_exit_2(small: tuple[str, optuna.Study], tmp_path: Pat
     assert r.stderr.strip().splitlines() == ["growsearch: error: no study named 'nope' in this storage; studies: small"]
     r = subprocess.run([sys.executable, "-m", "growsearch", "show", "x", "--storage", f"sqlite:///{tmp_path / 'missing.db'}"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "does not exist" in r.stderr and not (tmp_path / "missing.db").exists()
+
+
+def test_fast_read_equals_full_read(tmp_path: Path) -> None:
+    """The few-query read used for large studies gives the same data as study.get_trials."""
+    study = build_demo_study(f"sqlite:///{tmp_path / 'f.db'}", "f", 40, seed=5, n_failed=3)
+    study.add_trials([make_trial((float("inf"), 1.0, 1.0)), make_trial(None, state=optuna.trial.TrialState.RUNNING)])
+    fast, full = load_study_data(study), load_study_data(study, full=True)
+    assert fast.counts == full.counts and fast.counts["RUNNING"] == 1 and fast.failed == full.failed
+    assert [p.values for p in fast.points] == [p.values for p in full.points]  # inf trial left out of both
+    assert fast.front == full.front and fast.on_front.tolist() == full.on_front.tolist()
+    finite_best = {t.number for t in study.best_trials if all(np.isfinite(t.values))}
+    assert {p.number for p in fast.front} == finite_best and 45 not in finite_best
+    assert [p.number for p in fast.references] == [0, 1] and all(p.attrs_loaded for p in fast.references)
+    assert not all(p.attrs_loaded for p in fast.points)

@@ -42,8 +42,8 @@ def command(storage: str | None, as_json: bool) -> None:
     check_exists(url)
     st = open_storage(url, heartbeat=False)
     rows = []
-    for s in optuna.get_all_study_summaries(st, include_best_trial=False):
-        rows.append(study_summary(load_study_data(optuna.load_study(study_name=s.study_name, storage=st))))
+    for name in optuna.get_all_study_names(st):
+        rows.append(study_summary(load_study_data(optuna.load_study(study_name=name, storage=st))))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

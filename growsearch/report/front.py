@@ -5,6 +5,8 @@ reports stay fast at 10,000 trials; everything else here works on that snapshot 
 The Pareto set is the same as ``study.best_trials`` (COMPLETE trials only, non-dominated
 under the study's directions; duplicates of a front point are all on the front), computed
 with optuna's vectorised ``_is_pareto_front`` instead of per-trial Python comparisons.
+One difference: trials with an infinite objective value are left out of every report
+(Optuna would put ``(inf, 1, 1)`` on the front; it would also make hypervolumes infinite).
 
 Objective names come from ``study.metric_names``; failing that from the study user attr
 ``objectives`` (``[{name, direction}]``); failing that ``objective_0``, ``objective_1``...
@@ -58,6 +60,8 @@ class TrialPoint:
         metrics: the ``metrics`` user attr.
         seed: the ``seed`` user attr.
         params: the trial's sampled parameters.
+        attrs_loaded: ``False`` for points read without attributes (see
+            :func:`load_study_data`): schedule, curves, metrics and params are then empty.
     """
 
     number: int
@@ -68,6 +72,7 @@ class TrialPoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    attrs_loaded: bool = True
 
 
 @dataclass
@@ -184,8 +189,30 @@ def _fail_reason(t: FrozenTrial) -> str:
     return str(r).splitlines()[0] if r else "(no reason recorded)"
 
 
-def load_study_data(study: optuna.Study) -> StudyData:
-    """Read every trial of ``study`` once and compute its Pareto front."""
+def load_study_data(study: optuna.Study, *, full: bool = False) -> StudyData:
+    """Read ``study`` once and compute its Pareto front.
+
+    On an RDB storage the fast path (:mod:`growsearch.report.fastread`) reads states and
+    values of every trial in a few queries and full trials (schedule, curves, metrics) only
+    for Pareto members and reference trials; other points then have ``attrs_loaded=False``.
+    ``full=True`` (or a non-RDB storage, or an unexpected schema) reads every trial with
+    ``study.get_trials(deepcopy=False)``.
+    """
+    if not full:
+        from growsearch.report.fastread import rdb_of  # noqa: PLC0415
+
+        rdb = rdb_of(study)
+        if rdb is not None:
+            import sqlalchemy as sa  # noqa: PLC0415
+
+            try:
+                return _load_fast(study, rdb)
+            except sa.exc.SQLAlchemyError:
+                pass
+    return _load_full(study)
+
+
+def _load_full(study: optuna.Study) -> StudyData:
     objectives = objectives_of(study)
     trials = study.get_trials(deepcopy=False)
     counts = Counter(t.state.name for t in trials)
@@ -197,6 +224,10 @@ def load_study_data(study: optuna.Study) -> StudyData:
     ]
     points.sort(key=lambda p: p.number)
     failed = [(t.number, _fail_reason(t)) for t in trials if t.state == TrialState.FAIL]
+    return _finish(study, objectives, points, counts, failed)
+
+
+def _finish(study: optuna.Study, objectives: list[Objective], points: list[TrialPoint], counts: Counter[str], failed: list[tuple[int, str]]) -> StudyData:
     data = StudyData(
         name=study.study_name,
         objectives=objectives,
@@ -208,6 +239,35 @@ def load_study_data(study: optuna.Study) -> StudyData:
     )
     data.on_front = pareto_mask(data.values_array(), objectives)
     return data
+
+
+def _load_fast(study: optuna.Study, rdb: Any) -> StudyData:
+    from growsearch.report.fastread import read_rows  # noqa: PLC0415
+
+    objectives = objectives_of(study)
+    rows = read_rows(rdb, study._study_id, len(objectives), user_keys=("reference", "fail_reason"), system_keys=("fail_reason",))
+    counts = Counter(rows.states)
+    complete = np.asarray([s == "COMPLETE" for s in rows.states], dtype=bool)
+    ok = complete & np.all(np.isfinite(rows.values), axis=1) if rows.values.size else complete
+    refs = rows.user_attr["reference"]
+    idx = np.flatnonzero(ok)
+    points = [
+        TrialPoint(number=int(rows.numbers[i]), values=tuple(float(v) for v in rows.values[i]), schedule=None,
+                   reference=str(refs[int(rows.trial_ids[i])]) if refs.get(int(rows.trial_ids[i])) else None, attrs_loaded=False)
+        for i in idx
+    ]
+    ids = [int(rows.trial_ids[i]) for i in idx]
+    on_front = pareto_mask(np.asarray([p.values for p in points]).reshape(-1, len(objectives)), objectives)
+    for k, p in enumerate(points):
+        if on_front[k] or p.reference:
+            points[k] = _point(rdb.get_trial(ids[k]))
+    failed = []
+    for i, s in enumerate(rows.states):
+        if s == "FAIL":
+            tid = int(rows.trial_ids[i])
+            r = rows.user_attr["fail_reason"].get(tid) or rows.system_attr["fail_reason"].get(tid)
+            failed.append((int(rows.numbers[i]), str(r).splitlines()[0] if r else "(no reason recorded)"))
+    return _finish(study, objectives, points, counts, failed)
 
 
 # ---- table / JSON / CSV ------------------------------------------------------------------

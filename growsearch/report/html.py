@@ -70,7 +70,8 @@ class ScatterData:
 def _hover(p: TrialPoint, data: StudyData) -> str:
     vals = ", ".join(f"{n}={v:.4g}" for n, v in zip(data.names, p.values))
     ref = f" [{p.reference}]" if p.reference else ""
-    return f"trial {p.number}{ref}: {vals}<br>{_html.escape(schedule_summary(p.schedule))}"
+    sched = f"<br>{_html.escape(schedule_summary(p.schedule))}" if p.attrs_loaded else ""
+    return f"trial {p.number}{ref}: {vals}{sched}"
 
 
 def _series(data: StudyData, axes: Sequence[str], max_background: int = MAX_BACKGROUND) -> list[Series]:

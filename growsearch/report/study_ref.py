@@ -119,7 +119,7 @@ def list_study_names(url: str) -> list[str]:
     """Names of the studies in the storage at ``url``."""
     check_exists(url)
     st = open_storage(url, heartbeat=False)
-    return [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+    return optuna.get_all_study_names(st)
 
 
 def storage_option(f: Any) -> Any:

@@ -1,0 +1,92 @@
+"""Reading a large study fast: states and objective values in one query, full trials only
+for the few that a report shows.
+
+``study.get_trials()`` builds a ``FrozenTrial`` (params, user and system attrs, intermediate
+values) through the SQLAlchemy ORM for every trial: ~4.5 s of CPU for 10,000 trials here.
+A report needs full trials only for the Pareto members and the reference trials; for the
+rest, number, state and values are enough. :func:`read_rows` selects exactly those from
+Optuna's own tables (read-only; the table objects come from ``optuna.storages._rdb.models``,
+so a schema change breaks loudly here, and :func:`growsearch.report.front.load_study_data`
+then falls back to ``study.get_trials``). Full trials are then fetched one by one with the
+public ``storage.get_trial(trial_id)``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+import sqlalchemy as sa
+from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+
+
+@dataclass
+class Rows:
+    """Every trial of one study, without attributes.
+
+    Attributes:
+        trial_ids: storage trial ids ``(n,)``.
+        numbers: trial numbers ``(n,)``.
+        states: state names (``COMPLETE``, ``FAIL``...), length n.
+        values: objective values ``(n, m)``; NaN where missing, +-inf for infinite values.
+        user_attr: ``key -> {trial_id: value}`` for the keys asked for.
+        system_attr: the same for trial system attrs.
+    """
+
+    trial_ids: np.ndarray
+    numbers: np.ndarray
+    states: list[str]
+    values: np.ndarray
+    user_attr: dict[str, dict[int, Any]]
+    system_attr: dict[str, dict[int, Any]]
+
+
+def rdb_of(study: optuna.Study) -> RDBStorage | None:
+    """The RDB storage behind ``study`` (Optuna wraps it in a cache), or ``None``."""
+    st: Any = study._storage
+    st = getattr(st, "_backend", st)
+    return st if isinstance(st, RDBStorage) else None
+
+
+def read_rows(rdb: RDBStorage, study_id: int, n_objectives: int, *, user_keys: tuple[str, ...] = (), system_keys: tuple[str, ...] = ()) -> Rows:
+    """Numbers, states, values (and a few attribute keys) of every trial: 2-4 queries.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the database does not have Optuna's schema.
+    """
+    T = models.TrialModel.__table__
+    V = models.TrialValueModel.__table__
+    UA = models.TrialUserAttributeModel.__table__
+    SA = models.TrialSystemAttributeModel.__table__
+    with rdb.engine.connect() as c:
+        trials = c.execute(sa.select(T.c.trial_id, T.c.number, T.c.state).where(T.c.study_id == study_id).order_by(T.c.number)).all()
+        vals = c.execute(
+            sa.select(V.c.trial_id, V.c.objective, V.c.value, V.c.value_type).join(T, T.c.trial_id == V.c.trial_id).where(T.c.study_id == study_id)
+        ).all()
+        ua: dict[str, dict[int, Any]] = {k: {} for k in user_keys}
+        if user_keys:
+            for tid, key, vj in c.execute(
+                sa.select(UA.c.trial_id, UA.c.key, UA.c.value_json).join(T, T.c.trial_id == UA.c.trial_id).where(T.c.study_id == study_id, UA.c.key.in_(user_keys))
+            ):
+                ua[key][tid] = json.loads(vj)
+        sy: dict[str, dict[int, Any]] = {k: {} for k in system_keys}
+        if system_keys:
+            for tid, key, vj in c.execute(
+                sa.select(SA.c.trial_id, SA.c.key, SA.c.value_json).join(T, T.c.trial_id == SA.c.trial_id).where(T.c.study_id == study_id, SA.c.key.in_(system_keys))
+            ):
+                sy[key][tid] = json.loads(vj)
+    ids = np.asarray([r[0] for r in trials], dtype=np.int64)
+    pos = {int(t): i for i, t in enumerate(ids)}
+    values = np.full((len(trials), n_objectives), np.nan)
+    for tid, obj, value, vtype in vals:
+        i = pos.get(int(tid))
+        if i is None or not 0 <= obj < n_objectives:
+            continue
+        vt = getattr(vtype, "name", str(vtype))
+        values[i, obj] = value if vt == "FINITE" else (np.inf if vt == "INF_POS" else -np.inf)
+    states = [getattr(r[2], "name", str(r[2])) for r in trials]
+    return Rows(ids, np.asarray([r[1] for r in trials], dtype=np.int64), states, values, ua, sy)
