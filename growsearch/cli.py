@@ -67,6 +67,9 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the CLI and turns user errors into one line and an exit code."""
+    from growsearch.redact import install_log_redaction, redact_text
+
+    install_log_redaction()  # every log record of this process: passwords masked
     try:
         rv = cli.main(args=argv, prog_name="growsearch", standalone_mode=False)
         return int(rv) if isinstance(rv, int) else 0
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except GrowsearchError as exc:
-        click.echo(f"growsearch: error: {exc}", err=True)
+        click.echo(f"growsearch: error: {redact_text(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("growsearch: interrupted", err=True)
