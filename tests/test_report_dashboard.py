@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import warnings
 from pathlib import Path
@@ -25,7 +24,7 @@ pytest.importorskip("optuna_dashboard")
 
 
 def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=30) as r:
+    with urllib.request.urlopen(url, timeout=90) as r:
         return json.loads(r.read().decode())
 
 
