@@ -247,7 +247,7 @@ def test_postgres_study(tmp_path: Path, corpus: Path) -> None:
     check_consistent(load(url, name), 2)
 
 
-def test_two_node_cluster(tmp_path: Path, corpus: Path) -> None:
+def test_two_node_cluster(tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A head and a worker node (1 CPU each) on this machine; trials run on both and land in
     one study (PostgreSQL when GROWSEARCH_TEST_POSTGRES_URL is set, else SQLite).
 
@@ -262,13 +262,16 @@ def test_two_node_cluster(tmp_path: Path, corpus: Path) -> None:
     temp_dir = tempfile.mkdtemp(prefix="gsray", dir="/tmp")
     url = _postgres_url() or f"sqlite:///{tmp_path}/cluster.db"
     name = f"cluster_{int(time.time())}"
+    # this private cluster does not depend on the shared ~/.ray/auth_token
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    env = dict(os.environ)
     nodes: list[subprocess.Popen] = []
     logs = [open(tmp_path / f"node{i}.log", "w") for i in range(2)]
     try:
         nodes.append(subprocess.Popen(
             [ray_bin, "start", "--block", "--head", f"--port={port}", "--num-cpus=1", "--num-gpus=0",
              "--include-dashboard=false", "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}"],
-            stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True))
+            stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True, env=env))
         import ray
 
         def _alive() -> int:
@@ -284,7 +287,7 @@ def test_two_node_cluster(tmp_path: Path, corpus: Path) -> None:
         nodes.append(subprocess.Popen(
             [ray_bin, "start", "--block", f"--address={addr}", "--num-cpus=1", "--num-gpus=0",
              "--node-ip-address=127.0.0.1"],
-            stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True))
+            stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True, env=env))
         _wait_for(lambda: _alive() == 2, 120, "two alive Ray nodes")
         p = write_study(tmp_path, corpus, name, budget=4, storage=url,
                         execution={"address": addr, "max_concurrent": 2, "cpus_per_trial": 1})
