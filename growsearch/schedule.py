@@ -225,8 +225,11 @@ class GrowthSchedule(BaseModel):
             if e.action == "grow":
                 if e.form not in p.forms:
                     raise ScheduleError(f"{where}.form: point {e.point!r} cannot grow {e.form!r}; it supports {', '.join(p.forms)}")
-                if e.init not in p.inits:
-                    raise ScheduleError(f"{where}.init: point {e.point!r} does not support init {e.init!r}; it supports {', '.join(p.inits)}")
+                inits_for = getattr(p, "inits_for", None)  # optional: inits allowed per form
+                allowed = tuple(inits_for(e.form)) if callable(inits_for) else tuple(p.inits)
+                if e.init not in allowed:
+                    with_form = f" with form {e.form!r}" if allowed != tuple(p.inits) else ""
+                    raise ScheduleError(f"{where}.init: point {e.point!r} does not support init {e.init!r}{with_form}; it supports {', '.join(allowed)}")
                 grown[e.point] = grown.get(e.point, 0) + int(e.neurons or 0)
             else:
                 have = grown.get(e.point, 0)

@@ -3,7 +3,7 @@
 Parametrised over the registry (``list_backbones()``) x growth points x forms x inits, so a
 newly registered backbone is covered at once. A (form, init) pair that a point declares
 but rejects for that form (e.g. ``net2net`` with ``parallel`` on ResNet stages) must raise a
-ScheduleError without touching the model; the growth tests skip such pairs.
+ScheduleError without touching the model (``GrowthPoint.excluded``/``inits_for``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from torch import nn
 
 from growsearch.backbones import Backbone, create_backbone, list_backbones
 from growsearch.errors import ScheduleError
-from growsearch.schedule import FUNCTION_PRESERVING_INITS, GrowthEvent
+from growsearch.schedule import FUNCTION_PRESERVING_INITS, GrowthEvent, GrowthSchedule
 
 BATCH = 4
 SAMPLES = 4000
@@ -26,8 +26,16 @@ def _cases() -> list[tuple[str, str, str, str]]:
         model = create_backbone(name, "tiny")
         for p in model.growth_points().values():
             for form in p.forms:
-                for init in p.inits:
+                for init in p.inits_for(form):
                     out.append((name, p.name, form, init))
+    return out
+
+
+def _excluded() -> list[tuple[str, str, str, str]]:
+    out = []
+    for name in list_backbones():
+        for p in create_backbone(name, "tiny").growth_points().values():
+            out += [(name, p.name, form, init) for form in p.forms for init in p.inits if init not in p.inits_for(form)]
     return out
 
 
@@ -66,13 +74,23 @@ def _n_params(model: nn.Module) -> int:
 
 
 def _grow(model: Backbone, point: str, form: str, init: str, k: int, seed: int = 7):
-    """Grow or skip: a declared pair the point rejects for this form is skipped."""
+    return model.grow(point, k, form=form, init=init, generator=torch.Generator().manual_seed(seed))
+
+
+EXCLUDED = _excluded()
+
+
+@pytest.mark.parametrize(("name", "point", "form", "init"), EXCLUDED or [pytest.param("-", "-", "-", "-", marks=pytest.mark.skip("none"))])
+def test_excluded_form_init_pairs_are_refused_untouched(name: str, point: str, form: str, init: str) -> None:
+    model = _build(name)
     before = _shapes(model)
-    try:
-        return model.grow(point, k, form=form, init=init, generator=torch.Generator().manual_seed(seed))
-    except ScheduleError as exc:
-        assert _shapes(model) == before, "a rejected growth must leave the model untouched"
-        pytest.skip(f"{point} rejects {form}/{init}: {exc}")
+    with pytest.raises(ScheduleError, match=f"{init}.*{form}"):
+        model.grow(point, 2 * model.growth_points()[point].step, form=form, init=init)
+    with pytest.raises(ScheduleError, match=f"{init}.*{form}"):
+        model.apply_event(GrowthEvent(point=point, epoch=0, neurons=2 * model.growth_points()[point].step, form=form, init=init))
+    with pytest.raises(ScheduleError, match=f"does not support init {init!r} with form {form!r}"):
+        GrowthSchedule.of([{"point": point, "epoch": 0, "neurons": 2, "form": form, "init": init}]).validate_for(model.growth_points(), 1)
+    assert _shapes(model) == before and not model.history
 
 
 # ---- plain contract ---------------------------------------------------------------------
@@ -227,11 +245,8 @@ def test_successive_growths_then_full_shrink(name: str) -> None:
     grown: list[str] = []
     for p in model.growth_points().values():
         for form in p.forms:
-            try:
-                model.grow(p.name, p.step, form=form, init="random", generator=g)
-                model.grow(p.name, 2 * p.step, form=form, init=p.inits[-1], generator=g)
-            except ScheduleError:
-                model.grow(p.name, 2 * p.step, form=form, init="random", generator=g)
+            model.grow(p.name, p.step, form=form, init="random", generator=g)
+            model.grow(p.name, 2 * p.step, form=form, init=p.inits_for(form)[-1], generator=g)
             grown.append(p.name)
             y = _forward(model, _wave())
             assert y.shape == (BATCH, 2) and torch.isfinite(y).all()

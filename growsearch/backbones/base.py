@@ -43,6 +43,8 @@ class GrowthPoint:
         unit: what one "neuron" is here (``channel``, ``hidden unit``, ``head``...).
         step: widths grow in multiples of this (e.g. one attention head = head_dim units).
         description: one line for ``--help`` and reports.
+        excluded: ``(form, init)`` pairs of ``forms`` x ``inits`` that do not go together
+            here (e.g. ``("parallel", "net2net")``); see :meth:`inits_for`.
     """
 
     name: str
@@ -53,6 +55,11 @@ class GrowthPoint:
     unit: str = "neuron"
     step: int = 1
     description: str = ""
+    excluded: tuple[tuple[str, str], ...] = ()
+
+    def inits_for(self, form: str) -> tuple[str, ...]:
+        """The initialisers supported with ``form`` (``inits`` minus the excluded pairs)."""
+        return tuple(i for i in self.inits if (form, i) not in self.excluded)
 
 
 @dataclass
@@ -130,8 +137,11 @@ class Backbone(nn.Module, ABC):
         if event.action == "grow":
             if event.form not in p.forms:
                 raise ScheduleError(f"point {p.name!r} cannot grow {event.form!r}; it supports {', '.join(p.forms)}")
-            if event.init not in p.inits:
-                raise ScheduleError(f"point {p.name!r} does not support init {event.init!r}; it supports {', '.join(p.inits)}")
+            if event.init not in p.inits_for(event.form):
+                raise ScheduleError(
+                    f"point {p.name!r} does not support init {event.init!r} with form {event.form!r}; "
+                    f"it supports {', '.join(p.inits_for(event.form))}"
+                )
             res = self.grow(event.point, int(event.neurons or 0), form=event.form, init=event.init, generator=generator)
         else:
             if event.rule not in p.shrink_rules:

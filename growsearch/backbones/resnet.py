@@ -51,7 +51,6 @@ from growsearch.growth.widen import (
 )
 from growsearch.schedule import INITS
 
-PARALLEL_INITS: tuple[str, ...] = ("random", "zero_fanout")
 SHRINK_RULES: tuple[str, ...] = ("appended", "magnitude")
 
 
@@ -193,6 +192,7 @@ class ResNet18(Backbone):
                 inits=INITS,
                 shrink_rules=SHRINK_RULES,
                 unit="channel",
+                excluded=(("parallel", "net2net"),),
                 description=f"inner width of every block of stage {i + 1} (inplace), or a parallel one-block branch "
                 f"concatenated to the stage output (parallel; random/zero_fanout only)",
             )
@@ -275,7 +275,7 @@ class ResNet18(Backbone):
             raise ScheduleError(f"grow {point!r}: neurons must be a positive integer, got {neurons!r}")
         if form not in p.forms:
             raise ScheduleError(f"point {point!r} cannot grow {form!r}; it supports {', '.join(p.forms)}")
-        allowed = PARALLEL_INITS if form == "parallel" else p.inits
+        allowed = p.inits_for(form)
         if init not in allowed:
             raise ScheduleError(f"point {point!r} does not support init {init!r} with form {form!r}; it supports {', '.join(allowed)}")
         return p
