@@ -267,3 +267,32 @@ def test_fast_read_equals_full_read(tmp_path: Path) -> None:
     assert {p.number for p in fast.front} == finite_best and 45 not in finite_best
     assert [p.number for p in fast.references] == [0, 1] and all(p.attrs_loaded for p in fast.references)
     assert not all(p.attrs_loaded for p in fast.points)
+
+
+def _postgres_url() -> str | None:
+    return os.environ.get("GROWSEARCH_TEST_POSTGRES_URL") or None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_postgres_url() is None, reason="set GROWSEARCH_TEST_POSTGRES_URL (e.g. $(bash .ci/postgres.sh)) to test on PostgreSQL")
+def test_postgres_fast_read_and_cli_hide_password(tmp_path: Path) -> None:
+    import uuid
+
+    url = _postgres_url()
+    assert url is not None
+    name = f"report-{uuid.uuid4().hex[:8]}"
+    study = build_demo_study(open_storage(url, heartbeat=False), name, 25, seed=9, n_failed=2)
+    fast, full = load_study_data(study), load_study_data(study, full=True)
+    assert fast.front == full.front and fast.failed == full.failed and fast.counts == full.counts
+    password = url.split("://", 1)[1].split("@", 1)[0].partition(":")[2]
+    out = tmp_path / "best.yaml"
+    r = subprocess.run([sys.executable, "-m", "growsearch", "export", name, "--storage", url, "-o", str(out), "--pick", "all"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r2 = subprocess.run([sys.executable, "-m", "growsearch", "show", name, "--storage", url], capture_output=True, text=True, timeout=120)
+    assert r2.returncode == 0, r2.stderr
+    assert len(load_schedules(out)) == len(fast.front)
+    if password:
+        for text in (out.read_text(), r.stdout, r.stderr, r2.stdout, r2.stderr):
+            assert password not in text
+    optuna.delete_study(study_name=name, storage=open_storage(url, heartbeat=False))
