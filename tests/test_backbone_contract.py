@@ -310,3 +310,19 @@ def test_bad_growth_requests_raise_schedule_errors(name: str) -> None:
         model.shrink(point, 1)
     with pytest.raises(ScheduleError, match="valid points"):
         model.apply_event(GrowthEvent(point="no_such_point", epoch=0, neurons=2))
+
+
+@pytest.mark.parametrize(("name", "point"), POINTS, ids=POINT_IDS)
+def test_growth_is_deterministic_given_the_generator(name: str, point: str) -> None:
+    p = _build(name).growth_points()[point]
+    states = []
+    for _ in range(2):
+        model = _build(name)
+        g = torch.Generator().manual_seed(11)
+        for form in p.forms:
+            for init in p.inits_for(form):
+                model.grow(point, p.step, form=form, init=init, generator=g)
+        states.append(model.state_dict())
+    assert states[0].keys() == states[1].keys()
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key
