@@ -200,7 +200,7 @@ def _run(*args: str) -> str:
     return res.stdout
 
 
-def test_cli_pareto_formats(small: tuple[str, optuna.Study]) -> None:
+def test_cli_pareto_formats(small: tuple[str, optuna.Study], tmp_path: Path) -> None:
     url, _ = small
     recs = json.loads(_run("pareto", "small", "--storage", url, "--json"))
     assert [r["number"] for r in recs] == [3, 0, 1, 4]
@@ -208,6 +208,10 @@ def test_cli_pareto_formats(small: tuple[str, optuna.Study]) -> None:
     assert recs[0]["schedule"] == SCHED_A
     csv_lines = _run("pareto", "small", "--storage", url, "--csv").splitlines()
     assert csv_lines[0] == "number,dev_eer,params,reference,schedule" and csv_lines[1].startswith("3,0.05,500.0,paper-dropin,")
+    html = tmp_path / "r" / "report.html"
+    assert _run("pareto", "small", "--storage", url, "--html", str(html), "--reference-point", "fixed").startswith("trial")
+    page = html.read_text()
+    assert "plotly-graph-div" in page and "reference fixed" in page and "Growth schedules" in page
     table = _run("pareto", "small", "--storage", url).splitlines()
     assert table[0].split()[:3] == ["trial", "dev_eer", "params"] and len(table) == 5
     assert "+64 stage2@2" in table[1]
