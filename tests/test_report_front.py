@@ -232,6 +232,9 @@ def test_cli_show_list_export(small: tuple[str, optuna.Study], tmp_path: Path) -
     out = tmp_path / "knee.yaml"
     _run("export", "small", "--storage", url, "-o", str(out))
     assert len(load_schedules(out)) == 1
+    for form in (["--pick", "max-params", "120"], ["--pick", "max-params:120"], ["--pick", "max-params", "--max-params", "120"]):
+        _run("export", "small", "--storage", url, "-o", str(out), *form)
+        assert yaml.safe_load(out.read_text())["schedules"][0]["trial"] == 1
 
 
 def test_cli_study_yaml(small: tuple[str, optuna.Study], tmp_path: Path) -> None:

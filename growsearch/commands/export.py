@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from growsearch.errors import ConfigError
 from growsearch.report.export import PICKS, export_document, parse_pick, pick_members, write_export
 from growsearch.report.front import load_study_data
 from growsearch.report.study_ref import resolve_study, storage_option
@@ -11,13 +12,25 @@ from growsearch.report.study_ref import resolve_study, storage_option
 
 @click.command("export")
 @click.argument("study")
+@click.argument("budget", required=False, default=None, metavar="[N]")
 @storage_option
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True, help="YAML file to write (read by growsearch train --schedule).")
 @click.option("--pick", "pick", default="knee", show_default=True, metavar="|".join(PICKS),
               help="knee (closest to utopia after normalising), min-eer, max-params:N (best EER with <= N parameters), all.")
 @click.option("--max-params", "max_params", type=float, default=None, metavar="N", help="Parameter budget for --pick max-params.")
-def command(study: str, storage: str | None, output: str, pick: str, max_params: float | None) -> None:
-    """Write the chosen Pareto-optimal growth schedules of STUDY with their metrics."""
+def command(study: str, budget: str | None, storage: str | None, output: str, pick: str, max_params: float | None) -> None:
+    """Write the chosen Pareto-optimal growth schedules of STUDY with their metrics.
+
+    `--pick max-params N` (N after the pick, as in `--pick max-params 200000`),
+    `--pick max-params:N` and `--pick max-params --max-params N` are the same.
+    """
+    if budget is not None:
+        if pick != "max-params" or max_params is not None:
+            raise ConfigError(f"unexpected argument {budget!r}: a number after STUDY is only the N of --pick max-params N")
+        try:
+            max_params = float(budget.replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"--pick max-params N: N must be a number (got {budget!r})") from None
     ref = resolve_study(study, storage)
     data = load_study_data(ref.load())
     kind, budget = parse_pick(pick, max_params)
