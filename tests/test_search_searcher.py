@@ -147,3 +147,22 @@ def test_live_driver_is_refused(tmp_path: Path) -> None:
         other.resync()
     s.close("test over")
     other.resync()  # a closed driver releases the study
+
+
+def test_constraints_recorded_for_the_sampler(tmp_path: Path) -> None:
+    from growsearch.search.study import Constraints
+
+    study = _study(tmp_path)
+    space = load_space(ROOT / "search_spaces" / "quickstart.yaml", epochs=3)
+    cons = Constraints(max_params=120)
+    s = StudySearcher(study, space, objectives=OBJ, budget_trials=2, constraint_fn=cons.values)
+    s.resync()
+    s.suggest("a")
+    s.suggest("b")
+    s.on_trial_complete("a", _ok(0.3, 100))
+    s.on_trial_complete("b", _ok(0.1, 150))
+    a, b = study.trials
+    assert a.user_attrs["constraint"] == [-20.0] and b.user_attrs["constraint"] == [30.0]
+    assert a.constraints == {"max_params": -20.0} and b.constraints == {"max_params": 30.0}
+    # the infeasible trial, though better on EER, is not on the (feasible) Pareto front
+    assert [t.number for t in study.best_trials] == [a.number]

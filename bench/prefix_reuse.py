@@ -1,0 +1,87 @@
+"""Training compute with and without shared-prefix reuse on the quickstart study; prints JSON.
+
+The quickstart study (real training on the generated corpus) runs twice with the same
+sampler seed, one trial at a time so both runs see the same proposals: once with
+``execution.prefix_reuse: true`` (trials whose schedules share their first growth epoch
+load the trained baseline prefix from the cache) and once with it off. Reported: training
+FLOPs actually spent (sum over COMPLETE trials of ``train_flops - train_flops_saved``),
+epochs reused, wall time of each run, and whether both runs reached the same objective
+values (prefix reuse must not change results). Usage::
+
+    python bench/prefix_reuse.py [--trials 8] [--concurrent 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def run(reuse: bool, trials: int, concurrent: int, work: Path) -> dict[str, Any]:
+    from growsearch.search.runner import run_study
+    from growsearch.search.study import Budget, load_study_config
+
+    cfg = load_study_config(ROOT / "studies" / "quickstart.yaml")
+    ex = cfg.execution.model_copy(update={"prefix_reuse": reuse, "max_concurrent": concurrent})
+    name = f"reuse_{'on' if reuse else 'off'}"
+    cfg = cfg.model_copy(update={"name": name, "outputs": str(work / name), "budget": Budget(trials=trials), "execution": ex})
+    lines: list[str] = []
+    t0 = time.perf_counter()
+    run_study(cfg, log=lines.append, progress_every=1e9)
+    wall = time.perf_counter() - t0
+    study = optuna.load_study(study_name=name, storage=cfg.default_storage)
+    done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    total = sum(float(t.user_attrs["metrics"].get("train_flops") or 0) for t in done)
+    saved = sum(float(t.user_attrs["metrics"].get("train_flops_saved") or 0) for t in done)
+    epochs = sum(int(t.user_attrs["metrics"].get("prefix_epochs_reused") or 0) for t in done)
+    train_s = sum(float(t.user_attrs["metrics"].get("wall_s") or 0) for t in done)
+    return {
+        "wall_s": round(wall, 2),
+        "trial_train_wall_s": round(train_s, 2),
+        "train_flops_if_no_reuse": total,
+        "train_flops_spent": total - saved,
+        "train_flops_saved": saved,
+        "prefix_epochs_reused": epochs,
+        "complete": len(done),
+        "values": {json.dumps(t.params, sort_keys=True) if not t.user_attrs.get("reference") else t.user_attrs["reference"]: t.values for t in done},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=8)
+    ap.add_argument("--concurrent", type=int, default=1)
+    args = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="gs_prefix"))
+    on = run(True, args.trials, args.concurrent, work)
+    off = run(False, args.trials, args.concurrent, work)
+    common = set(on["values"]) & set(off["values"])
+    same = all(on["values"][k] == off["values"][k] for k in common)
+    res = {
+        "study": "studies/quickstart.yaml",
+        "trials": args.trials,
+        "concurrent": args.concurrent,
+        "with_reuse": {k: v for k, v in on.items() if k != "values"},
+        "without_reuse": {k: v for k, v in off.items() if k != "values"},
+        "compute_saved_fraction": round(on["train_flops_saved"] / on["train_flops_if_no_reuse"], 4) if on["train_flops_if_no_reuse"] else 0.0,
+        "spent_ratio_with_vs_without": round(on["train_flops_spent"] / off["train_flops_spent"], 4) if off["train_flops_spent"] else None,
+        "schedules_in_both_runs": len(common),
+        "same_objective_values_where_both_ran": same,
+    }
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
