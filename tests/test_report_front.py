@@ -276,6 +276,21 @@ def test_fast_read_equals_full_read(tmp_path: Path) -> None:
     assert not all(p.attrs_loaded for p in fast.points)
 
 
+@pytest.mark.parametrize("full", [False, True])
+def test_constrained_front_is_feasible_front(tmp_path: Path, full: bool) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    study = create_study(open_storage(url, heartbeat=False), "c", ("dev_eer", "params"))
+    study.add_trials([
+        make_trial((0.01, 1.0), constraints=[0.5]),  # would dominate everything, infeasible
+        make_trial((0.1, 300.0), constraints=[0.0]),
+        make_trial((0.2, 100.0), constraints=[-1.0]),
+        make_trial((0.3, 200.0), constraints=[-1.0]),
+    ])
+    data = load_study_data(study, full=full)
+    assert [p.number for p in data.front] == [1, 2] == sorted(t.number for t in study.best_trials)
+    assert [p.feasible for p in data.points] == [False, True, True, True]
+
+
 def _postgres_url() -> str | None:
     return os.environ.get("GROWSEARCH_TEST_POSTGRES_URL") or None
 

@@ -14,7 +14,8 @@ from growsearch.report.hypervolume import hv_space, hypervolume
 from growsearch.report.study_ref import resolve_study, storage_option
 
 #: Config keys summarised (when the study's ``config`` user attr has them).
-CONFIG_KEYS = ("name", "backbone", "preset", "dataset", "data", "sampler", "objectives", "budget", "training", "execution")
+CONFIG_KEYS = ("name", "train", "space", "epochs", "objectives", "constraints", "sampler", "budget", "reference", "execution",
+               "backbone", "preset", "dataset", "training")
 
 
 def _short(v: Any, limit: int = 100) -> str:

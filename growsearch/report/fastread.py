@@ -35,6 +35,8 @@ class Rows:
         values: objective values ``(n, m)``; NaN where missing, +-inf for infinite values.
         user_attr: ``key -> {trial_id: value}`` for the keys asked for.
         system_attr: the same for trial system attrs.
+        constraints: ``trial_id -> constraint values`` for trials that have any (Optuna's
+            ``constraints`` list or ``constraints:<key>`` system attrs).
     """
 
     trial_ids: np.ndarray
@@ -43,6 +45,7 @@ class Rows:
     values: np.ndarray
     user_attr: dict[str, dict[int, Any]]
     system_attr: dict[str, dict[int, Any]]
+    constraints: dict[int, list[float]]
 
 
 def rdb_of(study: optuna.Study) -> RDBStorage | None:
@@ -79,6 +82,14 @@ def read_rows(rdb: RDBStorage, study_id: int, n_objectives: int, *, user_keys: t
                 sa.select(SA.c.trial_id, SA.c.key, SA.c.value_json).join(T, T.c.trial_id == SA.c.trial_id).where(T.c.study_id == study_id, SA.c.key.in_(system_keys))
             ):
                 sy[key][tid] = json.loads(vj)
+        cons: dict[int, list[float]] = {}
+        for tid, key, vj in c.execute(
+            sa.select(SA.c.trial_id, SA.c.key, SA.c.value_json).join(T, T.c.trial_id == SA.c.trial_id).where(
+                T.c.study_id == study_id, sa.or_(SA.c.key == "constraints", SA.c.key.like("constraints:%"))
+            )
+        ):
+            v = json.loads(vj)
+            cons.setdefault(int(tid), []).extend(float(x) for x in (v if isinstance(v, list) else [v]))
     ids = np.asarray([r[0] for r in trials], dtype=np.int64)
     pos = {int(t): i for i, t in enumerate(ids)}
     values = np.full((len(trials), n_objectives), np.nan)
@@ -89,4 +100,4 @@ def read_rows(rdb: RDBStorage, study_id: int, n_objectives: int, *, user_keys: t
         vt = getattr(vtype, "name", str(vtype))
         values[i, obj] = value if vt == "FINITE" else (np.inf if vt == "INF_POS" else -np.inf)
     states = [getattr(r[2], "name", str(r[2])) for r in trials]
-    return Rows(ids, np.asarray([r[1] for r in trials], dtype=np.int64), states, values, ua, sy)
+    return Rows(ids, np.asarray([r[1] for r in trials], dtype=np.int64), states, values, ua, sy, cons)

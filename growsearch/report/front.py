@@ -5,6 +5,8 @@ reports stay fast at 10,000 trials; everything else here works on that snapshot 
 The Pareto set is the same as ``study.best_trials`` (COMPLETE trials only, non-dominated
 under the study's directions; duplicates of a front point are all on the front), computed
 with optuna's vectorised ``_is_pareto_front`` instead of per-trial Python comparisons.
+As in ``study.best_trials``, a constrained study (trials with ``set_constraint`` /
+``constraints`` values) has its front among the *feasible* trials (every constraint <= 0).
 One difference: trials with an infinite objective value are left out of every report
 (Optuna would put ``(inf, 1, 1)`` on the front; it would also make hypervolumes infinite).
 
@@ -62,6 +64,7 @@ class TrialPoint:
         params: the trial's sampled parameters.
         attrs_loaded: ``False`` for points read without attributes (see
             :func:`load_study_data`): schedule, curves, metrics and params are then empty.
+        feasible: every constraint value <= 0 (``True`` when the trial has none).
     """
 
     number: int
@@ -73,6 +76,7 @@ class TrialPoint:
     seed: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     attrs_loaded: bool = True
+    feasible: bool = True
 
 
 @dataclass
@@ -181,6 +185,7 @@ def _point(t: FrozenTrial) -> TrialPoint:
         metrics=metrics if isinstance(metrics, dict) else {},
         seed=seed if isinstance(seed, int) else None,
         params=dict(t.params),
+        feasible=all(c <= 0.0 for c in t.constraints.values()),
     )
 
 
@@ -224,10 +229,23 @@ def _load_full(study: optuna.Study) -> StudyData:
     ]
     points.sort(key=lambda p: p.number)
     failed = [(t.number, _fail_reason(t)) for t in trials if t.state == TrialState.FAIL]
-    return _finish(study, objectives, points, counts, failed)
+    constrained = any(len(t.constraints) > 0 for t in trials)
+    return _finish(study, objectives, points, counts, failed, constrained)
 
 
-def _finish(study: optuna.Study, objectives: list[Objective], points: list[TrialPoint], counts: Counter[str], failed: list[tuple[int, str]]) -> StudyData:
+def front_mask(values: np.ndarray, objectives: list[Objective], feasible: np.ndarray, constrained: bool) -> np.ndarray:
+    """Pareto mask ``(n,)``; in a constrained study only among the feasible rows."""
+    if not constrained:
+        return pareto_mask(values, objectives)
+    out = np.zeros(values.shape[0], dtype=bool)
+    idx = np.flatnonzero(feasible)
+    out[idx] = pareto_mask(values[idx], objectives)
+    return out
+
+
+def _finish(
+    study: optuna.Study, objectives: list[Objective], points: list[TrialPoint], counts: Counter[str], failed: list[tuple[int, str]], constrained: bool
+) -> StudyData:
     data = StudyData(
         name=study.study_name,
         objectives=objectives,
@@ -237,7 +255,7 @@ def _finish(study: optuna.Study, objectives: list[Objective], points: list[Trial
         failed=sorted(failed),
         user_attrs=dict(study.user_attrs),
     )
-    data.on_front = pareto_mask(data.values_array(), objectives)
+    data.on_front = front_mask(data.values_array(), objectives, np.asarray([p.feasible for p in points], dtype=bool), constrained)
     return data
 
 
@@ -251,13 +269,17 @@ def _load_fast(study: optuna.Study, rdb: Any) -> StudyData:
     ok = complete & np.all(np.isfinite(rows.values), axis=1) if rows.values.size else complete
     refs = rows.user_attr["reference"]
     idx = np.flatnonzero(ok)
+    cons = rows.constraints
     points = [
         TrialPoint(number=int(rows.numbers[i]), values=tuple(float(v) for v in rows.values[i]), schedule=None,
-                   reference=str(refs[int(rows.trial_ids[i])]) if refs.get(int(rows.trial_ids[i])) else None, attrs_loaded=False)
+                   reference=str(refs[int(rows.trial_ids[i])]) if refs.get(int(rows.trial_ids[i])) else None, attrs_loaded=False,
+                   feasible=all(c <= 0.0 for c in cons.get(int(rows.trial_ids[i]), ())))
         for i in idx
     ]
     ids = [int(rows.trial_ids[i]) for i in idx]
-    on_front = pareto_mask(np.asarray([p.values for p in points]).reshape(-1, len(objectives)), objectives)
+    constrained = bool(cons)
+    on_front = front_mask(np.asarray([p.values for p in points]).reshape(-1, len(objectives)), objectives,
+                          np.asarray([p.feasible for p in points], dtype=bool), constrained)
     for k, p in enumerate(points):
         if on_front[k] or p.reference:
             points[k] = _point(rdb.get_trial(ids[k]))
@@ -267,7 +289,7 @@ def _load_fast(study: optuna.Study, rdb: Any) -> StudyData:
             tid = int(rows.trial_ids[i])
             r = rows.user_attr["fail_reason"].get(tid) or rows.system_attr["fail_reason"].get(tid)
             failed.append((int(rows.numbers[i]), str(r).splitlines()[0] if r else "(no reason recorded)"))
-    return _finish(study, objectives, points, counts, failed)
+    return _finish(study, objectives, points, counts, failed, constrained)
 
 
 # ---- table / JSON / CSV ------------------------------------------------------------------

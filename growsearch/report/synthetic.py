@@ -35,8 +35,10 @@ def make_trial(
     state: TrialState = TrialState.COMPLETE,
     fail_reason: str | None = None,
     params: dict[str, int] | None = None,
+    constraints: Sequence[float] | None = None,
 ) -> optuna.trial.FrozenTrial:
-    """A frozen trial with growsearch's user attrs (for ``study.add_trial(s)``)."""
+    """A frozen trial with growsearch's user attrs (for ``study.add_trial(s)``); ``constraints``
+    are stored as Optuna stores them (feasible when all <= 0)."""
     ua: dict[str, Any] = {"schedule": schedule or {"version": 1, "events": []}, "seed": seed}
     if curves is not None:
         ua["curves"] = curves
@@ -53,6 +55,7 @@ def make_trial(
         params=params,
         distributions={k: IntDistribution(0, 10_000) for k in params},
         user_attrs=ua,
+        system_attrs={"constraints": [float(c) for c in constraints]} if constraints is not None else None,
     )
 
 
