@@ -27,8 +27,8 @@ def command(study_file: str, trials: int | None, storage: str | None, address: s
     cfg = load_study_config(study_file)
     if smoke:
         cfg = smoke_config(cfg)
-    cfg = cfg.with_overrides(name=study_name, trials=trials, storage=storage, address=address)
-    summary = run_study(cfg)
+    cfg = cfg.with_overrides(name=study_name, trials=trials, address=address)
+    summary = run_study(cfg, storage_url=storage)  # flag > $GROWSEARCH_STORAGE > config > default
     click.echo(json.dumps(summary.to_dict(), indent=2))
     if summary.interrupted:
         from growsearch.redact import redact_text
