@@ -100,3 +100,9 @@ def test_other_config_under_same_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="another config .*--study-name"):
         open_study(b, url)
     open_study(b.with_overrides(name="quickstart-2"), url)
+
+
+def test_recorded_config_has_no_password(tmp_path: Path) -> None:
+    cfg = load_study_config(_write(tmp_path, storage="postgresql://u:s3cret@127.0.0.1/db"))
+    assert cfg.storage == "postgresql://u:s3cret@127.0.0.1/db"
+    assert "s3cret" not in str(cfg.raw) and cfg.raw["storage"] == "postgresql://u:***@127.0.0.1/db"

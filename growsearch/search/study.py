@@ -382,6 +382,10 @@ def parse_study_config(data: Any, source: str = "study", *, base: Path | None = 
     elif isinstance(d["outputs"], str):
         d["outputs"] = str(_resolve(d["outputs"], Path.cwd()))
     d["raw"] = json.loads(json.dumps(raw, default=str))
+    if isinstance(d["raw"].get("storage"), str):  # the study records its config: never a password
+        from growsearch.redact import redact_url
+
+        d["raw"]["storage"] = redact_url(d["raw"]["storage"])
     d["path"] = source
     return parse_model(StudyConfig, d, source)
 
