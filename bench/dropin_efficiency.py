@@ -9,13 +9,15 @@ Variants (same data, seed, epochs E and settings; growth at epoch E/3 by default
 - ``dropin_unfrozen``: baseline, then grow and train everything (fresh Adam);
 - ``plasticity``: baseline, grow + train all, shrink back at 2E/3 (appended units), train again.
 
+The checkpoint kept is the best dev EER (within the last phase for plasticity), so a dropin
+run whose best epoch came before the growth reports the baseline's size.
 For every variant and seed: eval EER, dev EER, parameters, inference FLOPs and cumulative
 training FLOPs (``train_flops``, also relative to ``scratch_final``). The dropin and plasticity
 runs share the baseline prefix through the prefix cache, as a search would. EERs on the
 generated corpus say whether the machinery works, not how the method does on real data.
 Prints JSON on stdout; progress on stderr.
 
-    python bench/dropin_efficiency.py                  # ~5 min on 2 busy cores
+    python bench/dropin_efficiency.py                  # ~95 s CPU (8.5 min wall at load 12 on 2 cores)
     python bench/dropin_efficiency.py --backbone lcgrnn --preset tiny --point gru2 --seeds 0 1 2 --size small
 """
 

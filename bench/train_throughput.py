@@ -2,11 +2,13 @@
 
 For each backbone and preset, both loops train 2 epochs of ``--batches`` batches on the
 generated corpus (``ClipDataset`` from ``build_splits``, same batch size, Adam, cross-entropy)
-and the second (warm) epoch's samples/s is taken; the pair is repeated ``--repeats`` times
-interleaved and the median kept. growsearch's number is its per-epoch ``samples_per_s``
+and the second (warm) epoch's samples/s is taken; after one discarded warm-up pair, the pair
+is repeated ``--repeats`` times interleaved and the median kept. On a shared machine the
+wall-clock rates swing by 2x between runs: use ``--threads 1`` and several repeats. growsearch's number is its per-epoch ``samples_per_s``
 (the training batches only, no evaluation). Prints JSON on stdout; progress on stderr.
 
-    python bench/train_throughput.py                       # tiny + small of every backbone
+    python bench/train_throughput.py                       # tiny of every backbone (~1 min)
+    python bench/train_throughput.py --presets tiny small  # + small (wav2vec2 small: minutes)
     python bench/train_throughput.py --backbones resnet18 --presets tiny --batches 10
 """
 
@@ -72,13 +74,13 @@ def plain_loop(cfg: TrainConfig) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbones", nargs="*", default=None, help="default: all registered")
-    ap.add_argument("--presets", nargs="*", default=["tiny", "small"])
-    ap.add_argument("--batches", type=int, default=4, help="batches per epoch")
+    ap.add_argument("--presets", nargs="*", default=["tiny"])
+    ap.add_argument("--batches", type=int, default=12, help="batches per epoch")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--clip-seconds", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--size", default="tiny", help="synthetic corpus size")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--size", default="small", help="synthetic corpus size (tiny has only 3 batches of 8)")
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from growsearch.data.synthetic import ensure_corpus
@@ -93,6 +95,8 @@ def main() -> None:
                 continue
             cfg = config(root, backbone, preset, args)
             gs, plain = [], []
+            growsearch_loop(cfg, tmp / f"{backbone}-{preset}-warmup")
+            plain_loop(cfg)
             for r in range(args.repeats):
                 gs.append(growsearch_loop(cfg, tmp / f"{backbone}-{preset}-{r}"))
                 plain.append(plain_loop(cfg))
