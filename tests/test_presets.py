@@ -23,7 +23,7 @@ from growsearch.train.phase import start_phase
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT / "presets"
-NOT_SCHEDULES = ("config.yaml", "study.yaml")
+NOT_SCHEDULES = ("config.yaml", "study.yaml", "space.yaml")
 FOLDERS = sorted(p.parent for p in PRESETS.rglob("config.yaml"))
 CASES = [(f, s) for f in FOLDERS for s in sorted(f.glob("*.yaml")) if s.name not in NOT_SCHEDULES]
 CASE_IDS = [f"{f.relative_to(PRESETS)}/{s.stem}" for f, s in CASES]

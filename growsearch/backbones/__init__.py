@@ -16,6 +16,7 @@ from growsearch.backbones import resnet as _resnet  # noqa: F401,E402
 from growsearch.backbones import lcgrnn as _lcgrnn  # noqa: F401,E402
 from growsearch.backbones import wav2vec2 as _wav2vec2  # noqa: F401,E402
 from growsearch.backbones import lora as _lora  # noqa: F401,E402
+from growsearch.backbones import wav2vec2_widen as _wav2vec2_widen  # noqa: F401,E402
 
 __all__ = [
     "Backbone",
