@@ -31,9 +31,10 @@ def test_same_seed_same_bytes_other_seed_differs(tiny: Path, tmp_path: Path) -> 
     synthetic.generate(tmp_path / "again", seed=5, size="tiny")
     a, b = _digest(tiny), _digest(tmp_path / "again")
     assert a == b and len(a) == sum(synthetic.SIZES["tiny"]) + 4  # audio + 3 protocols + marker
-    synthetic.generate(tmp_path / "other", seed=6, size="tiny")
-    c = _digest(tmp_path / "other")
-    assert c.keys() == a.keys() and c != a
+    spk = synthetic.Speaker(name="LA_0001", f0=120.0, formant_scale=1.0, tilt=1.0, breath=0.05)
+    assert not np.array_equal(synthetic.synth_utterance(5, "train", 0, "A01", spk),
+                              synthetic.synth_utterance(6, "train", 0, "A01", spk))
+    assert synthetic._plan(5, "train", 24) != synthetic._plan(6, "train", 24)
 
 
 def test_layout_and_audio_format(tiny: Path) -> None:
@@ -61,12 +62,19 @@ def test_loads_through_the_la_loader(tiny: Path) -> None:
         assert wave.shape == (8000,) and np.isfinite(wave.numpy()).all()
 
 
-def test_level_is_not_a_shortcut(tiny: Path) -> None:
-    sp = build_splits(DataConfig(dataset="asvspoof2019_la", root=tiny, clip_samples=8000), seed=0)
-    rms = {0: [], 1: []}
-    for i, it in enumerate(sp.train.items):
-        rms[it.label].append(20 * np.log10(np.sqrt(np.mean(sp.train.waveform(i) ** 2))))
-    assert abs(np.median(rms[0]) - np.median(rms[1])) < 6.0  # level range is 20 dB for both
+def test_level_is_not_a_shortcut() -> None:
+    """Level and duration are drawn the same way for both classes (24 utterances each)."""
+    spk = synthetic.Speaker(name="LA_0001", f0=120.0, formant_scale=1.0, tilt=1.0, breath=0.05)
+    stats: dict[str, list[tuple[float, float]]] = {"bonafide": [], "spoof": []}
+    for i in range(48):
+        system = "bonafide" if i % 2 == 0 else synthetic.TRAIN_DEV_SYSTEMS[(i // 2) % 6]
+        x = synthetic.synth_utterance(11, "dev", i, system, spk)
+        stats["bonafide" if system == "bonafide" else "spoof"].append(
+            (20 * np.log10(np.sqrt(np.mean(x**2))), x.shape[0] / synthetic.SR))
+    b, s = np.array(stats["bonafide"]), np.array(stats["spoof"])
+    assert abs(b[:, 0].mean() - s[:, 0].mean()) < 5.0  # dB; each spans ~20 dB (std of the gap ~1.7 dB)
+    assert abs(b[:, 1].mean() - s[:, 1].mean()) < 0.5  # seconds; each spans 1-4 s
+    assert 1.0 <= min(b[:, 1].min(), s[:, 1].min()) and max(b[:, 1].max(), s[:, 1].max()) <= 4.0
 
 
 def test_first_use_generates_into_default_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,6 +85,20 @@ def test_first_use_generates_into_default_root(tmp_path: Path, monkeypatch: pyte
     assert len(sp.train) == synthetic.SIZES["tiny"][0]
     assert not list((tmp_path / "data").glob(".synth.tmp-*"))
     assert synthetic.ensure_corpus(tmp_path / "data/synth", seed=5, size="tiny") is False  # reused
+
+
+def test_older_generator_version_is_reused_with_a_warning(tiny: Path, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny, old)
+    marker = json.loads((old / synthetic.MARKER).read_text())
+    marker["version"] = 0
+    (old / synthetic.MARKER).write_text(json.dumps(marker))
+    assert synthetic.ensure_corpus(old, seed=5, size="tiny") is False
+    assert "generator version 0" in caplog.text
 
 
 def test_existing_corpus_of_other_seed_is_an_error(tiny: Path) -> None:
@@ -97,6 +119,7 @@ def _ensure(root: str) -> bool:
     return synthetic.ensure_corpus(root, seed=5, size="tiny")
 
 
+@pytest.mark.slow
 def test_two_processes_at_once(tmp_path: Path, tiny: Path) -> None:
     root = tmp_path / "shared"
     with mp.get_context("spawn").Pool(2) as pool:

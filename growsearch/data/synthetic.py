@@ -24,6 +24,7 @@ generator seeded with ``(seed, split, index)``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -41,7 +42,7 @@ from growsearch.errors import DataError
 log = logging.getLogger(__name__)
 
 DISCLAIMER = "This corpus is synthetic, for demos and tests; results on it are not deepfake-detection results."
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SR = 16_000
 #: utterances per split (train, dev, eval)
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -128,6 +129,7 @@ class _Artefact:
     tilt_delta: float = 0.0        # added to the source's spectral tilt exponent
     breath_mul: float = 1.0        # times the speaker's breath noise
     lowpass: float | None = None   # cutoff in Hz
+    vocoder_band: float | None = None  # gentle roll-off above this (Hz): the cue all systems share
     phase_jumps: float = 0.0       # std of frame-wise phase jumps (radians)
     frame_am: float = 0.0          # depth of amplitude modulation at the frame rate
     pitch_steps: bool = False      # f0 held constant per 40 ms frame
@@ -136,29 +138,36 @@ class _Artefact:
 
 
 def _artefact(system: str, rng: np.random.Generator) -> _Artefact:
+    art = _system_artefact(system, rng)
+    if system != "bonafide":
+        art = dataclasses.replace(art, vocoder_band=float(rng.uniform(6600, 7800)))
+    return art
+
+
+def _system_artefact(system: str, rng: np.random.Generator) -> _Artefact:
     u = rng.uniform
     if system == "bonafide":
         return _Artefact()
-    if system == "A01":  # irregular periodicity
-        return _Artefact(jitter=u(0.05, 0.1), phase_jumps=u(0.5, 1.2))
+    if system == "A01":  # irregular periodicity, noisy excitation
+        return _Artefact(jitter=u(0.08, 0.15), phase_jumps=u(1.0, 2.0), breath_mul=u(2.0, 3.0))
     if system == "A02":  # band-limited
-        return _Artefact(lowpass=u(3000, 5000))
-    if system == "A03":  # slightly wrong spectral tilt, breathless
-        return _Artefact(tilt_delta=u(0.6, 1.0), breath_mul=u(0.2, 0.6))
+        return _Artefact(lowpass=u(2500, 4500))
+    if system == "A03":  # wrong spectral tilt, breathless
+        return _Artefact(tilt_delta=u(0.8, 1.2), breath_mul=u(0.1, 0.4))
     if system == "A04":  # noisy excitation
-        return _Artefact(breath_mul=u(5.0, 10.0), jitter=u(0.005, 0.015))
+        return _Artefact(breath_mul=u(8.0, 14.0), jitter=u(0.005, 0.015))
     if system == "A05":  # frame-rate buzz
-        return _Artefact(frame_am=u(0.3, 0.5))
-    if system == "A06":  # stepped, over-regular pitch
-        return _Artefact(pitch_steps=True, jitter=0.0, breath_mul=u(0.2, 0.5))
+        return _Artefact(frame_am=u(0.5, 0.8))
+    if system == "A06":  # stepped, over-regular pitch, dull
+        return _Artefact(pitch_steps=True, jitter=0.0, breath_mul=u(0.1, 0.3), tilt_delta=u(0.4, 0.7))
     if system == "A07":  # phase reconstruction artefacts
-        return _Artefact(random_phase=u(0.5, 0.9))
+        return _Artefact(random_phase=u(0.8, 1.0), frame_am=u(0.3, 0.5))
     if system == "A08":  # band-limited + opposite tilt
-        return _Artefact(lowpass=u(6500, 7600), tilt_delta=-u(0.15, 0.35))
-    if system == "A09":  # mild irregularity + noise
-        return _Artefact(jitter=u(0.03, 0.06), breath_mul=u(3.0, 6.0), phase_jumps=u(0.2, 0.5))
+        return _Artefact(lowpass=u(4000, 5500), tilt_delta=-u(0.5, 0.8))
+    if system == "A09":  # irregularity + noise
+        return _Artefact(jitter=u(0.05, 0.1), breath_mul=u(6.0, 10.0), phase_jumps=u(0.5, 1.0))
     if system == "A10":  # low-resolution waveform coding
-        return _Artefact(quantise_bits=int(rng.integers(6, 9)), tilt_delta=u(0.0, 0.2))
+        return _Artefact(quantise_bits=int(rng.integers(5, 8)), tilt_delta=u(0.2, 0.4))
     raise DataError(f"unknown synthetic system {system!r}; valid: {', '.join(TRAIN_DEV_SYSTEMS + EVAL_SYSTEMS)}")
 
 
@@ -205,6 +214,9 @@ def _speech(rng: np.random.Generator, spk: Speaker, n: int, art: _Artefact) -> n
         out = out * (1 + art.frame_am * np.sign(np.sin(2 * np.pi * np.arange(n) / period)))
     if art.random_phase > 0:
         out = _random_phase(rng, out, art.random_phase)
+    if art.vocoder_band is not None:
+        sos = signal.butter(4, art.vocoder_band / (SR / 2), btype="low", output="sos")
+        out = signal.sosfilt(sos, out)
     if art.lowpass is not None:
         sos = signal.butter(8, art.lowpass / (SR / 2), btype="low", output="sos")
         out = signal.sosfilt(sos, out)
@@ -369,9 +381,12 @@ def _check_existing(root: Path, seed: int, size: str) -> bool:
         if any(root.iterdir()):
             raise DataError(f"{root}: exists but is not a generated synthetic corpus (no {MARKER}); choose another data.root")
         return False
-    if marker.get("seed") != seed or marker.get("size") != size or marker.get("version") != GENERATOR_VERSION:
+    if marker.get("seed") != seed or marker.get("size") != size:
         raise DataError(
-            f"{root}: holds the synthetic corpus of seed {marker.get('seed')}, size {marker.get('size')!r} "
-            f"(version {marker.get('version')}), not seed {seed}, size {size!r}; delete it or set another data.root"
+            f"{root}: holds the synthetic corpus of seed {marker.get('seed')}, size {marker.get('size')!r}, "
+            f"not seed {seed}, size {size!r}; delete it or set another data.root"
         )
+    if marker.get("version") != GENERATOR_VERSION:
+        log.warning("%s was written by synthetic generator version %s (current %d); delete it to regenerate "
+                    "the current corpus", root, marker.get("version"), GENERATOR_VERSION)
     return True
