@@ -55,3 +55,26 @@ def test_smoke_schedule_fits_smoke_config() -> None:
     (sched,) = load_schedules(root / "smoke_schedule.yaml")
     model = create_backbone(cfg.model.backbone, cfg.model.preset)
     sched.validate_for(model.growth_points(), cfg.training.epochs)
+
+
+def test_pretrained_state_dict_is_loaded_strictly(tmp_path: Path, corpus: Path) -> None:
+    import torch
+
+    from growsearch.errors import ConfigError
+    from growsearch.train.loop import build_model
+
+    src = create_backbone("resnet18", "tiny")
+    torch.save(src.state_dict(), tmp_path / "w.pt")
+    data = {"dataset": "synthetic", "root": str(corpus), "synth_size": "tiny"}
+
+    def cfg(path: Path, preset: str = "tiny") -> TrainConfig:
+        return TrainConfig.model_validate({"data": data, "training": {"epochs": 1},
+                                           "model": {"backbone": "resnet18", "preset": preset, "pretrained": str(path)}})
+
+    model = build_model(cfg(tmp_path / "w.pt"))
+    for k, v in src.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    with pytest.raises(ConfigError, match="does not fit backbone 'resnet18'"):
+        build_model(cfg(tmp_path / "w.pt", preset="small"))
+    with pytest.raises(ConfigError, match="model.pretrained: file not found"):
+        build_model(cfg(tmp_path / "missing.pt"))
