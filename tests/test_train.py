@@ -7,6 +7,7 @@ Every run is tiny: ResNet-18 ``tiny``, half-second clips, 2 batches of 8 per epo
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -290,3 +291,14 @@ def test_cli_runs_and_nan_exits_1(tmp_path: Path, corpus: Path, capsys: pytest.C
     assert cli(["train", str(nan), "--out", str(tmp_path / "n")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("growsearch: error:") and "nan" in err[-1].lower()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("amp", [True, False])
+def test_cuda_mixed_precision_run(corpus: Path, tmp_path: Path, amp: bool) -> None:
+    r = train(make_config(corpus, device="cuda", amp=amp), GROW_AT_1, out_dir=tmp_path, resume=False, log=quiet)
+    assert r.metrics["status"] == "ok"
+    assert all(math.isfinite(x["train_loss"]) for x in r.metrics["epochs"])
+    assert r.metrics["epochs"][0]["peak_mem_mb"] > 0
+    assert next(r.model.parameters()).device.type == "cuda"
