@@ -295,7 +295,7 @@ class StudySearcher(Searcher):
                 return
             if self.study._storage.get_trial(trial._trial_id).state.is_finished():
                 return  # never tell twice
-            for key in ("metrics", "curves", "node"):
+            for key in ("metrics", "curves", "node", "attempt"):
                 if key in payload:
                     trial.set_user_attr(key, payload[key])
             if self.constraint_fn is not None:

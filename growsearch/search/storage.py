@@ -9,6 +9,7 @@ URLs are only ever printed through :func:`growsearch.redact.redact_url`.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import optuna
@@ -54,18 +55,31 @@ def open_storage(url: str, *, heartbeat: bool = True) -> RDBStorage:
     else:
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     try:
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_INTERVAL if heartbeat else None,
-            grace_period=GRACE_PERIOD if heartbeat else None,
-        )
+        return _rdb_storage(url, engine_kwargs, heartbeat)
     except ModuleNotFoundError as exc:
         hint = " (pip install 'growsearch[postgres]')" if "psycopg" in str(exc) else ""
         raise ConfigError(f"storage {redact_url(url)}: missing database driver: {exc.name}{hint}") from None
     except Exception as exc:  # sqlalchemy errors carry the URL; never print it raw
         msg = redact_url(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise ConfigError(f"storage {redact_url(url)}: cannot open: {msg}") from None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict, heartbeat: bool) -> RDBStorage:
+    """``RDBStorage(url)``; two processes creating a new database's tables at once race
+    (``table ... already exists``): the loser retries and finds them."""
+    for attempt in range(4):
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_INTERVAL if heartbeat else None,
+                grace_period=GRACE_PERIOD if heartbeat else None,
+            )
+        except Exception as exc:
+            if "already exists" not in str(exc) or attempt == 3:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def storage_url_from(flag: str | None, config_value: str | None, default: str) -> str:

@@ -118,7 +118,9 @@ class SamplerConfig(BaseModel):
 
 
 class Budget(BaseModel):
-    """When the search stops: a number of COMPLETE trials and/or a wall time (seconds)."""
+    """When the search stops: a number of COMPLETE trials in the study (over all sessions)
+    and/or a wall time in seconds for one ``growsearch run`` session (trials cut off by it
+    are re-enqueued and rerun by the next session)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

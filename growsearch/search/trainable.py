@@ -122,6 +122,17 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     fn = ctx.trial_fn
     if fn is None:
         from growsearch.train.loop import train as fn
+    # attempts of this trial (Tune restarts a crashed one) and whether it resumes a checkpoint
+    attempts_file = out / ".attempts"
+    try:
+        attempts = int(attempts_file.read_text().strip() or 0) + 1
+    except (OSError, ValueError):
+        attempts = 1
+    attempts_file.write_text(f"{attempts}\n")
+    from growsearch.train.state import CHECKPOINT_DIR, STATE_FILE
+
+    resumed = (out / CHECKPOINT_DIR / STATE_FILE).is_file()
+    attempt_info = {"attempts": attempts, "resumed_checkpoint": resumed}
 
     def on_epoch(record: dict[str, Any], checkpoint_dir: Path) -> None:
         marker = out / ".crashed_once"
@@ -138,7 +149,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         metrics = _read_metrics(out)
         nan = metrics.get("status") == "nan" or "nonfinite" in type(exc).__name__.lower()
         tune.report(_final({"status": "nan" if nan else "failed", "fail_reason": "nan" if nan else f"failed: {exc}",
-                            "detail": str(exc), "node": _node(), "curves": _curves(metrics)}))
+                            "detail": str(exc), "node": _node(), "curves": _curves(metrics), "attempt": attempt_info}))
         return
     metrics = dict(getattr(result, "metrics", None) or (result if isinstance(result, dict) else {}) or _read_metrics(out))
     status = str(metrics.get("status", "ok"))
@@ -147,6 +158,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         "metrics": {k: v for k, v in metrics.items() if k not in ("epochs", "schedule")},
         "curves": _curves(metrics),
         "node": _node(),
+        "attempt": attempt_info,
     }
     if status != "ok":
         payload["fail_reason"] = status
