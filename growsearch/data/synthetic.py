@@ -25,6 +25,7 @@ generator seeded with ``(seed, split, index)``.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -332,8 +333,11 @@ def read_marker(root: Path) -> dict | None:
 def ensure_corpus(root: str | Path, *, seed: int = 0, size: str = "small") -> bool:
     """Make sure a synthetic corpus of ``seed`` and ``size`` is at ``root``; generate it if not.
 
-    Safe when several processes call it at once: each generates into its own temporary
-    folder next to ``root`` and renames it into place atomically; losers discard theirs.
+    Safe when several processes call it at once: an advisory lock file next to ``root``
+    makes the others wait for the first instead of generating too, and the corpus is
+    written into a temporary folder and renamed into place atomically (so even without
+    working locks, e.g. on some network file systems, no one ever reads a half-written
+    corpus; the losers of the rename discard theirs).
 
     Returns:
         True if this call generated the corpus.
@@ -350,6 +354,26 @@ def ensure_corpus(root: str | Path, *, seed: int = 0, size: str = "small") -> bo
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"{root}: cannot create the folder for the synthetic corpus: {exc.strerror or exc}") from None
+    lock_path = parent / f".{root.name}.lock"
+    try:
+        lock = open(lock_path, "a")  # noqa: SIM115 - held until generation ends
+    except OSError:
+        lock = None
+    try:
+        if lock is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except OSError:
+                pass
+        if _check_existing(root, seed, size):  # another process generated it meanwhile
+            return False
+        return _generate_and_rename(root, parent, seed, size)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _generate_and_rename(root: Path, parent: Path, seed: int, size: str) -> bool:
     tmp = parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     log.warning("generating the synthetic corpus (seed %d, size %s) in %s", seed, size, root)
     try:
