@@ -37,7 +37,7 @@ repaired deterministically:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -229,6 +229,13 @@ class SearchSpace(BaseModel):
                         f"{source}: points.{name}.{key}: none of {list(listed)} is supported at {name!r}; "
                         f"it supports {', '.join(getattr(p, key))}"
                     )
+            for form in self._choices(name, "forms", p):
+                if not self._init_choices(name, form, p):
+                    listed = self.points[name].inits or self.inits
+                    raise ConfigError(
+                        f"{source}: points.{name}.inits: none of {list(listed)} goes with form {form!r} at {name!r}; "
+                        f"it supports {', '.join(_inits_for(p, form))} (or drop {form!r} from forms)"
+                    )
             if self.plasticity is not None and True in self.plasticity.enabled:
                 rules = getattr(p, "shrink_rules", RULES)
                 if not [r for r in self.plasticity.rules if r in rules]:
@@ -264,6 +271,18 @@ class SearchSpace(BaseModel):
         listed = getattr(self.points[point], key) or getattr(self, key)
         return tuple(v for v in listed if v in getattr(p, key))
 
+    def _init_choices(self, point: str, form: str, p: PointLike) -> tuple[str, ...]:
+        """The space's inits at ``point`` that the backbone allows with ``form``."""
+        allowed = _inits_for(p, form)
+        return tuple(i for i in self._choices(point, "inits", p) if i in allowed)
+
+    def _init_key(self, i: int, point: str, p: PointLike) -> Callable[[str], str]:
+        """Parameter name of event ``i``'s init: per form when the allowed inits differ by form
+        (so that every name has one fixed set of choices)."""
+        forms = self._choices(point, "forms", p)
+        per_form = len({self._init_choices(point, f, p) for f in forms}) > 1
+        return (lambda f: f"ev{i}.{point}.{f}.init") if per_form else (lambda f: f"ev{i}.{point}.init")
+
     # ---- the driver side: define-by-run ---------------------------------------------------
     def define_by_run(self, trial: Any) -> None:
         """Suggest one schedule's parameters on an Optuna trial (only ``trial.suggest_*``)."""
@@ -275,8 +294,8 @@ class SearchSpace(BaseModel):
             ps = self.points[point]
             _suggest_int(trial, f"ev{i}.{point}.neurons", ps.neurons)
             _suggest_int(trial, f"ev{i}.epoch", self.epoch)
-            trial.suggest_categorical(f"ev{i}.{point}.form", list(self._choices(point, "forms", pts[point])))
-            trial.suggest_categorical(f"ev{i}.{point}.init", list(self._choices(point, "inits", pts[point])))
+            form = trial.suggest_categorical(f"ev{i}.{point}.form", list(self._choices(point, "forms", pts[point])))
+            trial.suggest_categorical(self._init_key(i, point, pts[point])(form), list(self._init_choices(point, form, pts[point])))
             trial.suggest_categorical(f"ev{i}.freeze", list(self.freeze))
             trial.suggest_categorical(f"ev{i}.optimizer", list(self.optimizer))
             if self.lr is not None:
@@ -315,8 +334,8 @@ class SearchSpace(BaseModel):
                     "point": point,
                     "epoch": epoch,
                     "neurons": neurons,
-                    "form": str(get(f"ev{i}.{point}.form")),
-                    "init": str(get(f"ev{i}.{point}.init")),
+                    "form": (form := str(get(f"ev{i}.{point}.form"))),
+                    "init": str(get(self._init_key(i, point, pts[point])(form))),
                     "freeze": str(get(f"ev{i}.freeze")),
                     "optimizer": str(get(f"ev{i}.optimizer")),
                     "lr": float(get(f"ev{i}.lr")) if self.lr is not None else None,
@@ -366,6 +385,11 @@ class _Getter:
         if key not in self.params:
             raise ScheduleError(f"parameter {key!r} is missing from the trial's parameters; got {sorted(self.params)}")
         return self.params[key]
+
+
+def _inits_for(p: PointLike, form: str) -> tuple[str, ...]:
+    fn = getattr(p, "inits_for", None)
+    return tuple(fn(form)) if callable(fn) else tuple(p.inits)
 
 
 def _suggest_int(trial: Any, name: str, r: IntRange) -> int:
