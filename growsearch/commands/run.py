@@ -6,6 +6,7 @@ again resumes the study: COMPLETE trials are kept, trials of an interrupted run 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -28,7 +29,9 @@ def command(study_file: str, trials: int | None, storage: str | None, address: s
     if smoke:
         cfg = smoke_config(cfg)
     cfg = cfg.with_overrides(name=study_name, trials=trials, address=address)
-    summary = run_study(cfg, storage_url=storage)  # flag > $GROWSEARCH_STORAGE > config > default
+    # stdout carries only the summary: Ray prints worker/raylet errors to stdout, send them to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = run_study(cfg, storage_url=storage)  # flag > $GROWSEARCH_STORAGE > config > default
     click.echo(json.dumps(summary.to_dict(), indent=2))
     if summary.interrupted:
         from growsearch.redact import redact_text
