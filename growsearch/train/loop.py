@@ -23,7 +23,8 @@ the final model then has the baseline's size.
 
 **Training FLOPs.** ``train_flops`` = sum over epochs of (samples seen x training FLOPs per
 sample of the model size in that epoch); ``train_flops_scratch_final`` is the same number
-for the final-size (best-checkpoint) model trained for the same epochs from scratch.
+for the final-size model (the architecture after the last epoch) trained for the same epochs
+from scratch. ``params`` and ``flops`` are those of the best checkpoint (the model evaluated).
 """
 
 from __future__ import annotations
@@ -562,7 +563,7 @@ def _finish(run: _Run, config: TrainConfig, schedule: GrowthSchedule, splits: An
         "params": costs["params"],
         "flops": costs["flops"],
         "train_flops": float(run.train_flops),
-        "train_flops_scratch_final": float(samples_total * costs["train_flops_per_sample"]),
+        "train_flops_scratch_final": float(samples_total * _costs(run.model, clip_s)["train_flops_per_sample"]),
         "best_epoch": int(run.best["epoch"]),
         "wall_s": float(sum(r["wall_s"] for r in run.records)),
         **_summary(run, config, schedule, splits),
