@@ -302,3 +302,13 @@ def test_cuda_mixed_precision_run(corpus: Path, tmp_path: Path, amp: bool) -> No
     assert all(math.isfinite(x["train_loss"]) for x in r.metrics["epochs"])
     assert r.metrics["epochs"][0]["peak_mem_mb"] > 0
     assert next(r.model.parameters()).device.type == "cuda"
+
+
+def test_cli_missing_data_exits_2_naming_the_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("GROWSEARCH_ASVSPOOF2019_LA", raising=False)
+    cfg = write(tmp_path / "la.yaml", "data: {dataset: asvspoof2019_la}\nmodel: {backbone: resnet18, preset: tiny}\n"
+                                      "training: {epochs: 1, device: cpu}\n")
+    assert cli(["train", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "GROWSEARCH_ASVSPOOF2019_LA" in err[0]
