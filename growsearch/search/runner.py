@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from growsearch.errors import ConfigError, RunFailed
 from growsearch.redact import redact_url
@@ -340,6 +340,3 @@ def _finish(summary: RunSummary, study: optuna.Study, searcher: StudySearcher, t
     summary.wall_s = time.time() - t_start
     return summary
 
-
-def default_outputs(cfg: StudyConfig) -> Path:
-    return cfg.outputs_dir
