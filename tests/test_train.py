@@ -197,6 +197,57 @@ def test_prefix_cache_gives_identical_results(grown_run: Any, corpus: Path, tmp_
     assert_same(grown_run, second)
 
 
+PLASTICITY = GrowthSchedule.of([{"point": "stage2", "epoch": 1, "neurons": 4},
+                                 {"point": "stage2", "epoch": 2, "action": "shrink"}])
+DROPIN_AT_1 = GrowthSchedule.of([{"point": "stage2", "epoch": 1, "neurons": 4}])
+TIMING = ("wall_s", "samples_per_s", "peak_mem_mb")
+
+
+def comparable(out_dir: Path) -> dict[str, Any]:
+    """metrics.json without wall-time fields and the cache bookkeeping, plus the eval scores."""
+    m = json.loads((out_dir / "metrics.json").read_text())
+    keys = ("status", "dev_eer", "eval_eer", "min_tdcf", "params", "flops", "best_epoch", "train_flops",
+            "train_flops_scratch_final", "schedule")
+    d = {k: m[k] for k in keys}
+    d["epochs"] = [{k: v for k, v in r.items() if k not in TIMING} for r in m["epochs"]]
+    d["scores"] = (out_dir / "scores.txt").read_text()
+    return d
+
+
+@pytest.fixture(scope="module")
+def uncached(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The plasticity and dropin runs (same first growth epoch) without a prefix cache."""
+    base = tmp_path_factory.mktemp("uncached")
+    cfg = make_config(corpus, epochs=3, max_batches_per_epoch=1)
+    for name, sched in (("plasticity", PLASTICITY), ("dropin", DROPIN_AT_1)):
+        train(cfg, sched, out_dir=base / name, resume=False, log=quiet)
+    return {"plasticity": base / "plasticity", "dropin": base / "dropin"}
+
+
+@pytest.mark.parametrize("writer", ["plasticity", "dropin"])
+def test_prefix_cache_reader_uses_its_own_best_rule(writer: str, uncached: dict[str, Path], corpus: Path,
+                                                    tmp_path: Path) -> None:
+    """Regression: the prefix stored the writer's ``best`` (None after a plasticity writer), so a dropin
+    reader lost its epoch-0 best candidate and reported another epoch's EER/params/FLOPs."""
+    reader = "dropin" if writer == "plasticity" else "plasticity"
+    scheds = {"plasticity": PLASTICITY, "dropin": DROPIN_AT_1}
+    # the scenario bites: the dropin run's best is the prefix epoch, the plasticity run's is in its last phase
+    assert json.loads((uncached["dropin"] / "metrics.json").read_text())["best_epoch"] == 0
+    assert json.loads((uncached["plasticity"] / "metrics.json").read_text())["best_epoch"] == 2
+    cfg = make_config(corpus, epochs=3, max_batches_per_epoch=1)
+    cache = tmp_path / "cache"
+    train(cfg, scheds[writer], out_dir=tmp_path / writer, resume=False, prefix_cache=cache, log=quiet)
+    files = list(cache.glob("*/state.pt"))
+    assert len(files) == 1
+    _, extra = load_model(files[0])
+    assert extra["best"] is None and extra["run_key"].startswith("prefix:")  # nothing of the writer's schedule
+    assert extra["prefix_best"]["epoch"] == 0 and extra["records"][0]["dev_eer"] == extra["prefix_best"]["dev_eer"]
+    r = train(cfg, scheds[reader], out_dir=tmp_path / reader, resume=False, prefix_cache=cache, log=quiet)
+    assert r.metrics["prefix_epochs_reused"] == 1
+    assert comparable(tmp_path / reader) == comparable(uncached[reader])
+    assert comparable(tmp_path / writer) == comparable(uncached[writer])
+
+
 def test_prefix_key_ignores_schedule_and_epochs_not_seed(corpus: Path) -> None:
     a = make_config(corpus).model_dump(mode="json")
     b = make_config(corpus, epochs=9).model_dump(mode="json")

@@ -21,6 +21,14 @@ EER (first on ties). When the schedule ends with a shrink (plasticity), only epo
 last phase (from the epoch of the last shrink on) are eligible, as in the paper's code:
 the final model then has the baseline's size.
 
+**Shared prefix.** The prefix file holds only what does not depend on the schedule that
+wrote it: model, optimizer/freeze/LR-scheduler/RNG states after epochs ``0..e-1``, their
+records, and ``prefix_best``, the best of those epochs with *all* of them eligible. The
+writer's own ``best`` (which follows the writer's rule) is not stored: each reading trial
+derives its ``best`` from ``prefix_best`` with its own rule (all prefix epochs eligible, or,
+with a final shrink, none: a shrink always comes after the first growth). A trial whose
+eligible window would start inside the prefix neither reads nor writes it.
+
 **Training FLOPs.** ``train_flops`` = sum over epochs of (samples seen x training FLOPs per
 sample of the model size in that epoch); ``train_flops_scratch_final`` is the same number
 for the final-size model (the architecture after the last epoch) trained for the same epochs
@@ -192,8 +200,11 @@ class _Run:
     scaler: Any
     epoch: int = 0  # next epoch to train
     records: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] | None = None  # {"epoch", "dev_eer", "model": payload}
+    best: dict[str, Any] | None = None  # {"epoch", "dev_eer", "model": payload}; this schedule's rule
     train_flops: float = 0.0
+    # best of the epochs before the first growth with every one of them eligible (what the
+    # prefix cache stores instead of ``best``); None: none evaluated yet or not tracked
+    prefix_best: dict[str, Any] | None = None
 
 
 def _make_scheduler(kind: str, optimizer: torch.optim.Optimizer) -> Any:
@@ -230,6 +241,7 @@ def _state_extra(run: _Run, run_key: str, prefix_reused: int) -> dict[str, Any]:
         "rng": st.get_rng_state(),
         "records": json.loads(json.dumps(run.records)),
         "best": run.best,
+        "prefix_best": run.prefix_best,
         "train_flops": run.train_flops,
         "prefix_epochs_reused": prefix_reused,
     }
@@ -237,6 +249,35 @@ def _state_extra(run: _Run, run_key: str, prefix_reused: int) -> dict[str, Any]:
 
 def _save_state(path: Path, run: _Run, run_key: str, prefix_reused: int) -> None:
     save_model(path, run.model, extra=_state_extra(run, run_key, prefix_reused))
+
+
+def _save_prefix(path: Path, run: _Run, key: str) -> None:
+    """Write the shared prefix: the run's state minus everything that follows this schedule.
+
+    ``best`` is left out (the reader derives its own from ``prefix_best``) and ``run_key``
+    (which names the writer's schedule) is replaced by the prefix key.
+    """
+    extra = _state_extra(run, f"prefix:{key}", 0)
+    extra["best"] = None
+    save_model(path, run.model, extra=extra)
+
+
+def _best_after_prefix(prefix_best: dict[str, Any] | None, eligible_from: int, prefix_epochs: int) -> dict[str, Any] | None:
+    """The reading trial's ``best`` after a loaded prefix of ``prefix_epochs`` epochs.
+
+    Args:
+        prefix_best: the prefix file's best with every prefix epoch eligible.
+        eligible_from: first epoch the reader's own rule allows as best.
+        prefix_epochs: epochs the prefix covers (``0..prefix_epochs-1``).
+
+    Raises:
+        RuntimeError: ``eligible_from`` falls inside the prefix (callers never load then).
+    """
+    if eligible_from == 0:
+        return prefix_best
+    if eligible_from >= prefix_epochs:
+        return None
+    raise RuntimeError(f"eligible window from epoch {eligible_from} starts inside a {prefix_epochs}-epoch prefix")
 
 
 def _restore(path: Path, config: TrainConfig, schedule: GrowthSchedule, device: torch.device,
@@ -265,7 +306,7 @@ def _restore(path: Path, config: TrainConfig, schedule: GrowthSchedule, device: 
         scaler.load_state_dict(extra["scaler"])
     st.set_rng_state(extra["rng"])
     run = _Run(model, phase, scheduler, scaler, next_epoch, list(extra["records"]), extra["best"],
-               float(extra["train_flops"]))
+               float(extra["train_flops"]), extra.get("prefix_best"))
     return run, extra
 
 
@@ -370,8 +411,11 @@ def train(
     first_growth = schedule.first_epoch
     eligible_from = schedule.events[-1].epoch if schedule.events and schedule.events[-1].action == "shrink" else 0
     cfg_dict = config.model_dump(mode="json")
-    prefix_file = (st.prefix_path(prefix_cache, st.prefix_key(cfg_dict, first_growth))
-                   if prefix_cache is not None and first_growth else None)
+    prefix_id = st.prefix_key(cfg_dict, first_growth) if prefix_cache is not None and first_growth else None
+    if prefix_id is not None and 0 < eligible_from < first_growth:  # cannot happen for a valid schedule
+        log(f"prefix cache not used: the best checkpoint may only come from epoch {eligible_from} on, inside the prefix")
+        prefix_id = None
+    prefix_file = st.prefix_path(prefix_cache, prefix_id) if prefix_id is not None else None
 
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -388,13 +432,18 @@ def train(
             if extra.get("run_key") != run_key:
                 raise ConfigError(f"{src}: checkpoint of a different config or schedule; rerun with --no-resume or another --out")
             prefix_reused = int(extra.get("prefix_epochs_reused", 0))
+            if "prefix_best" not in extra and run.epoch < (first_growth or 0):
+                prefix_file = None  # an older checkpoint without prefix_best: do not write an incomplete prefix
             log(f"resuming {out} at epoch {run.epoch}")
         elif prefix_file is not None and prefix_file.is_file():
-            run, _ = _restore(prefix_file, config, schedule, device, scaler)
-            prefix_reused = run.epoch
-            if eligible_from > 0:
-                run.best = None  # the prefix's best is outside the last phase
-            log(f"reusing the shared prefix ({prefix_reused} epochs) from {prefix_file.parent}")
+            run, extra = _restore(prefix_file, config, schedule, device, scaler)
+            if extra.get("run_key") != f"prefix:{prefix_id}" or "prefix_best" not in extra or run.epoch != first_growth:
+                log(f"ignoring {prefix_file}: not a prefix state of this key and format; training from epoch 0")
+                run = None
+            else:
+                prefix_reused = run.epoch
+                run.best = _best_after_prefix(run.prefix_best, eligible_from, prefix_reused)
+                log(f"reusing the shared prefix ({prefix_reused} epochs) from {prefix_file.parent}")
         if run is None:
             model.to(device)
             phase = start_phase(model, results=[], policy="all", optimizer_name=tc.optimizer, lr=tc.lr,
@@ -475,8 +524,13 @@ def train(
                 if not np.isfinite(dev.scores).all():
                     _fail_nan(out, run, schedule, config, epoch, n_batches, float("nan"), splits, what="dev scores")
                 dev_eer = _eer(dev)
-                if epoch >= eligible_from and (run.best is None or dev_eer < run.best["dev_eer"]):
-                    run.best = {"epoch": epoch, "dev_eer": dev_eer, "model": model_payload(run.model)}
+                new_best = epoch >= eligible_from and (run.best is None or dev_eer < run.best["dev_eer"])
+                new_prefix_best = (first_growth is not None and epoch < first_growth
+                                   and (run.prefix_best is None or dev_eer < run.prefix_best["dev_eer"]))
+                if new_best or new_prefix_best:
+                    cand = {"epoch": epoch, "dev_eer": dev_eer, "model": model_payload(run.model)}
+                    run.best = cand if new_best else run.best
+                    run.prefix_best = cand if new_prefix_best else run.prefix_best
                 if run.scheduler is not None:
                     run.scheduler.step(dev_eer)
 
@@ -502,8 +556,10 @@ def train(
             run.records.append(record)
             run.epoch = epoch + 1
             _save_state(ckpt_file, run, run_key, prefix_reused)
-            if prefix_file is not None and run.epoch == first_growth and not prefix_file.is_file():
-                _save_state(prefix_file, run, run_key, 0)
+            if prefix_file is not None and prefix_id is not None and run.epoch == first_growth and not prefix_file.is_file():
+                _save_prefix(prefix_file, run, prefix_id)
+            if first_growth is not None and run.epoch >= first_growth:
+                run.prefix_best = None  # only the prefix file needs it; free the copy
             dev_s = "-" if dev_eer is None else f"{dev_eer:.4f}"
             log(f"epoch {epoch + 1}/{tc.epochs} loss {record['train_loss']:.4f} dev_eer {dev_s} "
                 f"params {record['params']} {record['samples_per_s']:.1f} samples/s {record['wall_s']:.1f}s")

@@ -9,7 +9,14 @@ weights) and the running training-FLOPs count. A run killed while saving keeps t
 checkpoint.
 
 The prefix cache stores the same payload under ``DIR/<key>/state.pt`` where the key hashes
-everything that determines training before the first growth epoch (see :func:`prefix_key`).
+everything that determines training before the first growth epoch (see :func:`prefix_key`),
+minus what depends on the writer's schedule: its ``best`` is left out (``None``) and its
+``run_key`` is ``prefix:<key>``. Instead, ``prefix_best`` holds the best prefix epoch with
+every prefix epoch eligible, from which each reading trial derives its own best with its own
+rule (see :mod:`growsearch.train.loop`). Every other stored state (optimizer, freeze policy
+``all``, LR scheduler, RNG, records) is the same for every schedule whose first growth is at
+that epoch: nothing before it reads the schedule or the number of epochs (the last epoch,
+always evaluated, is after the first growth).
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ __all__ = [
 #: Sub-folder of ``out_dir`` holding the resumable checkpoint (reported to Ray).
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pt"
-STATE_FORMAT = 1
+#: 2: the prefix stores ``prefix_best`` (all prefix epochs eligible), not the writer's ``best``.
+STATE_FORMAT = 2
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
