@@ -20,6 +20,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def _study(tmp_path: Path, **changes: object) -> Path:
     data = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
     data["space"] = str(ROOT / "search_spaces" / "quickstart.yaml")
+    if isinstance(data.get("train"), str):  # a path relative to studies/
+        data["train"] = str((ROOT / "studies" / data["train"]).resolve())
     data["outputs"] = str(tmp_path / "out")
     data.update(changes)
     p = tmp_path / "study.yaml"

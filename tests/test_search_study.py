@@ -33,6 +33,8 @@ def test_shipped_studies_load(path: Path) -> None:
 def _write(tmp_path: Path, **changes: object) -> Path:
     data = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
     data["space"] = str(ROOT / "search_spaces" / "quickstart.yaml")
+    if isinstance(data.get("train"), str):  # a path relative to studies/
+        data["train"] = str((ROOT / "studies" / data["train"]).resolve())
     for k, v in changes.items():
         data[k] = v
     p = tmp_path / "study.yaml"
