@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from growsearch.errors import ConfigError
 from growsearch.schedule import GrowthSchedule
-from growsearch.search.searcher import FINAL_KEY, PAYLOAD_KEY, StudySearcher
+from growsearch.search.searcher import FINAL_KEY, PAYLOAD_KEY, StudySearcher, driver_alive
 from growsearch.search.space import load_space
-from growsearch.search.storage import open_storage
+from growsearch.search.storage import GRACE_PERIOD, open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJ = ["dev_eer", "params"]
@@ -31,7 +33,7 @@ def _study(tmp_path: Path) -> optuna.Study:
 
 
 def _searcher(study: optuna.Study, budget: int | None = 4) -> StudySearcher:
-    space = load_space(ROOT / "search_spaces" / "quickstart.yaml", epochs=3)
+    space = load_space(ROOT / "search_spaces" / "quickstart.yaml", epochs=5)
     return StudySearcher(study, space, objectives=OBJ, budget_trials=budget,
                          references=[("baseline", GrowthSchedule.empty())], seed=42, versions={"x": "1"})
 
@@ -114,7 +116,7 @@ def test_resync_after_dead_driver(tmp_path: Path) -> None:
         s.suggest(rid)
     s.on_trial_complete("a", _ok(0.3, 10))
     # the driver dies: its lease names a pid that no longer exists
-    study.set_user_attr("driver", {**study.user_attrs["driver"], "pid": _dead_pid()})
+    study.set_user_attr(s.lease_key, {**study.user_attrs[s.lease_key], "pid": _dead_pid()})
     running = {t.number: t.params for t in study.trials if t.state == TrialState.RUNNING}
     assert len(running) == 2
     s2 = _searcher(_study(tmp_path), budget=3)
@@ -137,23 +139,231 @@ def test_resync_after_dead_driver(tmp_path: Path) -> None:
     assert len(done) == 3 and s2.n_complete == 3
 
 
-def test_live_driver_is_refused(tmp_path: Path) -> None:
+def _run_together(*fns: Callable[[], Any]) -> list[Any]:
+    """Call ``fns`` at the same instant in threads (a barrier), as two driver processes would."""
+    barrier = threading.Barrier(len(fns))
+    out: list[Any] = [None] * len(fns)
+    errors: list[BaseException] = []
+
+    def go(i: int) -> None:
+        barrier.wait()
+        try:
+            out[i] = fns[i]()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(fns))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    return out
+
+
+def _by_state(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    out: dict[str, list[optuna.trial.FrozenTrial]] = {}
+    for t in study.get_trials():
+        out.setdefault(t.state.name, []).append(t)
+    return out
+
+
+def test_two_live_drivers_share_one_study(tmp_path: Path) -> None:
+    """Two drivers (own storage objects, distinct tokens) interleave on one study: they
+    complete exactly the budget together, leave each other's trials alone, tell nothing twice
+    and run the reference once."""
+    _study(tmp_path)
+    a, b = _searcher(_study(tmp_path), budget=4), _searcher(_study(tmp_path), budget=4)
+    assert a.driver["token"] != b.driver["token"]
+    a.resync()
+    assert b.resync() == {"complete": 0, "requeued": 0, "waiting": 1}  # the reference, once
+    ca0, cb0, ca1, cb1 = a.suggest("a0"), b.suggest("b0"), a.suggest("a1"), b.suggest("b1")
+    assert ca0["reference"] == "baseline" and cb0["reference"] is None
+    assert b.suggest("b2") is None and a.suggest("a2") is None  # the whole budget is running
+    # a driver joining (or re-syncing) now leaves the other's live trials alone
+    assert b.resync()["requeued"] == 0 and a.resync()["requeued"] == 0
     study = _study(tmp_path)
-    s = _searcher(study)
-    s.resync()
-    # a second driver in another process would see this process's lease: simulate by a new token
-    other = _searcher(_study(tmp_path))
-    with pytest.raises(ConfigError, match="being run by another growsearch"):
-        other.resync()
-    s.close("test over")
-    other.resync()  # a closed driver releases the study
+    assert len(_by_state(study)["RUNNING"]) == 4
+    leases = a.leases()
+    assert set(leases) == {a.driver["token"], b.driver["token"]}
+    assert {t.user_attrs["driver"] for t in study.get_trials()} == set(leases)
+    a.on_trial_complete("a0", _ok(0.3, 100))
+    nan = {FINAL_KEY: True, PAYLOAD_KEY: json.dumps({"status": "nan", "fail_reason": "nan"})}
+    b.on_trial_complete("b1", nan)  # failed: its slot is free again, for either driver
+    ca2 = a.suggest("a2")  # 1 complete + 2 running (a1, b0) < 4: a takes b's freed slot
+    assert isinstance(ca2, dict) and ca2["reference"] is None
+    assert a.suggest("a3") is None and b.suggest("b2") is None
+    for drv, rid, eer in ((b, "b0", 0.2), (a, "a1", 0.25), (a, "a2", 0.22)):
+        drv.on_trial_complete(rid, _ok(eer, 50))
+    a.on_trial_complete("a1", _ok(0.01, 1))  # told twice: ignored
+    b.on_trial_complete("a1", _ok(0.01, 1))  # not b's trial: ignored
+    assert a.suggest("a4") == Searcher.FINISHED and b.suggest("b4") == Searcher.FINISHED
+    states = _by_state(_study(tmp_path))
+    assert len(states["COMPLETE"]) == 4 and "RUNNING" not in states and "WAITING" not in states
+    assert [t.user_attrs["fail_reason"] for t in states["FAIL"]] == ["nan"]
+    assert [t.user_attrs.get("reference") for t in states["COMPLETE"]].count("baseline") == 1
+    assert sorted(t.values[0] for t in states["COMPLETE"]) == [0.2, 0.22, 0.25, 0.3]
+    ray_ids = [t.user_attrs["ray_trial_id"] for t in _study(tmp_path).get_trials()]
+    assert len(ray_ids) == len(set(ray_ids))
+    for drv in (a, b):
+        drv.close("test over")
+        assert _study(tmp_path).user_attrs[drv.lease_key]["stopped"] is True
+        assert not driver_alive(_study(tmp_path).user_attrs[drv.lease_key])
+
+
+@pytest.mark.parametrize("rounds", [3])
+def test_drivers_starting_together_run_the_reference_once(tmp_path: Path, rounds: int) -> None:
+    for r in range(rounds):
+        root = tmp_path / str(r)
+        root.mkdir()
+        _study(root)
+        a, b = _searcher(_study(root), budget=4), _searcher(_study(root), budget=4)
+        _run_together(a.resync, b.resync)
+        got = []
+        for i in range(3):
+            got += [a.suggest(f"a{i}"), b.suggest(f"b{i}")]
+        ran = [c for c in got if isinstance(c, dict) and c["reference"] == "baseline"]
+        assert len(ran) == 1, got
+        # a duplicate enqueued reference (if both enqueued) was skipped, never run
+        for t in _study(root).get_trials():
+            if t.user_attrs.get("reference") and t.state == TrialState.FAIL:
+                assert "duplicate reference" in t.user_attrs["fail_reason"]
+
+
+def test_duplicate_reference_is_skipped_not_run(tmp_path: Path) -> None:
+    study = _study(tmp_path)
+    a = _searcher(study, budget=5)
+    a.resync()
+    sched = GrowthSchedule.empty().to_dict()
+    study.enqueue_trial({}, user_attrs={"reference": "baseline", "schedule": sched})  # the race's twin
+    c0, c1 = a.suggest("a0"), a.suggest("a1")
+    assert c0["reference"] == "baseline" and c1["reference"] is None
+    a.on_trial_complete("a0", _ok(0.3, 10))
+    study.enqueue_trial({}, user_attrs={"reference": "baseline", "schedule": sched})  # a late twin
+    assert a.suggest("a2")["reference"] is None
+    refs = [t for t in study.get_trials() if t.user_attrs.get("reference") == "baseline"]
+    assert [t.state for t in refs] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+    assert all("trial 0 runs it" in t.user_attrs["fail_reason"] for t in refs[1:])
+    assert a.n_failed == 0
+
+
+def test_dead_driver_trials_requeued_once_by_two_live_drivers(tmp_path: Path) -> None:
+    _study(tmp_path)
+    dead = _searcher(_study(tmp_path), budget=6)
+    dead.resync()
+    for rid in ("d0", "d1", "d2"):
+        dead.suggest(rid)
+    dead.on_trial_complete("d0", _ok(0.3, 10))
+    live, other = _searcher(_study(tmp_path), budget=6), _searcher(_study(tmp_path), budget=6)
+    assert live.resync()["requeued"] == 0 and other.resync()["requeued"] == 0  # dead is still alive
+    live.suggest("l0")
+    running = {t.number: t.params for t in _study(tmp_path).get_trials() if t.state == TrialState.RUNNING
+               and t.user_attrs["driver"] == dead.driver["token"]}
+    assert len(running) == 2
+    # it dies: its lease names a pid that no longer exists (same host)
+    study = _study(tmp_path)
+    study.set_user_attr(dead.lease_key, {**study.user_attrs[dead.lease_key], "pid": _dead_pid()})
+    # two live drivers reap at the same instant (and a third joins): each trial requeued once
+    got = _run_together(live.reap, other.reap, lambda: _searcher(_study(tmp_path), budget=6).resync()["requeued"])
+    assert sum(got) == 2, got
+    assert _run_together(live.reap, other.reap) == [0, 0]
+    states = _by_state(_study(tmp_path))
+    assert len(states["FAIL"]) == 2 and len(states["WAITING"]) == 2
+    assert all("driver" in t.user_attrs["fail_reason"] for t in states["FAIL"])
+    assert sorted(t.user_attrs["requeued_from"] for t in states["WAITING"]) == sorted(running)
+    # the live driver's own trial was not touched
+    assert [t.user_attrs["ray_trial_id"] for t in states["RUNNING"]] == ["l0"]
+    # the re-enqueued parameters run again (the budget counts them once)
+    again = [live.suggest(r) for r in ("l1", "l2")]
+    assert sorted(json.dumps(c["params"], sort_keys=True) for c in again) == \
+        sorted(json.dumps(p, sort_keys=True) for p in running.values())
+
+
+def test_fail_is_a_compare_and_swap(tmp_path: Path) -> None:
+    """Drivers failing the same RUNNING trial at the same instant: exactly one wins (and so
+    only one re-enqueues it). Optuna's own read-then-write lets two win on SQLite."""
+    _study(tmp_path)
+    drivers = [_searcher(_study(tmp_path), budget=None) for _ in range(5)]
+    study = _study(tmp_path)
+    for k in range(10):
+        trial = study.ask()
+        wins = _run_together(*[lambda d=d: d._fail(trial._trial_id, f"reaped by {d.driver['token']}") for d in drivers])
+        assert sum(wins) == 1, (k, wins)
+        ft = study._storage.get_trial(trial._trial_id)
+        winner = drivers[wins.index(True)]
+        assert ft.state == TrialState.FAIL and ft.user_attrs["fail_reason"] == f"reaped by {winner.driver['token']}"
+    done = study.ask()
+    study.tell(done, [0.1, 1.0])
+    assert drivers[0]._fail(done._trial_id, "late") is False
+    assert study._storage.get_trial(done._trial_id).state == TrialState.COMPLETE
+
+
+@pytest.mark.parametrize(
+    ("change", "alive"),
+    [
+        ({}, True),                                                    # this process, fresh beat
+        ({"stopped": True}, False),                                    # closed cleanly
+        ({"pid": "dead"}, False),                                      # same host, pid gone
+        ({"beat": -120}, False),                                       # same host, stale beat (pid reused)
+        ({"host": "elsewhere", "pid": "dead"}, True),                  # other host: only the beat counts
+        ({"host": "elsewhere", "beat": -120}, False),
+    ],
+)
+def test_driver_alive(change: dict, alive: bool) -> None:
+    import os
+    import socket
+    import time
+
+    now = time.time()
+    lease = {"host": socket.gethostname(), "pid": os.getpid(), "beat": now, "token": "t"}
+    for k, v in change.items():
+        lease[k] = _dead_pid() if v == "dead" else (now + v if k == "beat" else v)
+    assert driver_alive(lease, now=now) is alive
+    assert not driver_alive(None) and not driver_alive({})
+
+
+def test_other_host_driver_is_reaped_only_after_grace(tmp_path: Path) -> None:
+    import time
+
+    _study(tmp_path)
+    other = _searcher(_study(tmp_path), budget=4)
+    other.resync()
+    other.suggest("o0")
+    study = _study(tmp_path)
+    lease = {**study.user_attrs[other.lease_key], "host": "elsewhere", "pid": 1}
+    study.set_user_attr(other.lease_key, lease)
+    live = _searcher(_study(tmp_path), budget=4)
+    assert live.resync()["requeued"] == 0  # fresh beat on another host: alive
+    assert live.reap(now=time.time() + GRACE_PERIOD + 1) == 1  # its beat went stale: dead
+    assert live.reap(now=time.time() + GRACE_PERIOD + 1) == 0
+
+
+def test_trial_without_driver_is_reaped_when_its_heartbeat_is_stale(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from growsearch.search import searcher as searcher_mod
+
+    study = _study(tmp_path)
+    live = _searcher(_study(tmp_path), budget=None)
+    live.resync()
+    by_hand = study.ask()  # no growsearch driver token: judged by its Optuna heartbeat
+    beating = study.ask()
+    study._storage.record_heartbeat(beating._trial_id)
+    assert live.reap() == 0  # younger than the grace period
+    monkeypatch.setattr(searcher_mod, "GRACE_PERIOD", 1)
+    time.sleep(1.2)
+    study._storage.record_heartbeat(beating._trial_id)
+    assert live.reap() == 1
+    states = {t.number: t.state for t in _study(tmp_path).get_trials()}
+    assert states[by_hand.number] == TrialState.FAIL and states[beating.number] == TrialState.RUNNING
 
 
 def test_constraints_recorded_for_the_sampler(tmp_path: Path) -> None:
     from growsearch.search.study import Constraints
 
     study = _study(tmp_path)
-    space = load_space(ROOT / "search_spaces" / "quickstart.yaml", epochs=3)
+    space = load_space(ROOT / "search_spaces" / "quickstart.yaml", epochs=5)
     cons = Constraints(max_params=120)
     s = StudySearcher(study, space, objectives=OBJ, budget_trials=2, constraint_fn=cons.values)
     s.resync()

@@ -7,11 +7,12 @@
 
 Steps: open the storage, create or load the study (a different config under the same name
 is refused: its ``config_hash`` differs), record the study user attrs (``config``,
-``config_hash``, ``objectives``, ``versions``), take the study over from a dead driver
-(:meth:`StudySearcher.resync`), then run Ray Tune with the :class:`StudySearcher` until the
-budget of COMPLETE trials (or the wall time) is reached. Trials still running when the run
-stops (Ctrl-C, wall time) are marked FAIL with a reason and re-enqueued, so running the
-same command again resumes the study.
+``config_hash``, ``objectives``, ``versions``), join the study (:meth:`StudySearcher.resync`:
+this driver's lease; trials of dead drivers re-enqueued; other live drivers of the same study
+are left to run alongside), then run Ray Tune with the :class:`StudySearcher` until the
+study's budget of COMPLETE trials (counted over all drivers) or the wall time is reached.
+Trials still running when the run stops (Ctrl-C, wall time) are marked FAIL with a reason
+and re-enqueued, so running the same command again resumes the study.
 """
 
 from __future__ import annotations
@@ -178,8 +179,7 @@ def run_study(
         progress_every: seconds between status lines.
 
     Raises:
-        ConfigError: bad storage, a different config under the same study name, another
-            driver alive on the study.
+        ConfigError: bad storage, a different config under the same study name.
         RunFailed: every trial of this session failed and none is COMPLETE.
     """
     t_start = time.time()
@@ -201,11 +201,13 @@ def run_study(
         versions=versions,
     )
     info = searcher.resync()
+    searcher.start_heartbeats()  # the lease stays fresh while Ray starts (other drivers read it)
     say(f"[growsearch] study {cfg.name!r} in {redact_url(url)}: {info['complete']} complete, "
         f"{info['waiting']} waiting" + (f", {info['requeued']} re-enqueued from an interrupted run" if info["requeued"] else ""))
     summary.requeued = info["requeued"]
     if searcher.budget_reached:
         say(f"[growsearch] budget reached ({searcher.n_complete} COMPLETE trials); nothing to run (raise --trials to extend)")
+        searcher.close("budget reached")
         return _finish(summary, study, searcher, t_start)
 
     import ray
@@ -217,8 +219,13 @@ def run_study(
     out_dir = cfg.outputs_dir
     shared = cfg.shared_dir
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        train_cfg = worker_train_config(cfg.train)
+    except BaseException:
+        searcher.close("the run did not start")  # release the lease, stop its heartbeats
+        raise
     ctx = TrialContext(
-        train=worker_train_config(cfg.train),
+        train=train_cfg,
         space=cfg.space,
         trials_dir=str(shared / "trials"),
         prefix_cache=str(shared / "prefix_cache") if ex.prefix_reuse else None,
@@ -237,7 +244,6 @@ def run_study(
                 ray.init(address="local", num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, include_dashboard=False,
                          log_to_driver=False, logging_level=logging.ERROR)
             started_ray = True
-        searcher.start_heartbeats()
         progress = _make_progress(searcher, concurrency, cfg.budget.wall_time, progress_every, say)
         trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                         {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial})

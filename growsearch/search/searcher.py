@@ -4,21 +4,29 @@ Ray's stock ``OptunaSearch`` keeps its own pickled copy of the study and drifts 
 database after a crash (trials stuck RUNNING, results dropped, configs run twice). This
 searcher keeps nothing that matters in memory:
 
-Life cycle (driven by Tune, one driver at a time per study)::
+Life cycle (driven by Tune; several drivers may run the same study at once)::
 
     s = StudySearcher(study, space, objectives=[...], budget_trials=8)
-    s.resync()            # take the study over: RUNNING trials of a dead driver -> FAIL
+    s.resync()            # write this driver's lease; RUNNING trials of *dead* drivers -> FAIL
                           # (fail_reason) and re-enqueued; references enqueued once
     s.suggest(ray_id)     # study.ask() + space.define_by_run(trial) -> config for the trainable
     s.on_trial_complete(ray_id, result, error)   # study.tell(values) or FAIL + fail_reason
     s.close(reason)       # trials still running (Ctrl-C, wall time) -> FAIL + re-enqueued
 
-- The budget counts COMPLETE trials in the study; failed trials are replaced.
-- A trial is never told twice: the stored state is checked before every tell.
+- The budget counts COMPLETE trials in the whole study (all drivers); ``suggest`` asks for a
+  new trial only while COMPLETE + RUNNING trials in the database are below it, so several
+  drivers together stop at the budget. Two drivers asking the last free slot at the same
+  instant may overshoot it by one trial each (there is no cross-process lock around ask).
+- Failed trials are replaced. A trial is never told twice: the stored state is checked before
+  every tell, and a FAIL is a compare-and-swap on the trial's state (``_fail``), so of two
+  drivers failing the same trial only one re-enqueues it.
 - Only a result carrying ``final: True`` (sent by the trainable when ``train()`` returned)
   completes a trial; a trial stopped early (time budget, interrupt) never pollutes the front.
-- Heartbeats: a thread records an Optuna heartbeat for every running trial and a study-level
-  ``driver`` lease (host, pid, time) used to tell a live driver from a dead one.
+- Leases: each driver owns the study user attr ``driver:<token>`` = ``{host, pid, beat,
+  token}`` (its own key, so drivers never overwrite each other); every trial carries the user
+  attr ``driver`` = token. A thread refreshes the lease and records an Optuna heartbeat for
+  every running trial, and reaps dead drivers' trials (:meth:`StudySearcher.reap`) as it goes.
+  ``close`` marks the lease ``stopped``.
 """
 
 from __future__ import annotations
@@ -32,23 +40,30 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from growsearch.errors import ConfigError
 from growsearch.schedule import GrowthSchedule
 from growsearch.search.space import SearchSpace
 from growsearch.search.storage import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
-__all__ = ["StudySearcher", "driver_alive", "FINAL_KEY", "PAYLOAD_KEY"]
+__all__ = ["StudySearcher", "driver_alive", "lease_key", "FINAL_KEY", "PAYLOAD_KEY", "LEASE_PREFIX"]
 
 #: Result key the trainable sets on its last report (only such results complete a trial).
 FINAL_KEY = "gs_final"
 #: Result key holding the JSON payload of the last report (metrics, curves, node, ...).
 PAYLOAD_KEY = "gs_payload"
+#: Study user attr prefix of a driver's lease: ``driver:<token>``.
+LEASE_PREFIX = "driver:"
+
+
+def lease_key(token: str) -> str:
+    """The study user attr holding the lease of the driver with ``token``."""
+    return LEASE_PREFIX + token
 
 
 def _pid_alive(pid: int) -> bool:
@@ -62,17 +77,29 @@ def _pid_alive(pid: int) -> bool:
 
 
 def driver_alive(lease: dict[str, Any] | None, *, now: float | None = None) -> bool:
-    """Whether the driver that wrote ``lease`` (study user attr ``driver``) still runs.
+    """Whether the driver that wrote ``lease`` (study user attr ``driver:<token>``) still runs.
 
-    Same host: its pid is checked. Another host: its lease is fresh (within the grace period).
+    A lease marked ``stopped`` (clean close) is dead. Same host: its pid exists and its beat
+    is fresh (within the grace period; a stale beat means the pid was reused). Another host:
+    its beat is fresh.
     """
-    if not lease:
+    if not lease or lease.get("stopped"):
         return False
     now = time.time() if now is None else now
     fresh = now - float(lease.get("beat", 0)) < GRACE_PERIOD
     if lease.get("host") == socket.gethostname():
         return fresh and _pid_alive(int(lease.get("pid", -1)))
     return fresh
+
+
+def _rdb_backend(storage: Any) -> optuna.storages.RDBStorage | None:
+    """The RDB storage under ``storage`` (Optuna wraps it in a cache), or ``None``."""
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, optuna.storages.RDBStorage) else None
+
+
+#: Seconds ``suggest`` waits between database counts while only other drivers' trials run.
+IDLE_RECHECK = 1.0
 
 
 class StudySearcher(Searcher):
@@ -128,22 +155,43 @@ class StudySearcher(Searcher):
         self._lock = threading.RLock()
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
+        self._idle_until = 0.0  # suggest: waiting on other drivers' trials, next DB count after this
         self.on_told: Callable[[optuna.trial.FrozenTrial], None] | None = None
 
     # ---- driver lease and heartbeats -----------------------------------------------------
+    @property
+    def lease_key(self) -> str:
+        """This driver's study user attr (``driver:<token>``)."""
+        return lease_key(self.driver["token"])
+
     def _write_lease(self) -> None:
-        self.study.set_user_attr("driver", {**self.driver, "beat": time.time()})
+        self.study.set_user_attr(self.lease_key, {**self.driver, "beat": time.time()})
+
+    def leases(self) -> dict[str, dict[str, Any]]:
+        """Every driver lease recorded on the study, by token (one query).
+
+        The single study-level ``driver`` attr of older growsearch versions counts too.
+        """
+        attrs = self.study._storage.get_study_user_attrs(self.study._study_id)
+        out = {v["token"]: v for k, v in attrs.items()
+               if k.startswith(LEASE_PREFIX) and isinstance(v, dict) and v.get("token")}
+        legacy = attrs.get("driver")
+        if isinstance(legacy, dict) and legacy.get("token") and legacy["token"] not in out:
+            out[legacy["token"]] = legacy
+        return out
 
     def _heartbeat_loop(self) -> None:
         storage = self.study._storage
         while not self._hb_stop.wait(HEARTBEAT_INTERVAL):
             try:
                 with self._lock:
-                    ids = [t._trial_id for t in self.live.values()]
+                    ids = [t._trial_id for t in (*self.live.values(), *self._pending_error.values())]
                 self._write_lease()
                 if isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat) and storage.get_heartbeat_interval():
                     for tid in ids:
                         storage.record_heartbeat(tid)
+                with self._lock:
+                    self.n_requeued += self.reap()
             except Exception:  # a transient DB error must not kill the driver; retried next beat
                 pass
 
@@ -160,48 +208,122 @@ class StudySearcher(Searcher):
 
     # ---- taking the study over --------------------------------------------------------------
     def resync(self) -> dict[str, int]:
-        """Take the study over from a previous (dead) driver and count COMPLETE trials.
+        """Join the study: write this driver's lease, reap dead drivers, enqueue references.
 
-        RUNNING trials left by a dead driver are marked FAIL with a ``fail_reason`` and their
+        Other live drivers are left alone (several drivers may share a study). RUNNING trials
+        of dead drivers (:meth:`reap`) are marked FAIL with a ``fail_reason`` and their
         parameters (or reference schedule) re-enqueued; references not yet in the study are
         enqueued. Returns counts: ``complete``, ``requeued``, ``waiting``.
-
-        Raises:
-            ConfigError: another driver is alive on this study.
         """
-        lease = self.study.user_attrs.get("driver")
-        if lease and lease.get("token") != self.driver["token"] and driver_alive(lease):
-            raise ConfigError(
-                f"study {self.study.study_name!r} is being run by another growsearch (pid {lease.get('pid')} "
-                f"on {lease.get('host')}); stop it first, or wait {GRACE_PERIOD} s after it died"
-            )
-        self._write_lease()
-        who = f"{lease.get('host')}:{lease.get('pid')}" if lease else "an earlier driver"
+        with self._lock:
+            self._write_lease()
+            requeued = self.reap()
+            self.n_requeued += requeued
+            # references: enqueue the missing ones (re-read right before, so a driver that
+            # started a moment earlier is seen; a duplicate that still slips through is
+            # skipped when asked, see _duplicate_reference)
+            have = {t.user_attrs.get("reference") for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("reference")}
+            for label, sched in self.references:
+                if label not in have:
+                    self.study.enqueue_trial({}, user_attrs={"reference": label, "schedule": sched.to_dict()}, skip_if_exists=False)
+            self.n_complete = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            waiting = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            return {"complete": self.n_complete, "requeued": requeued, "waiting": waiting}
+
+    def reap(self, *, now: float | None = None) -> int:
+        """Fail and re-enqueue the RUNNING trials whose driver is dead; returns how many.
+
+        A trial's driver is its user attr ``driver`` (a token) and that token's lease
+        (:func:`driver_alive`). A trial with no token or no lease (asked by hand, an older
+        growsearch) is dead when its Optuna heartbeat is older than the grace period, or it has
+        none and started longer than the grace period ago. This driver's own trials are alive.
+        Of several drivers reaping the same trial, only the one whose FAIL lands re-enqueues it.
+        """
+        now = time.time() if now is None else now
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running:
+            return 0
+        leases = self.leases()
+        ages: dict[int, float] | None = None
         requeued = 0
-        for ft in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for ft in running:
+            token = ft.user_attrs.get("driver")
+            if token == self.driver["token"]:
+                continue
+            lease = leases.get(token) if token else None
+            if lease is not None:
+                if driver_alive(lease, now=now):
+                    continue
+                who = f"{lease.get('host')}:{lease.get('pid')}"
+            else:
+                if ages is None:
+                    ages = self._heartbeat_ages([t._trial_id for t in running])
+                age = ages.get(ft._trial_id)
+                if age is None and ft.datetime_start is not None:
+                    age = (datetime.now() - ft.datetime_start).total_seconds()
+                if age is None or age < GRACE_PERIOD:
+                    continue
+                who = "unknown, no heartbeat for " + f"{age:.0f} s"
             reason = f"interrupted: the driver ({who}) stopped before the trial finished; re-enqueued"
             if self._fail(ft._trial_id, reason):
                 self._requeue(ft.params, ft.user_attrs, ft.number)
                 requeued += 1
-        self.n_requeued += requeued
-        # references: enqueue the missing ones
-        have = {t.user_attrs.get("reference") for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("reference")}
-        for label, sched in self.references:
-            if label not in have:
-                self.study.enqueue_trial({}, user_attrs={"reference": label, "schedule": sched.to_dict()}, skip_if_exists=False)
-        self.n_complete = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        waiting = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        return {"complete": self.n_complete, "requeued": requeued, "waiting": waiting}
+        return requeued
+
+    def _heartbeat_ages(self, trial_ids: list[int]) -> dict[int, float]:
+        """Seconds since each trial's last Optuna heartbeat (database clock); absent: none."""
+        backend = _rdb_backend(self.study._storage)
+        if backend is None or not trial_ids:
+            return {}
+        import sqlalchemy
+        from optuna.storages._rdb import models
+
+        with backend.engine.connect() as conn:
+            now = conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
+            rows = conn.execute(
+                sqlalchemy.select(models.TrialHeartbeatModel.trial_id, models.TrialHeartbeatModel.heartbeat)
+                .where(models.TrialHeartbeatModel.trial_id.in_(trial_ids))
+            ).all()
+        if now is None:
+            return {}
+        if isinstance(now, str):  # some SQLite builds hand CURRENT_TIMESTAMP back as text
+            now = datetime.fromisoformat(now)
+        now = now.replace(tzinfo=None)
+        return {int(tid): (now - hb.replace(tzinfo=None)).total_seconds() for tid, hb in rows if hb is not None}
 
     def _fail(self, trial_id: int, reason: str) -> bool:
+        """Mark a RUNNING (or WAITING) trial FAIL with ``reason``; False if it was finished.
+
+        On an RDB storage this is one ``UPDATE ... WHERE state IN (RUNNING, WAITING)``, a
+        compare-and-swap: of two processes failing the same trial exactly one gets True (the
+        read-then-write of Optuna's ``set_trial_state_values`` is not atomic on SQLite).
+        """
         storage = self.study._storage
+        backend = _rdb_backend(storage)
         try:
-            if storage.get_trial(trial_id).state.is_finished():
-                return False
-            storage.set_trial_user_attr(trial_id, "fail_reason", reason)
-            return bool(storage.set_trial_state_values(trial_id, state=TrialState.FAIL))
+            if backend is None:
+                if storage.get_trial(trial_id).state.is_finished():
+                    return False
+                storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+                return bool(storage.set_trial_state_values(trial_id, state=TrialState.FAIL))
         except optuna.exceptions.UpdateFinishedTrialError:
             return False
+        import sqlalchemy
+        from optuna.storages._rdb import models
+
+        attr = models.TrialUserAttributeModel
+        with backend.engine.begin() as conn:  # one transaction: the state swap and its reason
+            res = conn.execute(
+                sqlalchemy.update(models.TrialModel)
+                .where(models.TrialModel.trial_id == trial_id,
+                       models.TrialModel.state.in_([TrialState.RUNNING, TrialState.WAITING]))
+                .values(state=TrialState.FAIL, datetime_complete=datetime.now())
+            )
+            if res.rowcount != 1:
+                return False
+            conn.execute(sqlalchemy.delete(attr).where(attr.trial_id == trial_id, attr.key == "fail_reason"))
+            conn.execute(sqlalchemy.insert(attr).values(trial_id=trial_id, key="fail_reason", value_json=json.dumps(reason)))
+        return True
 
     def _requeue(self, params: dict[str, Any], attrs: dict[str, Any], number: int) -> None:
         keep = {k: attrs[k] for k in ("reference", "schedule") if k in attrs and attrs.get("reference")}
@@ -219,19 +341,35 @@ class StudySearcher(Searcher):
     def budget_reached(self) -> bool:
         return self.budget_trials is not None and self.n_complete >= self.budget_trials
 
+    def _count(self) -> tuple[int, int]:
+        """COMPLETE and RUNNING trials in the whole study, every driver's (one query: the
+        cached storage re-reads only unfinished and new trials)."""
+        trials = self.study._storage.get_all_trials(
+            self.study._study_id, deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        complete = sum(1 for t in trials if t.state == TrialState.COMPLETE)
+        return complete, len(trials) - complete
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         with self._lock:
             busy = len(self.live) + len(self._pending_error)
             if self._stop:
                 return None if busy else Searcher.FINISHED
-            if self.budget_trials is not None and self.n_complete + busy >= self.budget_trials:
-                return None if busy else Searcher.FINISHED
             if self.n_failed >= self.max_failures:
                 return None if busy else Searcher.FINISHED
-            with warnings.catch_warnings():
-                # ask-and-tell with storage heartbeats is the point here: the driver records them
-                warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
-                trial = self.study.ask()
+            if self.budget_trials is not None:
+                if not busy and time.time() < self._idle_until:
+                    return None  # waiting on other drivers' trials; recount shortly
+                complete, running = self._count()
+                self.n_complete = complete
+                if complete >= self.budget_trials:
+                    return None if busy else Searcher.FINISHED
+                if complete + running >= self.budget_trials:
+                    # the rest of the budget is running (here or in other drivers): wait, a
+                    # failed or reaped trial is replaced
+                    if not busy:
+                        self._idle_until = time.time() + IDLE_RECHECK
+                    return None
+            trial = self._ask()
             attrs = trial.user_attrs
             if attrs.get("reference") and attrs.get("schedule") is not None:
                 label, params, sched = attrs["reference"], {}, GrowthSchedule.from_dict(attrs["schedule"])
@@ -258,6 +396,25 @@ class StudySearcher(Searcher):
                 "reference": label,
                 "schedule": sched.to_dict() if label else None,
             }
+
+    def _ask(self) -> optuna.Trial:
+        """``study.ask()``, skipping duplicate reference trials (two drivers that started
+        together may both have enqueued one): a reference whose label already has a COMPLETE
+        trial, or a RUNNING one asked before it, is marked FAIL (``duplicate reference``)."""
+        while True:
+            with warnings.catch_warnings():
+                # ask-and-tell with storage heartbeats is the point here: the driver records them
+                warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+                trial = self.study.ask()
+            label = trial.user_attrs.get("reference")
+            if not label:
+                return trial
+            twin = next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+                         if t.number != trial.number and t.user_attrs.get("reference") == label
+                         and (t.state == TrialState.COMPLETE or t.number < trial.number)), None)
+            if twin is None:
+                return trial
+            self._fail(trial._trial_id, f"duplicate reference {label!r}: trial {twin.number} runs it; skipped")
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         pass
@@ -340,9 +497,7 @@ class StudySearcher(Searcher):
             self.n_requeued += n
         self.stop_heartbeats()
         try:
-            attrs = self.study.user_attrs.get("driver") or {}
-            if attrs.get("token") == self.driver["token"]:
-                self.study.set_user_attr("driver", {**attrs, "beat": 0, "ended": time.time()})
+            self.study.set_user_attr(self.lease_key, {**self.driver, "beat": 0, "stopped": True, "ended": time.time()})
         except Exception:
             pass
         return n
