@@ -283,6 +283,19 @@ def load_schedules(path: str | Path) -> list[GrowthSchedule]:
     Raises:
         ScheduleError: the file is missing, malformed or holds an invalid schedule.
     """
+    return [sched for sched, _ in load_schedule_items(path)]
+
+
+def load_schedule_items(path: str | Path) -> list[tuple[GrowthSchedule, dict[str, Any]]]:
+    """Like :func:`load_schedules`, with each schedule's metadata.
+
+    For an exported file (``schedules:`` items holding ``schedule:``), the metadata is the
+    item without ``schedule`` (``trial``, ``seed``, ``reference``, ``values``, ``metrics``...);
+    for a plain schedule file or a bare item it is ``{}``.
+
+    Raises:
+        ScheduleError: the file is missing, malformed or holds an invalid schedule.
+    """
     from growsearch.errors import ConfigError
 
     try:
@@ -296,9 +309,11 @@ def load_schedules(path: str | Path) -> list[GrowthSchedule]:
             raise ScheduleError(f"{src}: schedules: expected a non-empty list")
         out = []
         for i, item in enumerate(items):
-            sched = item.get("schedule", item) if isinstance(item, Mapping) else item
-            out.append(GrowthSchedule.from_dict(sched, source=f"{src}: schedules[{i}]"))
+            has_meta = isinstance(item, Mapping) and "schedule" in item
+            sched = item["schedule"] if has_meta else item
+            meta = {str(k): v for k, v in item.items() if k != "schedule"} if has_meta else {}
+            out.append((GrowthSchedule.from_dict(sched, source=f"{src}: schedules[{i}]"), meta))
         return out
     if isinstance(data, Mapping) and "schedule" in data and "events" not in data:
         data = data["schedule"]
-    return [GrowthSchedule.from_dict(data, source=src)]
+    return [(GrowthSchedule.from_dict(data, source=src), {})]

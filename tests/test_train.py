@@ -363,3 +363,69 @@ def test_cli_missing_data_exits_2_naming_the_env_var(tmp_path: Path, monkeypatch
     assert cli(["train", str(cfg), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "GROWSEARCH_ASVSPOOF2019_LA" in err[0]
+
+
+EXPORTED = """growsearch_export: 1
+study: hand-written
+objectives: [{{name: dev_eer, direction: minimize}}]
+pick: all
+schedules:
+  - trial: 3
+    seed: 5
+    reference: null
+    values: {{dev_eer: 0.5}}
+    metrics: {{}}
+    schedule: {{version: 1, events: []}}
+  - trial: 8
+    seed: {seed}
+    reference: paper-dropin
+    values: {{dev_eer: 0.4}}
+    metrics: {{}}
+    schedule: {{version: 1, events: [{{point: head, epoch: 0, neurons: 2}}]}}
+"""
+
+
+def test_load_schedule_items_returns_metadata(tmp_path: Path) -> None:
+    from growsearch.schedule import load_schedule_items, load_schedules
+
+    f = write(tmp_path / "best.yaml", EXPORTED.format(seed=11))
+    items = load_schedule_items(f)
+    assert [m["seed"] for _, m in items] == [5, 11] and items[1][1]["trial"] == 8
+    assert items[1][1]["reference"] == "paper-dropin" and "schedule" not in items[1][1]
+    assert [s for s, _ in items] == load_schedules(f) and items[1][0].events[0].point == "head"
+    plain = write(tmp_path / "plain.yaml", "events: [{point: head, epoch: 0, neurons: 2}]\n")
+    assert load_schedule_items(plain) == [(load_schedules(plain)[0], {})]
+
+
+def test_cli_replays_the_exported_seed(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write(tmp_path / "ok.yaml", GOOD.format(root=corpus, backbone="resnet18", lr=1e-3))  # seed: 1
+    best = write(tmp_path / "best.yaml", EXPORTED.format(seed=11))
+    assert cli(["train", str(cfg), "--schedule", str(best), "--pick", "1", "--out", str(tmp_path / "a"), "--no-resume"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["seed"] == 11
+    assert f"seed 11 (from {best} [schedule 1, trial 8])" in cap.err
+    # the exact trial: same as training the picked schedule with the exported seed directly
+    sched = GrowthSchedule.of([{"point": "head", "epoch": 0, "neurons": 2}])
+    direct = train(load_train_config(cfg).with_overrides(seed=11), sched, out_dir=tmp_path / "d", resume=False, log=quiet)
+    replay = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert replay["dev_eer"] == direct.metrics["dev_eer"] and replay["eval_eer"] == direct.metrics["eval_eer"]
+    assert [r["train_loss"] for r in replay["epochs"]] == [r["train_loss"] for r in direct.metrics["epochs"]]
+    # --seed wins over the file, and says so
+    assert cli(["train", str(cfg), "--schedule", str(best), "--pick", "0", "--seed", "3", "--out", str(tmp_path / "b"),
+                "--no-resume"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["seed"] == 3 and "seed 3 (from --seed, not the exported item's seed 5)" in cap.err
+    # a plain schedule file has no seed: the config's
+    plain = write(tmp_path / "plain.yaml", "events: []\n")
+    assert cli(["train", str(cfg), "--schedule", str(plain), "--out", str(tmp_path / "c"), "--no-resume"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["seed"] == 1 and f"seed 1 (from {cfg})" in cap.err
+
+
+def test_cli_bad_exported_seed_exits_2(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write(tmp_path / "ok.yaml", GOOD.format(root=corpus, backbone="resnet18", lr=1e-3))
+    best = write(tmp_path / "best.yaml", EXPORTED.format(seed="abc"))
+    assert cli(["train", str(cfg), "--schedule", str(best), "--pick", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{best}: schedules[1].seed" in err[0] and "'abc'" in err[0]
+    assert not (tmp_path / "o" / "metrics.json").exists()

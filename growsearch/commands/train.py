@@ -3,6 +3,11 @@
 Progress goes to stderr (one line per epoch); the final metrics summary (JSON, without the
 per-epoch list) goes to stdout. Exit codes: 0 ok, 1 the run failed (NaN/Inf loss), 2 bad
 input (YAML, keys, data, schedule), each as one line.
+
+Replaying an exported schedule (``growsearch export``): the picked item's ``seed`` is used
+unless ``--seed`` is given, so ``growsearch train CONFIG --schedule best.yaml --pick I``
+reruns the trial exactly; the seed used and where it came from go to stderr (with the
+first progress line, so a run that fails on bad input still prints one line).
 """
 
 from __future__ import annotations
@@ -11,9 +16,29 @@ import json
 import logging
 from pathlib import Path
 
+from typing import Any
+
 import click
 
 from growsearch.errors import ScheduleError
+
+
+def item_seed(meta: dict[str, Any], source: str) -> int | None:
+    """The ``seed`` of an exported schedule item, or ``None`` when it has none.
+
+    Args:
+        meta: the item's metadata (:func:`growsearch.schedule.load_schedule_items`).
+        source: how errors name the item, e.g. ``best.yaml: schedules[0]``.
+
+    Raises:
+        ScheduleError: ``seed`` is present but not an integer.
+    """
+    seed = meta.get("seed")
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ScheduleError(f"{source}.seed: expected an integer seed (got {seed!r})")
+    return seed
 
 
 @click.command("train")
@@ -32,29 +57,48 @@ from growsearch.errors import ScheduleError
 def command(config: Path, schedule_file: Path | None, pick: int | None, out_dir: Path | None, epochs: int | None,
             seed: int | None, no_resume: bool, prefix_cache: Path | None) -> None:
     """Train CONFIG's backbone on its data, applying the growth schedule, and evaluate it."""
-    from growsearch.schedule import load_schedules
+    from growsearch.schedule import load_schedule_items
     from growsearch.train.config import load_train_config
     from growsearch.train.loop import train
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    cfg = load_train_config(config).with_overrides(epochs=epochs, seed=seed)
+    base = load_train_config(config)
     schedule = None
+    seed_from = "--seed" if seed is not None else f"{config}"
     if schedule_file is not None:
-        scheds = load_schedules(schedule_file)
+        items = load_schedule_items(schedule_file)
         if pick is None:
-            if len(scheds) > 1:
-                raise ScheduleError(f"{schedule_file}: holds {len(scheds)} schedules; choose one with --pick 0..{len(scheds) - 1}")
+            if len(items) > 1:
+                raise ScheduleError(f"{schedule_file}: holds {len(items)} schedules; choose one with --pick 0..{len(items) - 1}")
             pick = 0
-        if not 0 <= pick < len(scheds):
-            raise ScheduleError(f"{schedule_file}: --pick {pick} is out of range; it holds {len(scheds)} schedule(s) (0..{len(scheds) - 1})")
-        schedule = scheds[pick]
+        if not 0 <= pick < len(items):
+            raise ScheduleError(f"{schedule_file}: --pick {pick} is out of range; it holds {len(items)} schedule(s) (0..{len(items) - 1})")
+        schedule, meta = items[pick]
+        if seed is None:
+            exported = item_seed(meta, f"{schedule_file}: schedules[{pick}]")
+            if exported is not None:
+                seed = exported
+                trial = f", trial {meta['trial']}" if meta.get("trial") is not None else ""
+                seed_from = f"{schedule_file} [schedule {pick}{trial}]"
+        elif meta.get("seed") is not None and meta.get("seed") != seed:
+            seed_from += f", not the exported item's seed {meta['seed']!r}"
     elif pick is not None:
         raise click.UsageError("--pick needs --schedule")
+    cfg = base.with_overrides(epochs=epochs, seed=seed)
+    pending = [f"seed {cfg.seed} (from {seed_from})"]
+
+    def log(msg: str) -> None:
+        """stderr; the seed line goes out with the first one (a run that fails on bad input prints one line)."""
+        while pending:
+            click.echo(pending.pop(), err=True)
+        click.echo(msg, err=True)
+
     out = out_dir if out_dir is not None else Path("runs") / config.stem
     source = f"{config}: schedule" if schedule_file is None else str(schedule_file)
     if pick is not None and schedule_file is not None:
         source += f" [schedule {pick}]"
-    result = train(cfg, schedule, out_dir=out, resume=not no_resume, prefix_cache=prefix_cache, schedule_source=source)
+    result = train(cfg, schedule, out_dir=out, resume=not no_resume, prefix_cache=prefix_cache, schedule_source=source,
+                   log=log)
     summary = {k: v for k, v in result.metrics.items() if k != "epochs"}
     summary["out_dir"] = str(out)
     click.echo(json.dumps(summary, indent=2))
