@@ -218,7 +218,7 @@ def comparable(out_dir: Path) -> dict[str, Any]:
 def uncached(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The plasticity and dropin runs (same first growth epoch) without a prefix cache."""
     base = tmp_path_factory.mktemp("uncached")
-    cfg = make_config(corpus, epochs=3, max_batches_per_epoch=1)
+    cfg = make_config(corpus, epochs=3, max_batches_per_epoch=1, best_checkpoint="any")
     for name, sched in (("plasticity", PLASTICITY), ("dropin", DROPIN_AT_1)):
         train(cfg, sched, out_dir=base / name, resume=False, log=quiet)
     return {"plasticity": base / "plasticity", "dropin": base / "dropin"}
@@ -234,7 +234,7 @@ def test_prefix_cache_reader_uses_its_own_best_rule(writer: str, uncached: dict[
     # the scenario bites: the dropin run's best is the prefix epoch, the plasticity run's is in its last phase
     assert json.loads((uncached["dropin"] / "metrics.json").read_text())["best_epoch"] == 0
     assert json.loads((uncached["plasticity"] / "metrics.json").read_text())["best_epoch"] == 2
-    cfg = make_config(corpus, epochs=3, max_batches_per_epoch=1)
+    cfg = make_config(corpus, epochs=3, max_batches_per_epoch=1, best_checkpoint="any")
     cache = tmp_path / "cache"
     train(cfg, scheds[writer], out_dir=tmp_path / writer, resume=False, prefix_cache=cache, log=quiet)
     files = list(cache.glob("*/state.pt"))
@@ -258,6 +258,20 @@ def test_prefix_key_ignores_schedule_and_epochs_not_seed(corpus: Path) -> None:
     assert prefix_key(a, 1) != prefix_key(c, 1)
     d = make_config(corpus, lr=2e-3).model_dump(mode="json")
     assert prefix_key(a, 1) != prefix_key(d, 1)
+
+
+@pytest.mark.parametrize("rule", ["last_phase", "any"])
+def test_dropin_best_checkpoint_rule(rule: str, corpus: Path, tmp_path: Path) -> None:
+    """last_phase: the evaluated checkpoint is the grown model (never a pre-growth epoch)."""
+    cfg = make_config(corpus, epochs=3, max_batches_per_epoch=1, best_checkpoint=rule)
+    r = train(cfg, DROPIN_AT_1, out_dir=tmp_path, resume=False, log=quiet)
+    recs = r.metrics["epochs"]
+    eligible = [x for x in recs if rule == "any" or x["epoch"] >= 1]
+    best = min(eligible, key=lambda x: (x["dev_eer"], x["epoch"]))
+    assert r.metrics["best_epoch"] == best["epoch"]
+    assert r.metrics["params"] == best["params"]
+    if rule == "last_phase":
+        assert r.metrics["best_epoch"] >= 1 and r.metrics["params"] > recs[0]["params"]
 
 
 def test_plasticity_keeps_best_of_last_phase(corpus: Path, tmp_path: Path) -> None:

@@ -94,6 +94,11 @@ class TrainingConfig(BaseModel):
         freeze_extra_trainable: parameter name prefixes (e.g. ``head``, ``fc1``) that train
             fully in a ``new_only`` phase besides the new units (the paper's frozen regime
             trains the new neurons plus projection and head); ignored by ``all``.
+        best_checkpoint: which epochs may give the checkpoint that is evaluated and whose
+            size is reported: ``last_phase`` (default) = epochs from the last growth or shrink
+            event on, so a dropin run reports the grown model and a plasticity run the shrunk
+            one (the paper's rule); ``any`` = every epoch (a schedule ending with a shrink still
+            keeps its last phase), so a run may report a checkpoint from before its growth.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -113,6 +118,7 @@ class TrainingConfig(BaseModel):
     eval_every: int = Field(default=1, gt=0)
     num_workers: int = Field(default=0, ge=0)
     freeze_extra_trainable: tuple[str, ...] = ()
+    best_checkpoint: Literal["last_phase", "any"] = "last_phase"
 
     @field_validator("amp", mode="before")
     @classmethod

@@ -17,9 +17,11 @@ epoch ``e`` continues exactly as the uninterrupted run, and a run that loads a s
 prefix from the prefix cache is identical to one that trained it.
 
 **Best checkpoint rule.** The checkpoint evaluated on eval is the one with the lowest dev
-EER (first on ties). When the schedule ends with a shrink (plasticity), only epochs of the
-last phase (from the epoch of the last shrink on) are eligible, as in the paper's code:
-the final model then has the baseline's size.
+EER (first on ties) among the eligible epochs. With ``training.best_checkpoint: last_phase``
+(the default) those are the epochs from the last event of the schedule on: a dropin run
+reports its grown model, and a plasticity run (ending with a shrink) its last phase, as in
+the paper's code, so the final model has the baseline's size. With ``any``, every epoch is
+eligible unless the schedule ends with a shrink (then its last phase).
 
 **Shared prefix.** The prefix file holds only what does not depend on the schedule that
 wrote it: model, optimizer/freeze/LR-scheduler/RNG states after epochs ``0..e-1``, their
@@ -262,6 +264,15 @@ def _save_prefix(path: Path, run: _Run, key: str) -> None:
     save_model(path, run.model, extra=extra)
 
 
+def _eligible_from(schedule: GrowthSchedule, rule: str) -> int:
+    """First epoch whose checkpoint may be the evaluated best (see the module docstring)."""
+    if not schedule.events:
+        return 0
+    last_epoch = schedule.events[-1].epoch
+    ends_with_shrink = any(e.action == "shrink" for e in schedule.due(last_epoch))
+    return last_epoch if rule == "last_phase" or ends_with_shrink else 0
+
+
 def _best_after_prefix(prefix_best: dict[str, Any] | None, eligible_from: int, prefix_epochs: int) -> dict[str, Any] | None:
     """The reading trial's ``best`` after a loaded prefix of ``prefix_epochs`` epochs.
 
@@ -409,7 +420,7 @@ def train(
     ckpt_dir = out / st.CHECKPOINT_DIR
     ckpt_file = ckpt_dir / st.STATE_FILE
     first_growth = schedule.first_epoch
-    eligible_from = schedule.events[-1].epoch if schedule.events and schedule.events[-1].action == "shrink" else 0
+    eligible_from = _eligible_from(schedule, tc.best_checkpoint)
     cfg_dict = config.model_dump(mode="json")
     prefix_id = st.prefix_key(cfg_dict, first_growth) if prefix_cache is not None and first_growth else None
     if prefix_id is not None and 0 < eligible_from < first_growth:  # cannot happen for a valid schedule
