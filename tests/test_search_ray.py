@@ -136,6 +136,10 @@ def test_worker_crash_resumes_or_fails(tmp_path: Path, corpus: Path) -> None:
     assert not [t for t in study2.trials if t.state == TrialState.RUNNING]
 
 
+#: Epochs of the kill / Ctrl-C studies: each trial runs for seconds, so the tests catch it running.
+EPOCHS_LONG = 20
+
+
 def _wait_for(pred: Any, timeout: float, what: str) -> None:
     t0 = time.time()
     while time.time() - t0 < timeout:
@@ -160,7 +164,9 @@ def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
     """kill -9 the driver mid-study; the same command resumes: nothing stays RUNNING, COMPLETE
     trials are kept, none is counted twice, the budget counts COMPLETE trials."""
     budget = 4
-    p = write_study(tmp_path, corpus, "killed", budget=budget, epochs=3)
+    # trials long enough (seconds, not the ~0.3 s of a 3-epoch tiny trial after the prefix
+    # cache) that a COMPLETE and a RUNNING trial are seen together
+    p = write_study(tmp_path, corpus, "killed", budget=budget, epochs=EPOCHS_LONG)
     cfg = load_study_config(p)
     url = cfg.default_storage
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -168,7 +174,7 @@ def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
     proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         _wait_for(lambda: "[growsearch] study" in (tmp_path / "first.log").read_text(), 300, "the study to be created")
-        _wait_for(lambda: _counts(url, "killed").get("COMPLETE", 0) >= 1 and _counts(url, "killed").get("RUNNING", 0) >= 1,
+        _wait_for(lambda: (lambda c: c.get("COMPLETE", 0) >= 1 and c.get("RUNNING", 0) >= 1)(_counts(url, "killed")),
                   300, "one COMPLETE and one RUNNING trial")
         before = {t.number: t.values for t in load(url, "killed").trials if t.state == TrialState.COMPLETE}
         os.kill(proc.pid, signal.SIGKILL)
@@ -187,7 +193,7 @@ def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
     assert "re-enqueued" in res.stderr
     study = load(url, "killed")
-    check_consistent(study, budget)
+    check_consistent(study, budget, epochs=EPOCHS_LONG)
     after = {t.number: t.values for t in study.trials if t.state == TrialState.COMPLETE}
     for n, v in before.items():
         assert after[n] == v  # kept, not rerun
@@ -201,7 +207,7 @@ def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
 
 
 def test_ctrl_c_stops_cleanly(tmp_path: Path, corpus: Path) -> None:
-    p = write_study(tmp_path, corpus, "sigint", budget=4, epochs=3)
+    p = write_study(tmp_path, corpus, "sigint", budget=4, epochs=EPOCHS_LONG)
     cfg = load_study_config(p)
     url = cfg.default_storage
     proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
