@@ -258,6 +258,54 @@ def test_postgres_study(tmp_path: Path, corpus: Path) -> None:
     check_consistent(load(url, name), 2)
 
 
+def test_two_drivers_one_study(tmp_path: Path, corpus: Path) -> None:
+    """Two ``growsearch run`` processes of one study at once (each its own local Ray with one
+    CPU), sharing its storage (PostgreSQL when GROWSEARCH_TEST_POSTGRES_URL is set, else one
+    SQLite file): both run trials, neither fails the other's, the reference runs once, and the
+    study ends with the budget of COMPLETE trials (at most one over: both drivers may ask the
+    last free slot at the same instant) and nothing RUNNING or WAITING."""
+    budget = 6
+    url = _postgres_url() or f"sqlite:///{tmp_path}/shared.db"
+    name = f"two_drivers_{int(time.time())}"
+    p = write_study(tmp_path, corpus, name, budget=budget, storage=url, epochs=EPOCHS_LONG,
+                    execution={"num_cpus": 1, "max_concurrent": 1})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    logs = [open(tmp_path / f"driver{i}.log", "w") for i in range(2)]
+    procs = [subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=f, stderr=subprocess.STDOUT, env=env,
+                              start_new_session=True) for f in logs]
+    try:
+        for proc in procs:
+            proc.wait(timeout=540)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+        for f in logs:
+            f.close()
+    out = [(tmp_path / f"driver{i}.log").read_text() for i in range(2)]
+    assert [proc.returncode for proc in procs] == [0, 0], "\n---\n".join(o[-3000:] for o in out)
+    study = load(url, name)
+    trials = study.get_trials()
+    states = [t.state for t in trials]
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    assert budget <= len(done) <= budget + 1, len(done)
+    for t in trials:
+        if t.state == TrialState.FAIL:  # only a duplicate reference may be skipped
+            assert "duplicate reference" in t.user_attrs["fail_reason"], t.user_attrs["fail_reason"]
+    assert [t.user_attrs.get("reference") for t in done].count("baseline") == 1
+    tokens = {t.user_attrs["driver"] for t in done}
+    leases = {k: v for k, v in study.user_attrs.items() if k.startswith("driver:")}
+    assert len(leases) == 2 and all(v["stopped"] for v in leases.values())
+    assert len(tokens) == 2, "both drivers ran trials"
+    ray_ids = [t.user_attrs["ray_trial_id"] for t in trials if "ray_trial_id" in t.user_attrs]
+    assert len(ray_ids) == len(set(ray_ids))
+    for t in done:
+        assert len(t.user_attrs["curves"]["dev_eer"]) == EPOCHS_LONG
+
+
 def test_two_node_cluster(tmp_path: Path, corpus: Path) -> None:
     """A head and a worker node (1 CPU each) on this machine; ``growsearch run --address``
     runs trials on both and they land in one study (PostgreSQL when
