@@ -359,6 +359,39 @@ def test_trial_without_driver_is_reaped_when_its_heartbeat_is_stale(tmp_path: Pa
     assert states[by_hand.number] == TrialState.FAIL and states[beating.number] == TrialState.RUNNING
 
 
+def test_heartbeat_thread_refreshes_the_lease_and_reaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running driver takes a dead driver's trials over by itself (no restart needed)."""
+    import time
+
+    from growsearch.search import searcher as searcher_mod
+
+    monkeypatch.setattr(searcher_mod, "HEARTBEAT_INTERVAL", 0.2)
+    _study(tmp_path)
+    dead = _searcher(_study(tmp_path), budget=4)
+    dead.resync()
+    dead.suggest("d0")
+    live = _searcher(_study(tmp_path), budget=4)
+    live.resync()
+    beat0 = _study(tmp_path).user_attrs[live.lease_key]["beat"]
+    live.start_heartbeats()
+    try:
+        study = _study(tmp_path)
+        study.set_user_attr(dead.lease_key, {**study.user_attrs[dead.lease_key], "pid": _dead_pid()})
+        deadline = time.time() + 20
+        while time.time() < deadline and live.n_requeued == 0:
+            time.sleep(0.1)
+        assert _study(tmp_path).user_attrs[live.lease_key]["beat"] > beat0  # refreshed before reaping
+    finally:
+        live.close("test over")
+    assert live.n_requeued == 1
+    trials = _study(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs == {"reference": "baseline", "schedule": trials[0].user_attrs["schedule"],
+                                    "requeued_from": 0}
+    lease = _study(tmp_path).user_attrs[live.lease_key]
+    assert lease["stopped"] is True and lease["ended"] > beat0
+
+
 def test_constraints_recorded_for_the_sampler(tmp_path: Path) -> None:
     from growsearch.search.study import Constraints
 
