@@ -98,7 +98,7 @@ def _rdb_backend(storage: Any) -> optuna.storages.RDBStorage | None:
     return backend if isinstance(backend, optuna.storages.RDBStorage) else None
 
 
-#: Seconds ``suggest`` waits between database counts while only other drivers' trials run.
+#: Seconds ``suggest`` waits between database counts while the rest of the budget runs.
 IDLE_RECHECK = 1.0
 
 
@@ -357,19 +357,19 @@ class StudySearcher(Searcher):
             if self.n_failed >= self.max_failures:
                 return None if busy else Searcher.FINISHED
             if self.budget_trials is not None:
-                if not busy and time.time() < self._idle_until:
-                    return None  # waiting on other drivers' trials; recount shortly
+                if time.time() < self._idle_until:
+                    return None  # the rest of the budget is running; recount shortly
                 complete, running = self._count()
                 self.n_complete = complete
                 if complete >= self.budget_trials:
                     return None if busy else Searcher.FINISHED
                 if complete + running >= self.budget_trials:
                     # the rest of the budget is running (here or in other drivers): wait, a
-                    # failed or reaped trial is replaced
-                    if not busy:
-                        self._idle_until = time.time() + IDLE_RECHECK
+                    # failed or reaped trial is replaced; our own trial ending recounts at once
+                    self._idle_until = time.time() + IDLE_RECHECK
                     return None
             trial = self._ask()
+            trial.set_user_attr("driver", self.driver["token"])  # first: other drivers' reap reads it
             attrs = trial.user_attrs
             if attrs.get("reference") and attrs.get("schedule") is not None:
                 label, params, sched = attrs["reference"], {}, GrowthSchedule.from_dict(attrs["schedule"])
@@ -380,7 +380,6 @@ class StudySearcher(Searcher):
                 sched = self.space.decode(params)
             trial.set_user_attr("schedule", sched.to_dict())
             trial.set_user_attr("ray_trial_id", trial_id)
-            trial.set_user_attr("driver", self.driver["token"])
             if self.seed is not None:
                 trial.set_user_attr("seed", self.seed)
             if self.versions:
@@ -421,6 +420,7 @@ class StudySearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         with self._lock:
+            self._idle_until = 0.0
             trial = self.live.pop(trial_id, None)
             if trial is None:
                 return
