@@ -210,6 +210,11 @@ def _expected_params(name: str, sched: GrowthSchedule) -> int | None:
     return None
 
 
+#: backbones whose growth points refuse some schedules that ``validate_for`` accepts:
+#: wav2vec2_widen undoes only whole widenings, last first (see its module docstring).
+BACKBONE_SPECIFIC_CONSTRAINTS = {"wav2vec2_widen"}
+
+
 @pytest.mark.parametrize("name", list_backbones())
 def test_random_valid_schedules_apply_and_count_params(name: str) -> None:
     wave = torch.randn(2, 4000, generator=torch.Generator().manual_seed(0)) * 0.1
@@ -221,6 +226,14 @@ def test_random_valid_schedules_apply_and_count_params(name: str) -> None:
         model = create_backbone(name, "tiny")
         sched.validate_for(model.growth_points(), EPOCHS)
         assert GrowthSchedule.from_yaml(sched.to_yaml()) == sched
+        try:
+            model.check_schedule(sched)
+        except ScheduleError as exc:
+            # only a backbone with documented extra constraints may refuse a point-valid schedule,
+            # and then before anything is trained, naming the event
+            assert name in BACKBONE_SPECIFIC_CONSTRAINTS, str(exc)
+            assert "events[" in str(exc)
+            return
         g = torch.Generator().manual_seed(1)
         for epoch in range(EPOCHS):
             for event in sched.due(epoch):
@@ -237,3 +250,20 @@ def test_random_valid_schedules_apply_and_count_params(name: str) -> None:
             assert sum(p.numel() for p in model.parameters()) == expected
 
     check()
+
+
+def test_check_schedule_refuses_backbone_specific_impossibility_before_training() -> None:
+    """wav2vec2_widen undoes whole widenings only: the dry run says so, naming the event, and
+    leaves the model untouched."""
+    model = create_backbone("wav2vec2_widen", "tiny")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    sched = GrowthSchedule.of([
+        {"point": "layer0.width", "epoch": 1, "neurons": 64},
+        {"point": "layer0.width", "epoch": 2, "action": "shrink", "neurons": 32},
+    ])
+    sched.validate_for(model.growth_points(), 4)  # the shared rules accept it
+    with pytest.raises(ScheduleError, match=r"events\[1\] \(-32 layer0.width@2"):
+        model.check_schedule(sched)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert model.history == []

@@ -18,6 +18,7 @@ Life cycle::
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -27,7 +28,7 @@ from torch import nn
 
 from growsearch.errors import ScheduleError
 from growsearch.growth.surgery import SurgeryResult
-from growsearch.schedule import INITS, GrowthEvent
+from growsearch.schedule import INITS, GrowthEvent, GrowthSchedule
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,26 @@ class Backbone(nn.Module, ABC):
             res = self.shrink(event.point, n, rule=event.rule)
         self.history.append(event.model_dump())
         return res
+
+    def check_schedule(self, schedule: GrowthSchedule, *, source: str = "schedule") -> None:
+        """Apply ``schedule`` to a throw-away copy of this backbone, without training.
+
+        ``GrowthSchedule.validate_for`` checks what every backbone shares (points, forms,
+        inits, epochs, shrink amounts); some backbones refuse more (``wav2vec2_widen`` only
+        undoes whole widenings, last first). This dry run makes every such refusal surface
+        before any training, naming the event.
+
+        Raises:
+            ScheduleError: an event cannot be applied; the message names ``source`` and the event.
+        """
+        probe = copy.deepcopy(self)
+        g = torch.Generator().manual_seed(0)
+        for i, event in enumerate(schedule.events):
+            try:
+                probe.apply_event(event, generator=g)
+            except ScheduleError as exc:
+                raise ScheduleError(f"{source}: events[{i}] ({event.describe()}): {exc}") from None
+        del probe
 
     def replay(self, events: list[dict[str, Any]]) -> None:
         """Re-apply recorded events (shapes only matter: a state dict is loaded after)."""

@@ -413,6 +413,7 @@ def train(
     st.seed_all(config.seed)
     model = build_model(config)
     schedule.validate_for(model.growth_points(), tc.epochs, source=schedule_source)
+    model.check_schedule(schedule, source=schedule_source)  # backbone-specific refusals, before any data
     splits = build_splits(config.data, config.seed)
     clip_s = config.data.clip_samples / SAMPLE_RATE
     num_workers = config.data.num_workers
