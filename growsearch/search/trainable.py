@@ -8,7 +8,8 @@ reports each epoch to Tune and ends with one result carrying ``gs_final: True`` 
 payload (status, metrics, curves, node, fail reason) that the searcher tells to Optuna.
 
 A NaN loss is a result (``status: nan``), not an exception: Tune must not retry a
-deterministic failure. Any other exception propagates, so Tune restarts the trial up to
+deterministic failure; nor is an input error (a schedule the backbone refuses, bad data),
+which ends the trial FAIL with its message. Any other exception propagates, so Tune restarts the trial up to
 ``max_failures`` times (the trainer resumes from the checkpoint).
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from growsearch.errors import RunFailed
+from growsearch.errors import GrowsearchError, RunFailed
 from growsearch.schedule import GrowthSchedule
 from growsearch.search.searcher import FINAL_KEY, PAYLOAD_KEY
 from growsearch.search.space import SearchSpace
@@ -150,6 +151,10 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         nan = metrics.get("status") == "nan" or "nonfinite" in type(exc).__name__.lower()
         tune.report(_final({"status": "nan" if nan else "failed", "fail_reason": "nan" if nan else f"failed: {exc}",
                             "detail": str(exc), "node": _node(), "curves": _curves(metrics), "attempt": attempt_info}))
+        return
+    except GrowsearchError as exc:  # a bad schedule/config/data: deterministic, so no retry
+        tune.report(_final({"status": "failed", "fail_reason": f"{type(exc).__name__}: {exc}", "detail": str(exc),
+                            "node": _node(), "curves": {}, "attempt": attempt_info}))
         return
     metrics = dict(getattr(result, "metrics", None) or (result if isinstance(result, dict) else {}) or _read_metrics(out))
     status = str(metrics.get("status", "ok"))
