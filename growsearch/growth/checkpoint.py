@@ -13,13 +13,12 @@ containers (dict, list, tuple, str, int, float, bool, None).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from growsearch.atomic import atomic_write
 from growsearch.errors import ConfigError, GrowsearchError
 
 __all__ = ["CHECKPOINT_FORMAT", "atomic_torch_save", "load_model", "read_checkpoint", "save_model"]
@@ -34,22 +33,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return atomic_write(path, lambda fh: torch.save(obj, fh), binary=True)
 
 
 def save_model(path: str | Path, model: Any, *, extra: dict[str, Any] | None = None) -> Path:

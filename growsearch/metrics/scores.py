@@ -20,14 +20,13 @@ columns: speaker id, key (``target``/``nontarget``/``spoof``), score.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from growsearch.atomic import atomic_write
 from growsearch.errors import DataError
 from growsearch.metrics.eer import eer_threshold
 
@@ -107,22 +106,7 @@ def write_scores(path: str | Path, rows: Iterable[ScoreRow | Sequence[Any]], *co
         if not math.isfinite(s):
             raise DataError(f"score row {i} ({utt}): score is {s}; NaN/Inf cannot be scored")
         lines.append(f"{utt} {attack} {key} {s!r}\n")
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return p
+    return atomic_write(path, lambda fh: fh.writelines(lines))
 
 
 def make_rows(utts: Sequence[str], attacks: Sequence[str], labels: Sequence[int] | Any, scores: Sequence[float] | Any) -> list[ScoreRow]:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from growsearch.atomic import atomic_write_text
 from growsearch.errors import ConfigError
 from growsearch.redact import redact_text, redact_url
 from growsearch.report.front import EER, StudyData, TrialPoint, loss_matrix
@@ -157,10 +158,7 @@ def write_export(path: str | Path, doc: dict[str, Any]) -> Path:
     text = redact_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     p = Path(path)
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(p)
+        atomic_write_text(p, text)
     except OSError as exc:
         raise ConfigError(f"{p}: cannot write export: {exc.strerror}") from None
     return p

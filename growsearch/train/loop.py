@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from growsearch.atomic import atomic_write_text
 from growsearch.backbones import Backbone, create_backbone
 from growsearch.errors import ConfigError, GrowsearchError, RunFailed
 from growsearch.growth.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, load_model, save_model
@@ -329,9 +330,7 @@ def _run_key(config: TrainConfig, schedule: GrowthSchedule) -> str:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def _write_scores(path: Path, scored: Scored) -> None:
