@@ -81,6 +81,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 _LAYERS = "wav2vec2.encoder.transformer.layers"
 
 
+
+#: The submodules and flags of a torchaudio ``EncoderLayer`` that its ``forward`` uses.
+_LAYER_PARTS = ("attention", "dropout", "layer_norm", "layer_norm_first", "feed_forward", "final_layer_norm")
+
+
+def _share_layer_parts(src: nn.Module, dst: nn.Module) -> None:
+    """Make ``dst`` use ``src``'s encoder-layer submodules (shared, not copied)."""
+    for name in _LAYER_PARTS:
+        setattr(dst, name, getattr(src, name))
+
 class ParallelEncoderLayer(EncoderLayer):
     """An encoder layer with parallel branches whose outputs are concatenated and projected.
 
@@ -93,12 +103,7 @@ class ParallelEncoderLayer(EncoderLayer):
 
     def __init__(self, main: EncoderLayer, branches: list[EncoderLayer], proj: nn.Linear) -> None:
         nn.Module.__init__(self)
-        self.attention = main.attention
-        self.dropout = main.dropout
-        self.layer_norm = main.layer_norm
-        self.layer_norm_first = main.layer_norm_first
-        self.feed_forward = main.feed_forward
-        self.final_layer_norm = main.final_layer_norm
+        _share_layer_parts(main, self)
         self.branches = nn.ModuleList(branches)
         self.proj = proj
 
@@ -106,12 +111,7 @@ class ParallelEncoderLayer(EncoderLayer):
         """A plain :class:`EncoderLayer` sharing this layer's original submodules."""
         plain = EncoderLayer.__new__(EncoderLayer)
         nn.Module.__init__(plain)
-        plain.attention = self.attention
-        plain.dropout = self.dropout
-        plain.layer_norm = self.layer_norm
-        plain.layer_norm_first = self.layer_norm_first
-        plain.feed_forward = self.feed_forward
-        plain.final_layer_norm = self.final_layer_norm
+        _share_layer_parts(self, plain)
         plain.train(self.training)
         return plain
 
