@@ -54,6 +54,7 @@ from growsearch.backbones.registry import register_backbone
 from growsearch.data.features import create_frontend
 from growsearch.errors import ConfigError, ScheduleError
 from growsearch.growth.surgery import SurgeryResult, TensorChange
+from growsearch.growth.widen import set_param
 from growsearch.schedule import INITS
 
 #: The standard wav2vec 2.0 conv feature extractor: (channels, kernel, stride); 320 samples/frame.
@@ -502,11 +503,6 @@ def _nothing_survives(old_shape: tuple[int, ...], new_shape: tuple[int, ...]) ->
     return TensorChange(old_shape, new_shape, empty, empty)
 
 
-def _set_param(mod: nn.Linear, name: str, value: torch.Tensor) -> None:
-    old = getattr(mod, name)
-    setattr(mod, name, nn.Parameter(value.contiguous(), requires_grad=old.requires_grad))
-
-
 def _grow_units(
     single_in: nn.Linear | None,
     group_in: list[nn.Linear],
@@ -539,10 +535,10 @@ def _grow_units(
             add_w = _uniform((new_rows, lin.in_features), bound, w, generator)
             add_b = _uniform((new_rows,), bound, b, generator) if b is not None else None
         changed[f"in{j}.weight"] = TensorChange.appended(tuple(w.shape), (width + new_rows, lin.in_features))
-        _set_param(lin, "weight", torch.cat([w, add_w], 0))
+        set_param(lin, "weight", torch.cat([w, add_w], 0))
         if b is not None:
             changed[f"in{j}.bias"] = TensorChange.appended(tuple(b.shape), (width + new_rows,))
-            _set_param(lin, "bias", torch.cat([b, add_b], 0))
+            set_param(lin, "bias", torch.cat([b, add_b], 0))
         lin.out_features = width + new_rows
     wo = out.weight
     if init == "random":
@@ -557,7 +553,7 @@ def _grow_units(
         scaled = wo / col_scale
         new_wo = torch.cat([scaled, scaled[:, src_rows.to(wo.device)]], 1)
     changed["out.weight"] = TensorChange.appended(tuple(wo.shape), tuple(new_wo.shape))
-    _set_param(out, "weight", new_wo)
+    set_param(out, "weight", new_wo)
     out.in_features = width + new_rows
     return changed
 
@@ -586,14 +582,14 @@ def _shrink_units(
     for j, lin in enumerate(ins):
         w, b = lin.weight, lin.bias
         changed[f"in{j}.weight"] = TensorChange.kept(tuple(w.shape), {0: rows})
-        _set_param(lin, "weight", w[rows.to(w.device)])
+        set_param(lin, "weight", w[rows.to(w.device)])
         if b is not None:
             changed[f"in{j}.bias"] = TensorChange.kept(tuple(b.shape), {0: rows})
-            _set_param(lin, "bias", b[rows.to(b.device)])
+            set_param(lin, "bias", b[rows.to(b.device)])
         lin.out_features = len(rows)
     wo = out.weight
     changed["out.weight"] = TensorChange.kept(tuple(wo.shape), {1: rows})
-    _set_param(out, "weight", wo[:, rows.to(wo.device)])
+    set_param(out, "weight", wo[:, rows.to(wo.device)])
     out.in_features = len(rows)
     return changed
 

@@ -28,10 +28,11 @@ Norm = nn.BatchNorm1d | nn.BatchNorm2d
 def set_param(module: nn.Module, name: str, value: torch.Tensor) -> None:
     """Replace parameter ``name`` of ``module`` by a new Parameter holding ``value``.
 
-    Device, dtype and ``requires_grad`` are taken from the old parameter.
+    Device, dtype and ``requires_grad`` are taken from the old parameter; the new one is
+    contiguous.
     """
     old = getattr(module, name)
-    setattr(module, name, nn.Parameter(value.to(device=old.device, dtype=old.dtype), requires_grad=old.requires_grad))
+    setattr(module, name, nn.Parameter(value.to(device=old.device, dtype=old.dtype).contiguous(), requires_grad=old.requires_grad))
 
 
 def set_buffer(module: nn.Module, name: str, value: torch.Tensor) -> None:
