@@ -18,6 +18,21 @@ from growsearch.errors import ConfigError, GrowsearchError
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 
+def read_text(path: str | Path, *, what: str, error: type[GrowsearchError] = ConfigError) -> str:
+    """Read a user's UTF-8 text file.
+
+    Raises:
+        error: ``<path>: <what> not found`` or ``<path>: cannot read <what>: <reason>``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{p}: {what} not found")
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{p}: cannot read {what}: {exc}") from None
+
+
 def load_yaml(path: str | Path, *, what: str = "file") -> Any:
     """Read a YAML file.
 
@@ -25,12 +40,7 @@ def load_yaml(path: str | Path, *, what: str = "file") -> Any:
         ConfigError: the file is missing, unreadable or not valid YAML (with its line).
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: {what} not found")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read {what}: {exc}") from None
+    text = read_text(p, what=what)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from growsearch.yamlio import read_text
 from growsearch.data.dataset import AsvFiles, Item
 from growsearch.errors import DataError
 
@@ -53,12 +54,7 @@ def read_protocol(path: Path, audio_folder: Path) -> list[Item]:
         DataError: missing protocol, a line without exactly 5 columns, an unknown key or
             a repeated utterance id; the message is ``file:line: ...``.
     """
-    if not path.is_file():
-        raise DataError(f"{path}: CM protocol not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read CM protocol: {exc}") from None
+    text = read_text(path, what="CM protocol", error=DataError)
     items: list[Item] = []
     seen: dict[str, int] = {}
     for lineno, line in enumerate(text.splitlines(), start=1):

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from growsearch.yamlio import read_text
 from growsearch.atomic import atomic_write
 from growsearch.errors import DataError
 from growsearch.metrics.eer import eer_threshold
@@ -132,12 +133,7 @@ def make_rows(utts: Sequence[str], attacks: Sequence[str], labels: Sequence[int]
 
 def _lines(path: str | Path, what: str) -> list[tuple[int, list[str]]]:
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: {what} not found")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{p}: cannot read {what}: {exc}") from None
+    text = read_text(p, what=what, error=DataError)
     out = [(i, ln.split()) for i, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
     if not out:
         raise DataError(f"{p}: {what} is empty")
