@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from growsearch.yamlio import read_text
 from growsearch.data.dataset import AsvFiles, Item
 from growsearch.errors import DataError
+from growsearch.yamlio import read_text
 
 PROTOCOL_NAMES: dict[str, str] = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}
 KEYS: tuple[str, ...] = ("bonafide", "spoof")

@@ -26,10 +26,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from growsearch.yamlio import read_text
 from growsearch.atomic import atomic_write
 from growsearch.errors import DataError
 from growsearch.metrics.eer import eer_threshold
+from growsearch.yamlio import read_text
 
 __all__ = [
     "ASV_KEYS",
