@@ -136,17 +136,22 @@ def test_worker_crash_resumes_or_fails(tmp_path: Path, corpus: Path) -> None:
     assert not [t for t in study2.trials if t.state == TrialState.RUNNING]
 
 
-#: Epochs of the kill / Ctrl-C studies: each trial runs for seconds, so the tests catch it running.
+#: Epochs of the kill / Ctrl-C studies, and the pause after each epoch (the ``epoch_delay_s``
+#: test hook): every trial runs for 5 s or more on any machine, so the tests catch trials running
+#: (without the pause a warm 20-epoch trial takes ~0.7 s here, and a one-second poll on a loaded
+#: CI machine missed the window between one trial completing and the next one ending).
 EPOCHS_LONG = 20
+SLOW_TRIALS = {"epoch_delay_s": 0.25}
 
 
-def _wait_for(pred: Any, timeout: float, what: str) -> None:
+def _wait_for(pred: Any, timeout: float, what: str, log: Path | None = None) -> None:
     t0 = time.time()
     while time.time() - t0 < timeout:
         if pred():
             return
-        time.sleep(1.0)
-    raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+    tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")
 
 
 def _counts(url: str, name: str) -> dict[str, int]:
@@ -164,18 +169,17 @@ def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
     """kill -9 the driver mid-study; the same command resumes: nothing stays RUNNING, COMPLETE
     trials are kept, none is counted twice, the budget counts COMPLETE trials."""
     budget = 4
-    # trials long enough (seconds, not the ~0.3 s of a 3-epoch tiny trial after the prefix
-    # cache) that a COMPLETE and a RUNNING trial are seen together
-    p = write_study(tmp_path, corpus, "killed", budget=budget, epochs=EPOCHS_LONG)
+    p = write_study(tmp_path, corpus, "killed", budget=budget, epochs=EPOCHS_LONG, execution=SLOW_TRIALS)
     cfg = load_study_config(p)
     url = cfg.default_storage
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        _wait_for(lambda: "[growsearch] study" in (tmp_path / "first.log").read_text(), 300, "the study to be created")
+        _wait_for(lambda: "[growsearch] study" in (tmp_path / "first.log").read_text(), 300, "the study to be created",
+                  tmp_path / "first.log")
         _wait_for(lambda: (lambda c: c.get("COMPLETE", 0) >= 1 and c.get("RUNNING", 0) >= 1)(_counts(url, "killed")),
-                  300, "one COMPLETE and one RUNNING trial")
+                  300, "one COMPLETE and one RUNNING trial", tmp_path / "first.log")
         before = {t.number: t.values for t in load(url, "killed").trials if t.state == TrialState.COMPLETE}
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -207,7 +211,7 @@ def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
 
 
 def test_ctrl_c_stops_cleanly(tmp_path: Path, corpus: Path) -> None:
-    p = write_study(tmp_path, corpus, "sigint", budget=4, epochs=EPOCHS_LONG)
+    p = write_study(tmp_path, corpus, "sigint", budget=4, epochs=EPOCHS_LONG, execution=SLOW_TRIALS)
     cfg = load_study_config(p)
     url = cfg.default_storage
     proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -268,7 +272,7 @@ def test_two_drivers_one_study(tmp_path: Path, corpus: Path) -> None:
     url = _postgres_url() or f"sqlite:///{tmp_path}/shared.db"
     name = f"two_drivers_{int(time.time())}"
     p = write_study(tmp_path, corpus, name, budget=budget, storage=url, epochs=EPOCHS_LONG,
-                    execution={"num_cpus": 1, "max_concurrent": 1})
+                    execution={"num_cpus": 1, "max_concurrent": 1, **SLOW_TRIALS})
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     logs = [open(tmp_path / f"driver{i}.log", "w") for i in range(2)]
@@ -348,7 +352,7 @@ def test_two_node_cluster(tmp_path: Path, corpus: Path) -> None:
             stdout=logs[1], stderr=subprocess.STDOUT, start_new_session=True, env=env))
         _wait_for(lambda: _alive() == 2, 180, "two alive Ray nodes")
         p = write_study(tmp_path, corpus, name, budget=4, storage=url,
-                        execution={"max_concurrent": 2, "cpus_per_trial": 1})
+                        execution={"max_concurrent": 2, "cpus_per_trial": 1, "epoch_delay_s": 1.0})
         res = subprocess.run([GROWSEARCH, "run", str(p), "--address", addr], capture_output=True, text=True,
                              env=env, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]

@@ -230,6 +230,7 @@ def run_study(
         trials_dir=str(shared / "trials"),
         prefix_cache=str(shared / "prefix_cache") if ex.prefix_reuse else None,
         crash_at_epoch=ex.crash_at_epoch,
+        epoch_delay_s=ex.epoch_delay_s,
         trial_fn=trial_fn,
     )
     concurrency = ex.max_concurrent or max(1, int((ex.num_cpus or os.cpu_count() or 1) // ex.cpus_per_trial))

@@ -155,6 +155,9 @@ class Execution(BaseModel):
         prefix_reuse: reuse the trained shared prefix of schedules (baseline epochs).
         crash_at_epoch: test hook: the trial process exits hard after this epoch's
             checkpoint on its first attempt (to test worker restarts).
+        epoch_delay_s: test hook: the trial sleeps this long after each epoch, so that tests
+            of killing and interrupting a study catch trials running whatever the machine's
+            speed (0: off).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -169,6 +172,7 @@ class Execution(BaseModel):
     shared_dir: str | None = None
     prefix_reuse: bool = True
     crash_at_epoch: int | None = Field(default=None, ge=0)
+    epoch_delay_s: float = Field(default=0.0, ge=0)
 
 
 class Reference(BaseModel):

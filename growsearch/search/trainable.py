@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ class TrialContext:
         trials_dir: ``<outputs or shared_dir>/trials``; trial ``n`` trains in ``trials_dir/n``.
         prefix_cache: the shared-prefix cache folder, or ``None`` (no reuse).
         crash_at_epoch: test hook: exit the process hard after this epoch, first attempt only.
+        epoch_delay_s: test hook: sleep this long after each epoch's report.
         trial_fn: the training function; ``None`` = :func:`growsearch.train.loop.train`.
     """
 
@@ -57,6 +59,7 @@ class TrialContext:
     trials_dir: str
     prefix_cache: str | None = None
     crash_at_epoch: int | None = None
+    epoch_delay_s: float = 0.0
     trial_fn: TrialFn | None = None
 
 
@@ -143,6 +146,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         rep = {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
         rep[FINAL_KEY] = False
         tune.report(rep)
+        if ctx.epoch_delay_s:
+            time.sleep(ctx.epoch_delay_s)
 
     try:
         result = fn(ctx.train, schedule, out_dir=out, on_epoch=on_epoch, resume=True, prefix_cache=ctx.prefix_cache)
