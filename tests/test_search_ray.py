@@ -1,9 +1,10 @@
 """End to end on a real local Ray (2 CPUs), real training on the generated corpus, a real
 SQLite (or PostgreSQL) study: completion, NaN trials, worker crashes, a SIGKILLed driver,
-Ctrl-C, and a two-node Ray cluster on one machine. All slow (run with ``-m slow``)."""
+Ctrl-C, a wall-time budget, two drivers on one study and a two-node Ray cluster on one machine. All slow (run with ``-m slow``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -34,9 +35,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("synth") / "synth"
 
 
-def write_study(tmp_path: Path, corpus: Path, name: str, *, budget: int = 3, storage: str | None = None,
+def write_study(tmp_path: Path, corpus: Path, name: str, *, budget: int | None = 3, storage: str | None = None,
                 reference: list[Any] | None = None, execution: dict[str, Any] | None = None,
-                epochs: int = 3) -> Path:
+                epochs: int = 3, wall_time: float | None = None) -> Path:
     data: dict[str, Any] = {
         "name": name,
         "train": {
@@ -50,7 +51,7 @@ def write_study(tmp_path: Path, corpus: Path, name: str, *, budget: int = 3, sto
         "epochs": epochs,
         "objectives": ["dev_eer", "params"],
         "sampler": {"name": "nsga2", "seed": 0, "population_size": 4},
-        "budget": {"trials": budget},
+        "budget": {k: v for k, v in (("trials", budget), ("wall_time", wall_time)) if v is not None},
         "reference": reference if reference is not None else ["baseline"],
         "outputs": str(tmp_path / "out"),
         "execution": {"num_cpus": 2, "cpus_per_trial": 1, "max_concurrent": 2, "retries": 1, **(execution or {})},
@@ -231,6 +232,46 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path, corpus: Path) -> None:
     counts = _counts(url, "sigint")
     assert counts.get("RUNNING", 0) == 0
     assert counts.get("WAITING", 0) >= 1  # the interrupted trials wait to rerun
+
+
+def test_wall_time_budget_stops_and_next_session_resumes(tmp_path: Path, corpus: Path) -> None:
+    """A wall-time budget alone: the session ends by itself (exit 0, not an interrupt), trials
+    it cut off end FAIL with the reason and wait re-enqueued, nothing stays RUNNING; the next
+    session of the same command runs those re-enqueued schedules first."""
+    wall = 30.0
+    p = write_study(tmp_path, corpus, "walled", budget=None, wall_time=wall, epochs=EPOCHS_LONG,
+                    execution=SLOW_TRIALS)
+    url = load_study_config(p).default_storage
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first = subprocess.run([GROWSEARCH, "run", str(p)], capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "interrupted" not in first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["interrupted"] is False and summary["budget_reached"] is False
+    assert summary["wall_s"] < wall + 120  # stopped by the budget, not by the test's timeout
+    study = load(url, "walled")
+    states = [t.state for t in study.trials]
+    assert TrialState.RUNNING not in states
+    assert summary["complete"] == states.count(TrialState.COMPLETE) >= 1
+    cut = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert cut and all("wall-time budget" in t.user_attrs["fail_reason"] for t in cut)
+    waiting = {t.user_attrs["requeued_from"]: t for t in study.trials if t.state == TrialState.WAITING}
+    assert sorted(waiting) == sorted(t.number for t in cut)
+    for t in cut:  # the same schedule waits to rerun
+        w = waiting[t.number]
+        assert w.system_attrs.get("fixed_params", {}) == t.params or w.user_attrs.get("reference") == t.user_attrs.get("reference")
+
+    second = subprocess.run([GROWSEARCH, "run", str(p)], capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    study = load(url, "walled")
+    by_number = {t.number: t for t in study.trials}
+    reran = [by_number[w.number] for w in waiting.values()]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in reran)
+    assert any(t.state == TrialState.COMPLETE for t in reran)  # the first trials the new session ran
+    for t in reran:
+        if t.state == TrialState.COMPLETE and not t.user_attrs.get("reference"):
+            assert t.params == by_number[t.user_attrs["requeued_from"]].params
+    assert TrialState.RUNNING not in [t.state for t in study.trials]
 
 
 def _free_port() -> int:
