@@ -11,6 +11,9 @@
     the old entries stay *bit-identical* whatever the optimizer does (Adam's L2 term,
     AdamW's decoupled decay, carried moments): :meth:`FreezePolicy.before_step` zeroes
     their gradients and :meth:`FreezePolicy.after_step` writes their saved values back.
+    Buffers are not frozen: BatchNorm running statistics of old channels keep tracking
+    their inputs, because new fan-in entries (trainable) change what old channels see;
+    frozen statistics would leave eval-mode normalisation behind the trained model.
 
 Use in a training step::
 
