@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from growsearch.errors import ScheduleError
-from growsearch.yamlio import load_yaml, validation_message
+from growsearch.yamlio import check_kind, copy_lines, load_yaml, parse_yaml, plain, validation_message
 
 SCHEDULE_VERSION = 1
 
@@ -153,13 +153,15 @@ class GrowthSchedule(BaseModel):
             data = {"events": data}
         if not isinstance(data, Mapping):
             raise ScheduleError(f"{source}: expected a mapping with 'events', got {type(data).__name__}")
-        data = dict(data)
+        data = copy_lines(data, dict(data))
         if isinstance(data.get("events"), list):
-            data["events"] = sorted(data["events"], key=lambda e: e.get("epoch", 0) if isinstance(e, Mapping) and isinstance(e.get("epoch", 0), int) else 0)
+            evs = data["events"]
+            order = sorted(range(len(evs)), key=lambda i: evs[i].get("epoch", 0) if isinstance(evs[i], Mapping) and isinstance(evs[i].get("epoch", 0), int) else 0)
+            data["events"] = copy_lines(evs, [evs[i] for i in order], order)
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(plain(data))
         except pydantic.ValidationError as exc:
-            raise ScheduleError(validation_message(exc, source)) from None
+            raise ScheduleError(validation_message(exc, source, data, cls)) from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -177,13 +179,7 @@ class GrowthSchedule(BaseModel):
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "schedule") -> GrowthSchedule:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark is not None else ""
-            raise ScheduleError(f"{source}{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(parse_yaml(text, source, error=ScheduleError), source=source)
 
     @classmethod
     def load(cls, path: str | Path) -> GrowthSchedule:
@@ -303,6 +299,10 @@ def load_schedule_items(path: str | Path) -> list[tuple[GrowthSchedule, dict[str
     except ConfigError as exc:
         raise ScheduleError(str(exc)) from None
     src = str(path)
+    try:
+        check_kind(data, src, "growth schedule")
+    except ConfigError as exc:
+        raise ScheduleError(str(exc)) from None
     if isinstance(data, Mapping) and "schedules" in data:
         items = data["schedules"]
         if not isinstance(items, list) or not items:

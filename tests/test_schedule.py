@@ -91,7 +91,7 @@ def test_bad_schedules_raise_schedule_error(data: object, match: str) -> None:
 
 
 def test_malformed_text_names_the_line(tmp_path: Path) -> None:
-    with pytest.raises(ScheduleError, match=r"s.yaml:3: malformed YAML"):
+    with pytest.raises(ScheduleError, match=r"s.yaml:3(:\d+)?: malformed YAML"):
         GrowthSchedule.from_yaml("events:\n  - point: a\n  - : [\n", source="s.yaml")
     with pytest.raises(ScheduleError, match=r"s.json:1: malformed JSON"):
         GrowthSchedule.from_json("{events: }", source="s.json")

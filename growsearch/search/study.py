@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from growsearch.errors import ConfigError, GrowsearchError
 from growsearch.schedule import GrowthSchedule, load_schedules
 from growsearch.search.space import SearchSpace, parse_space
-from growsearch.yamlio import load_yaml, parse_model
+from growsearch.yamlio import check_kind, load_yaml, parse_model
 
 __all__ = [
     "OBJECTIVES",
@@ -324,6 +324,7 @@ def parse_study_config(data: Any, source: str = "study", *, base: Path | None = 
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    check_kind(data, source, "study")
     raw = dict(data)
     d = dict(data)
     for key in ("train", "space", "budget"):
@@ -393,7 +394,7 @@ def parse_study_config(data: Any, source: str = "study", *, base: Path | None = 
 
         d["raw"]["storage"] = redact_url(d["raw"]["storage"])
     d["path"] = source
-    return parse_model(StudyConfig, d, source)
+    return parse_model(StudyConfig, d, source, lines=data)
 
 
 def load_study_config(path: str | Path) -> StudyConfig:

@@ -156,4 +156,4 @@ def load_train_config(path: str | Path) -> TrainConfig:
         ConfigError: missing file, malformed YAML (with its line), unknown or bad key (with
             the key path and the value received), unknown backbone (listing the valid ones).
     """
-    return load_model(TrainConfig, path, what="training config")
+    return load_model(TrainConfig, path, what="training config", kind="training config")
