@@ -20,18 +20,32 @@ import click
 @click.option("--address", default=None, help="Address of an existing Ray cluster (overrides execution.address).")
 @click.option("--study-name", default=None, help="Optuna study name (default: the study's name).")
 @click.option("--smoke", is_flag=True, help="A quick check of the whole pipeline: 2 trials, 2 batches per epoch, study '<name>-smoke'.")
-def command(study_file: str, trials: int | None, storage: str | None, address: str | None, study_name: str | None, smoke: bool) -> None:
-    """Run (or resume) the search described by STUDY_FILE (a studies/*.yaml)."""
-    from growsearch.search.runner import run_study
+@click.option("-q", "--quiet", "verbosity", flag_value=0, help="No progress on stderr (errors and the JSON summary only).")
+@click.option("-v", "--verbose", "verbosity", flag_value=2, help="Also one line per epoch of every trial.")
+def command(study_file: str, trials: int | None, storage: str | None, address: str | None, study_name: str | None, smoke: bool,
+            verbosity: int | None) -> None:
+    """Run (or resume) the search described by STUDY_FILE (a studies/*.yaml).
+
+    Progress goes to stderr: a live bar and one line per running trial on a terminal, plain
+    status lines in a pipe or a file. stdout carries only the JSON summary."""
+    from growsearch.search.console import Console
     from growsearch.search.study import load_study_config, smoke_config
 
-    cfg = load_study_config(study_file)
+    console = Console(verbosity=1 if verbosity is None else verbosity)
+    console.phase(f"reading {study_file}")
+    cfg = load_study_config(study_file)  # bad input is reported before Ray is imported
     if smoke:
         cfg = smoke_config(cfg)
     cfg = cfg.with_overrides(name=study_name, trials=trials, address=address)
+    console.phase("importing Ray Tune")
+    from growsearch.search.runner import run_study
+
     # stdout carries only the summary: Ray prints worker/raylet errors to stdout, send them to stderr
-    with contextlib.redirect_stdout(sys.stderr):
-        summary = run_study(cfg, storage_url=storage)  # flag > $GROWSEARCH_STORAGE > config > default
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = run_study(cfg, storage_url=storage, log=console)  # flag > $GROWSEARCH_STORAGE > config > default
+    finally:
+        console.close()
     click.echo(json.dumps(summary.to_dict(), indent=2))
     if summary.interrupted:
         from growsearch.redact import redact_text

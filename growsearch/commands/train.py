@@ -59,7 +59,6 @@ def command(config: Path, schedule_file: Path | None, pick: int | None, out_dir:
     """Train CONFIG's backbone on its data, applying the growth schedule, and evaluate it."""
     from growsearch.schedule import load_schedule_items
     from growsearch.train.config import load_train_config
-    from growsearch.train.loop import train
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     base = load_train_config(config)
@@ -97,6 +96,8 @@ def command(config: Path, schedule_file: Path | None, pick: int | None, out_dir:
     source = f"{config}: schedule" if schedule_file is None else str(schedule_file)
     if pick is not None and schedule_file is not None:
         source += f" [schedule {pick}]"
+    from growsearch.train.loop import train  # torch: only once the input is known to be good
+
     result = train(cfg, schedule, out_dir=out, resume=not no_resume, prefix_cache=prefix_cache, schedule_source=source,
                    log=log)
     summary = {k: v for k, v in result.metrics.items() if k != "epochs"}

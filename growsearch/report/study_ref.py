@@ -69,13 +69,16 @@ def _looks_like_yaml(arg: str) -> bool:
 def _from_study_config(path: Path) -> tuple[str, str, Path | None]:
     """Name, storage URL (explicit or the study's default) and outputs of a study YAML.
 
+    Only these keys are read (:func:`growsearch.search.study.study_location`): a report
+    never builds a backbone, so it imports neither torch nor Ray.
+
     Raises:
         ConfigError: the study YAML is invalid (see ``growsearch.search.study``).
     """
-    from growsearch.search.study import load_study_config  # noqa: PLC0415
+    from growsearch.search.study import study_location  # noqa: PLC0415
 
-    cfg = load_study_config(path)
-    return cfg.name, cfg.storage or cfg.default_storage, cfg.outputs_dir
+    name, storage, outputs = study_location(path)
+    return name, storage or "sqlite:///" + str(outputs / "study.db"), outputs
 
 
 def resolve_study(study: str, storage: str | None = None) -> StudyRef:

@@ -1,9 +1,17 @@
 """Progress of a running study on stderr, as a Ray Tune callback.
 
-One line per event (trial started, complete, restarted, failed) and a status line at most
-every ``every`` seconds::
+One line per event (trial started with its schedule, complete, restarted, failed). Each
+trial reports after every epoch (:func:`growsearch.search.trainable.run_trial`), so the
+driver knows each running trial's epochs done and last dev EER. On a terminal
+(:class:`growsearch.search.console.Console` with ``live``) these are a bar and one line per
+running trial, redrawn in place; in a pipe a status line at most every ``every`` seconds::
 
-    [growsearch] 3/8 complete, 2 running, 1 failed | Pareto front 2 | best dev EER 0.1234 | ETA 1m20s | prefix reuse saved 12% of training FLOPs
+    [growsearch] 3/8 complete, 2 running, 1 failed | Pareto front 2 | best dev EER 0.1234 | ETA 1m20s | #4 3/6 epochs EER 0.3125; #5 1/6 epochs
+    [growsearch] trial #4 epoch 2 (3/6 epochs): dev EER 0.3125          (--verbose)
+
+The ETA comes from measured trial times (mean COMPLETE trial wall time x the rounds of
+trials left, capped by the wall-time budget); there is none until a trial has finished.
+Epochs are numbered from 0, as in schedules and ``metrics.json``; ``k/n epochs`` counts.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from typing import IO, Any
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune import Callback
 
-from growsearch.search.searcher import StudySearcher
+from growsearch.search.searcher import FINAL_KEY, StudySearcher
 
 __all__ = ["ProgressCallback", "format_duration", "last_error_line"]
 
@@ -59,14 +67,18 @@ class ProgressCallback(Callback):
     """
 
     def __init__(self, searcher: StudySearcher, *, concurrency: int = 1, wall_time: float | None = None,
-                 stream: IO[str] | None = None, every: float = 10.0) -> None:
+                 stream: IO[str] | None = None, every: float = 10.0, epochs: int | None = None,
+                 console: Any = None) -> None:
         self.searcher = searcher
+        self.epochs = epochs
+        self.console = console  # a growsearch.search.console.Console: live region, verbosity
+        self.running: dict[str, dict[str, Any]] = {}  # Tune trial id -> number, schedule, epochs done, last EER
         self.concurrency = max(1, concurrency)
         self.wall_time = wall_time
         self.stream = stream or sys.stderr
         self.every = every
         self.t0 = time.time()
-        self._last = 0.0
+        self._last = self.t0  # the first status line comes after ``every`` seconds, not before any trial started
         self._last_line = ""
         self.front_size = 0
         self.best_eer: float | None = None
@@ -104,15 +116,16 @@ class ProgressCallback(Callback):
             self.front_size = 0
 
     def eta(self) -> float | None:
+        """Seconds left from measured trial times; ``None`` until a trial has finished."""
         s = self.searcher
-        rem_wall = None if self.wall_time is None else self.wall_time - (time.time() - self.t0)
+        rem_wall = None if self.wall_time is None else max(0.0, self.wall_time - (time.time() - self.t0))
         if s.budget_trials is None:
-            return rem_wall
+            return rem_wall if s.durations else None
         remaining = max(0, s.budget_trials - s.n_complete)
         if remaining == 0:
             return 0.0
         if not s.durations:
-            return rem_wall
+            return None
         mean = sum(s.durations) / len(s.durations)
         eta = mean * -(-remaining // self.concurrency)
         return eta if rem_wall is None else min(eta, rem_wall)
@@ -123,16 +136,80 @@ class ProgressCallback(Callback):
         parts = [f"{s.n_complete}{budget} complete, {len(s.live)} running, {s.n_failed} failed"]
         parts.append(f"Pareto front {self.front_size}")
         parts.append("best dev EER " + ("-" if self.best_eer is None else f"{self.best_eer:.4f}"))
-        parts.append(f"ETA {format_duration(self.eta())}")
+        eta = self.eta()
+        if eta is not None:
+            parts.append(f"ETA {format_duration(eta)}")
         if self.flops_saved > 0:
             frac = self.flops_saved / max(self.flops_total, 1e-12)
             parts.append(f"prefix reuse saved {self.epochs_reused} epochs ({100 * frac:.0f}% of training FLOPs)")
+        if self.running and not self._live():
+            parts.append("; ".join(self._trial_brief(r) for r in self._running()))
         return "[growsearch] " + " | ".join(parts)
+
+    # ---- running trials ---------------------------------------------------------------------
+    def _live(self) -> bool:
+        return bool(getattr(self.console, "live", False))
+
+    def _running(self) -> list[dict[str, Any]]:
+        return sorted(self.running.values(), key=lambda r: (r["number"] is None, r["number"] or 0))
+
+    def _epochs_text(self, r: dict[str, Any]) -> str:
+        total = f"/{self.epochs}" if self.epochs else ""
+        return f"{r['done']}{total} epochs"
+
+    def _trial_brief(self, r: dict[str, Any]) -> str:
+        eer = "" if r["eer"] is None else f" EER {r['eer']:.4f}"
+        return f"#{r['number']} {self._epochs_text(r)}{eer}"
+
+    def region_lines(self) -> list[str]:
+        """The live region: a bar over the budget and one line per running trial."""
+        from growsearch.search.console import bar
+
+        s = self.searcher
+        head = self.status_line().replace("[growsearch] ", "", 1)
+        lines = [f"{bar(s.n_complete, s.budget_trials)} {head}"]
+        for r in self._running():
+            eer = "-" if r["eer"] is None else f"{r['eer']:.4f}"
+            lines.append(f"  #{r['number']:<4} {bar(r['done'], self.epochs, 10)} {self._epochs_text(r):>10}  "
+                         f"dev EER {eer}  {r['schedule']}")
+        return lines
+
+    def _refresh(self) -> None:
+        if self._live():
+            self.console.region(self.region_lines())
+
+    def _verbose(self, text: str) -> None:
+        if self.console is not None and hasattr(self.console, "line"):
+            self.console.line(text, level=2)
+
+    def _schedule_text(self, cfg: dict[str, Any]) -> str:
+        """The trial's schedule in one short line: ``+8 gru1@1 random; -all gru1@3``."""
+        try:
+            if cfg.get("schedule") is not None:
+                from growsearch.schedule import GrowthSchedule
+
+                sched = GrowthSchedule.from_dict(cfg["schedule"])
+            else:
+                sched = self.searcher.space.decode(cfg.get("params") or {})
+        except Exception:
+            return "?"
+        if not sched.events:
+            return "no growth"
+        out = []
+        for e in sched.events:
+            if e.action == "grow":
+                out.append(f"+{e.neurons} {e.point}@{e.epoch} {e.init}" + (" frozen" if e.freeze == "new_only" else ""))
+            else:
+                out.append(f"-{'all' if e.neurons is None else e.neurons} {e.point}@{e.epoch}")
+        return "; ".join(out)
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
     def _status(self, force: bool = False) -> None:
+        if self._live():
+            self._refresh()
+            return
         now = time.time()
         line = self.status_line()
         if force or (now - self._last >= self.every and line != self._last_line):
@@ -143,10 +220,26 @@ class ProgressCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         cfg = trial.config or {}
         label = cfg.get("reference")
-        what = f"reference {label!r}" if label else "searched schedule"
-        self._print(f"[growsearch] trial #{cfg.get('trial_number')} started ({what})")
+        sched = self._schedule_text(cfg)
+        what = f"reference {label!r}: {sched}" if label else sched
+        self.running[trial.trial_id] = {"number": cfg.get("trial_number"), "schedule": sched, "done": 0, "eer": None}
+        self._print(f"[growsearch] trial #{cfg.get('trial_number')} started: {what}")
+        self._refresh()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if result.get(FINAL_KEY) or "epoch" not in result:
+            return
+        r = self.running.setdefault(trial.trial_id, {"number": (trial.config or {}).get("trial_number"),
+                                                     "schedule": self._schedule_text(trial.config or {}), "done": 0, "eer": None})
+        r["done"] = int(result["epoch"]) + 1
+        if isinstance(result.get("dev_eer"), int | float):
+            r["eer"] = float(result["dev_eer"])
+        eer = "" if result.get("dev_eer") is None else f": dev EER {result['dev_eer']:.4f}"
+        self._verbose(f"[growsearch] trial #{r['number']} epoch {int(result['epoch'])} ({self._epochs_text(r)}){eer}")
+        self._refresh()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.pop(trial.trial_id, None)
         n = (trial.config or {}).get("trial_number")
         ft = next((t for t in self.searcher.study.get_trials(deepcopy=False) if t.number == n), None)
         if ft is not None and ft.state == TrialState.COMPLETE:
@@ -161,11 +254,23 @@ class ProgressCallback(Callback):
         self._print(f"[growsearch] trial #{n} crashed ({last_error_line(trial)}); restarting from its checkpoint")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.pop(trial.trial_id, None)
         n = (trial.config or {}).get("trial_number")
         reason = last_error_line(trial)
         self.searcher.fail_pending(trial.trial_id, reason)
         self._print(f"[growsearch] trial #{n} failed after its retries: {reason}")
         self._status(force=True)
 
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self._live():
+            self.console.close()
+            self._print(self.status_line())
+
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._live():
+            now = time.time()
+            if now - self._last >= 1.0:  # the ETA and counters move: redraw once a second at most
+                self._refresh()
+                self._last = now
+            return
         self._status()

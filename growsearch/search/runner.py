@@ -188,6 +188,7 @@ def run_study(
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
     url = storage_url_from(storage_url, cfg.storage, cfg.default_storage)
     versions = package_versions()
+    say(f"[growsearch] creating the study {cfg.name!r} (or opening it to resume) in {redact_url(url)}")
     study = open_study(cfg, url, versions=versions)
     summary = RunSummary(cfg.name, redact_url(url))
     searcher = StudySearcher(
@@ -237,6 +238,8 @@ def run_study(
     interrupted = False
     try:
         if not ray.is_initialized():
+            say(f"[growsearch] connecting to Ray at {ex.address}" if ex.address
+                else f"[growsearch] starting Ray ({ex.num_cpus or os.cpu_count()} CPUs; takes a while on a busy machine)")
             if ex.address:
                 ray.init(address=ex.address, log_to_driver=False, logging_level=logging.ERROR)
             else:
@@ -245,7 +248,7 @@ def run_study(
                 ray.init(address="local", num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, include_dashboard=False,
                          log_to_driver=False, logging_level=logging.ERROR)
             started_ray = True
-        progress = _make_progress(searcher, concurrency, cfg.budget.wall_time, progress_every, say)
+        progress = _make_progress(searcher, concurrency, cfg.budget.wall_time, progress_every, say, cfg.epochs)
         trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                         {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial})
         tuner = tune.Tuner(
@@ -317,7 +320,7 @@ def _wall_done(cfg: StudyConfig, t_start: float) -> bool:
 
 
 def _make_progress(searcher: StudySearcher, concurrency: int, wall: float | None, every: float,
-                   say: Callable[[str], None]) -> Any:
+                   say: Callable[[str], None], epochs: int | None = None) -> Any:
     from growsearch.search.progress import ProgressCallback
 
     class _Stream:
@@ -328,7 +331,9 @@ def _make_progress(searcher: StudySearcher, concurrency: int, wall: float | None
         def flush(self) -> None:
             pass
 
-    cb = ProgressCallback(searcher, concurrency=concurrency, wall_time=wall, stream=_Stream(), every=every)  # type: ignore[arg-type]
+    console = say if hasattr(say, "region") else None  # a growsearch.search.console.Console: live display
+    cb = ProgressCallback(searcher, concurrency=concurrency, wall_time=wall, stream=_Stream(), every=every,  # type: ignore[arg-type]
+                          epochs=epochs, console=console)
     cb.load_existing()
     return cb
 

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from growsearch.errors import ConfigError, GrowsearchError
 from growsearch.schedule import GrowthSchedule, load_schedules
 from growsearch.search.space import SearchSpace, parse_space
-from growsearch.yamlio import check_kind, load_yaml, parse_model
+from growsearch.yamlio import check_kind, did_you_mean, key_line, load_yaml, parse_model
 
 __all__ = [
     "OBJECTIVES",
@@ -324,7 +324,7 @@ def parse_study_config(data: Any, source: str = "study", *, base: Path | None = 
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    check_kind(data, source, "study")
+    _check_top_keys(data, source)
     raw = dict(data)
     d = dict(data)
     for key in ("train", "space", "budget"):
@@ -395,6 +395,55 @@ def parse_study_config(data: Any, source: str = "study", *, base: Path | None = 
         d["raw"]["storage"] = redact_url(d["raw"]["storage"])
     d["path"] = source
     return parse_model(StudyConfig, d, source, lines=data)
+
+
+def _check_top_keys(data: Any, source: str) -> None:
+    """The file is a study and has no unknown top-level key (checked before anything heavy is read)."""
+    check_kind(data, source, "study")
+    if isinstance(data, dict):
+        fields = [k for k in StudyConfig.model_fields if k not in ("raw", "path")]
+        for k in data:
+            if k not in fields:
+                raise ConfigError(validation_message_for_key(data, source, k, fields))
+
+
+def validation_message_for_key(data: Any, source: str, key: Any, valid: list[str]) -> str:
+    """``source:line: key: unknown key; did you mean ...`` for an unknown top-level key."""
+    line = key_line(data, (key,))
+    where = f"{source}:{line}" if line else source
+    hint = did_you_mean(str(key), valid) or f"; valid keys: {', '.join(sorted(valid))}"
+    return f"{where}: {key}: unknown key{hint}"
+
+
+def study_location(path: str | Path) -> tuple[str, str | None, Path]:
+    """Name, explicit storage (or ``None``) and outputs folder of a study YAML, without
+    reading its training config, space or references (what the report commands need: no
+    torch, no backbone is built).
+
+    Raises:
+        ConfigError: the file is missing or malformed, not a study, has an unknown top-level
+            key, or a bad ``name``/``storage``/``outputs``.
+    """
+    p = Path(path)
+    source = str(p)
+    data = load_yaml(p, what="study")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    _check_top_keys(data, source)
+    name = data.get("name")
+    if not isinstance(name, str) or not re.match(StudyConfig.model_fields["name"].metadata[-1].pattern, name):
+        raise ConfigError(f"{source}: name: expected a study name of letters, digits, '_', '.', '-' (got {name!r})")
+    storage = data.get("storage")
+    if storage is not None and not isinstance(storage, str):
+        raise ConfigError(f"{source}: storage: expected a URL (got {storage!r})")
+    outputs = data.get("outputs")
+    if outputs is None:
+        out = Path("runs") / name
+    elif isinstance(outputs, str):
+        out = _resolve(outputs, Path.cwd())
+    else:
+        raise ConfigError(f"{source}: outputs: expected a folder (got {outputs!r})")
+    return name, storage, out.expanduser().resolve()
 
 
 def load_study_config(path: str | Path) -> StudyConfig:
