@@ -157,8 +157,8 @@ def _tiny_study(tmp_path: Path) -> Path:
         "train": {"seed": 1, "data": {"dataset": "synthetic", "synth_size": "tiny", "clip_samples": 4000,
                                       "root": str(tmp_path / "synth")},
                   "model": {"backbone": "lcgrnn", "preset": "tiny"},
-                  "training": {"epochs": 2, "batch_size": 8, "device": "cpu", "max_batches_per_epoch": 2, "max_eval_batches": 2}},
-        "space": str(ROOT / "search_spaces" / "quickstart.yaml"), "epochs": 2,
+                  "training": {"epochs": 3, "batch_size": 8, "device": "cpu", "max_batches_per_epoch": 2, "max_eval_batches": 2}},
+        "space": str(ROOT / "search_spaces" / "quickstart.yaml"), "epochs": 3,
         "objectives": ["dev_eer", "params"], "sampler": {"name": "random", "seed": 0},
         "budget": {"trials": 2}, "reference": ["baseline"], "outputs": str(tmp_path / "out"),
         "execution": {"num_cpus": 2, "cpus_per_trial": 1, "max_concurrent": 2, "retries": 0},
@@ -180,7 +180,7 @@ def test_run_progress_in_a_pipe_and_on_a_terminal(tmp_path: Path) -> None:
     for phase in ("reading", "importing Ray Tune", "creating the study", "starting Ray"):
         assert f"[growsearch] {phase}" in err, err
     assert "started: reference 'baseline': no growth" in err
-    assert "epoch 1 (2/2 epochs)" in err  # per-epoch results reached the driver
+    assert "epoch 2 (3/3 epochs)" in err  # per-epoch results reached the driver
     # on a terminal: the live region, then (with --trials 3) one more trial
     master, slave = pty.openpty()
     p = subprocess.Popen([*cmd, "--trials", "3"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,

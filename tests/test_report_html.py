@@ -125,3 +125,75 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     console = [ln for ln in r.stderr.splitlines() if "CONSOLE" in ln]
     bad = [ln for ln in console if not any(b in ln for b in BENIGN_CONSOLE)]
     assert not bad, "\n".join(bad)
+
+
+# ---- tied front members (the quickstart's plasticity schedules end at the baseline's size) -------
+def tied_study() -> optuna.Study:
+    """The quickstart's shape: the baseline (#0) and four plasticity schedules (#1, #2, #3, #5)
+    tie at (0.279, 741, 133658); one dropin (#4) is better and bigger; #6 is dominated."""
+    s = create_study(None, "ties")
+    base = (0.279167, 741.0, 133658.0)
+    plast = lambda p, e: {"version": 1, "events": [{"point": p, "epoch": e, "neurons": 8},  # noqa: E731
+                                                   {"point": p, "epoch": e + 2, "action": "shrink"}]}
+    trials = [make_trial(base, reference="baseline", curves={"dev_eer": [0.5, 0.42, 0.35, 0.3, 0.29, 0.279167]})]
+    for p, e in (("gru1", 1), ("gru1", 2), ("gru4", 2)):
+        trials.append(make_trial(base, schedule=plast(p, e), curves={"dev_eer": [0.5, 0.4, 0.15, 0.3, 0.279167, 0.29]}))
+    trials.append(make_trial((0.25, 2901.0, 542354.0), schedule={"version": 1, "events": [{"point": "gru1", "epoch": 1, "neurons": 8}]},
+                             curves={"dev_eer": [0.5, 0.4, 0.33, 0.3, 0.26, 0.25]}))
+    trials.append(make_trial(base, schedule=plast("gru2", 1), curves={"dev_eer": [0.5, 0.4, 0.35, 0.3, 0.29, 0.279167]}))
+    trials.append(make_trial((0.35, 1500.0, 300000.0), schedule={"version": 1, "events": [{"point": "gru2", "epoch": 2, "neurons": 4}]}))
+    for t, best in zip(trials, (5, 4, 4, 4, 5, 4, None)):
+        if best is not None:
+            t.user_attrs["metrics"]["best_epoch"] = best
+    s.add_trials(trials)
+    return s
+
+
+def test_tied_points_are_grouped_in_the_data() -> None:
+    data = load_study_data(tied_study())
+    d = scatter_data(data, "params")
+    assert d is not None and len(d.ties) == 1
+    tie = d.ties[0]
+    assert sorted(tie.numbers) == [0, 1, 2, 3, 5] and tie.coords == [741.0, 0.279167]
+    for s in d.series:  # every tied point's hover lists all five
+        for n, text in zip(s.numbers, s.text):
+            if n in tie.numbers:
+                assert text == tie.text and all(f"trial {m}" in text for m in tie.numbers)
+    assert curves_data(data)[0].reported_epoch is not None
+
+
+HOVER_PROBE = """<script>
+window.addEventListener('load', function () { setTimeout(function () {
+  var div = document.getElementById('fig-0');
+  var ci = div.data.findIndex(function (t) { return t.name === 'Pareto front'; });
+  var pi = div.data[ci].text.findIndex(function (t) { return t.indexOf('5 trials here') === 0; });
+  Plotly.Fx.hover(div, [{curveNumber: ci, pointNumber: pi}]);
+  document.body.setAttribute('data-hover', div.querySelector('.hoverlayer').textContent);
+  var marks = div.querySelectorAll('.scatterlayer .trace .points path').length;
+  document.body.setAttribute('data-points', String(marks));
+}, 300); });
+</script></body>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium); the HTML is not opened in a browser")
+def test_tied_front_members_visible_and_hoverable_in_chromium(tmp_path: Path) -> None:
+    data = load_study_data(tied_study())
+    page = write_report(tmp_path / "ties.html", data)
+    page.write_text(page.read_text(encoding="utf-8").replace("</body>", HOVER_PROBE, 1), encoding="utf-8")
+    cmd = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-quic",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=8000", "--window-size=1200,900",
+        "--dump-dom", page.resolve().as_uri(),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    dom = r.stdout
+    hover = re.search(r'data-hover="([^"]*)"', dom)
+    assert hover, "the hover probe did not run"
+    for n in (0, 1, 2, 3, 5):  # hovering the tied front dot names every trial at that point
+        assert f"trial {n}" in hover.group(1), hover.group(1)
+    assert "×5" in dom  # the count label drawn beside the tie
+    pts = re.search(r'data-points="(\d+)"', dom)
+    assert pts and int(pts.group(1)) >= 7  # every trial drew a marker (tied ones at one place)
+    assert "A trial reports the circled epoch" in dom

@@ -61,11 +61,11 @@ def command(config: Path, schedule_file: Path | None, pick: int | None, out_dir:
     from growsearch.train.config import load_train_config
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    items = load_schedule_items(schedule_file) if schedule_file is not None else []  # a bad file: reported before torch loads
     base = load_train_config(config)
     schedule = None
     seed_from = "--seed" if seed is not None else f"{config}"
     if schedule_file is not None:
-        items = load_schedule_items(schedule_file)
         if pick is None:
             if len(items) > 1:
                 raise ScheduleError(f"{schedule_file}: holds {len(items)} schedules; choose one with --pick 0..{len(items) - 1}")

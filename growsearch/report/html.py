@@ -36,6 +36,7 @@ from growsearch.report.timeline import Timeline, run_epochs, schedule_timeline
 #: Marker symbol per reference label; other labels get ``REF_SYMBOL_OTHER``.
 REF_SYMBOLS = {"baseline": "square", "paper-dropin": "star"}
 REF_SYMBOL_OTHER = "diamond"
+REF_COLORS = {"baseline": "#2ca02c", "paper-dropin": "#ff7f0e"}
 #: At most this many front members get a timeline / curve (best EER first).
 MAX_MEMBERS = 40
 #: At most this many non-front trials are drawn in scatter plots (evenly sub-sampled).
@@ -65,6 +66,39 @@ class ScatterData:
     axes: list[str]
     series: list[Series]
     staircase: bool = False
+    ties: list[Tie] = field(default_factory=list)
+
+
+@dataclass
+class Tie:
+    """Front members and references drawn at the same place: ``coords`` (one per axis), the
+    trial ``numbers`` there and ``text``, the hover listing every one of them."""
+
+    coords: list[float]
+    numbers: list[int]
+    text: str
+
+
+def _ties(series: list[Series]) -> list[Tie]:
+    """Groups of front/reference points with identical coordinates (e.g. plasticity schedules
+    that shrink back to the baseline's size tie with it). Each tied point's hover then lists
+    the whole group, and the figure labels the group with its count."""
+    groups: dict[tuple[float, ...], list[tuple[Series, int]]] = {}
+    for s in series:
+        if s.kind == "trials":
+            continue
+        for k in range(len(s.numbers)):
+            groups.setdefault(tuple(c[k] for c in s.coords), []).append((s, k))
+    ties = []
+    for coords, members in groups.items():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda m: (m[0].kind != "reference", m[0].numbers[m[1]]))
+        text = f"{len(members)} trials here:<br>" + "<br>".join(s.text[k] for s, k in members)
+        for s, k in members:
+            s.text[k] = text
+        ties.append(Tie(list(coords), [s.numbers[k] for s, k in members], text))
+    return ties
 
 
 def _hover(p: TrialPoint, data: StudyData) -> str:
@@ -123,7 +157,8 @@ def scatter_data(data: StudyData, x: str, y: str = EER, *, max_background: int =
     Non-front trials are evenly sub-sampled to at most ``max_background`` points."""
     if x not in data.names or y not in data.names:
         return None
-    return ScatterData(axes=[x, y], series=_series(data, [x, y], max_background), staircase=set(data.names) == {x, y})
+    series = _series(data, [x, y], max_background)
+    return ScatterData(axes=[x, y], series=series, staircase=set(data.names) == {x, y}, ties=_ties(series))
 
 
 def scatter3d_data(data: StudyData) -> ScatterData | None:
@@ -133,7 +168,8 @@ def scatter3d_data(data: StudyData) -> ScatterData | None:
         return None
     pref = [n for n in ("params", "flops", EER) if n in data.names]
     axes = pref if len(pref) == 3 else data.names[:3]
-    return ScatterData(axes=axes, series=_series(data, axes))
+    series = _series(data, axes)
+    return ScatterData(axes=axes, series=series, ties=_ties(series))
 
 
 @dataclass
@@ -192,6 +228,7 @@ class Curve:
     on_front: bool
     epochs: list[int]
     values: list[float]
+    reported_epoch: int | None = None  # the epoch whose checkpoint the trial reports (``best_epoch``)
 
 
 def curves_data(data: StudyData, key: str = EER) -> list[Curve]:
@@ -202,8 +239,16 @@ def curves_data(data: StudyData, key: str = EER) -> list[Curve]:
         c = p.curves.get(key) if p.curves else None
         if isinstance(c, list) and c:
             vals = [float(v) if v is not None else float("nan") for v in c]
-            out.append(Curve(p.number, p.reference, p.number in front, list(range(len(vals))), vals))
+            best = p.metrics.get("best_epoch") if isinstance(p.metrics, dict) else None
+            best = best if isinstance(best, int) and 0 <= best < len(vals) else None
+            out.append(Curve(p.number, p.reference, p.number in front, list(range(len(vals))), vals, best))
     return out
+
+
+#: Printed under the curves: which epoch a trial reports.
+CURVES_NOTE = ("Epochs count from 0 (the point at epoch e: the dev EER after epoch e trained). A trial reports the circled "
+               "epoch: its lowest dev EER within its last phase, from its last growth or shrink event on "
+               "(training.best_checkpoint: last_phase, the default), so its curve can dip below the value it reports.")
 
 
 # ---- render -------------------------------------------------------------------------------
@@ -211,8 +256,10 @@ def _marker(s: Series) -> dict[str, Any]:
     if s.kind == "trials":
         return {"color": "rgba(150,150,150,0.45)", "size": 5}
     if s.kind == "front":
-        return {"color": "#d62728", "size": 8}
-    return {"symbol": REF_SYMBOLS.get(s.name, REF_SYMBOL_OTHER), "size": 14, "line": {"width": 1, "color": "black"}}
+        return {"color": "#d62728", "size": 9}
+    # hollow, so a front member at the same place (a tie) shows through
+    return {"symbol": REF_SYMBOLS.get(s.name, REF_SYMBOL_OTHER) + "-open", "size": 16, "line": {"width": 2.5},
+            "color": REF_COLORS.get(s.name, "#9467bd")}
 
 
 def render_scatter(d: ScatterData, *, title: str = "") -> go.Figure:
@@ -223,6 +270,11 @@ def render_scatter(d: ScatterData, *, title: str = "") -> go.Figure:
         name = f"reference: {s.name}" if s.kind == "reference" else s.name
         fig.add_trace(go.Scatter(x=s.coords[0], y=s.coords[1], mode=mode, name=name, marker=_marker(s),
                                  line={"shape": "hv", "width": 1}, text=s.text, hoverinfo="text"))
+    if d.ties:  # "×5" beside each group of tied points; hovering it (or any of them) lists all
+        fig.add_trace(go.Scatter(
+            x=[t.coords[0] for t in d.ties], y=[t.coords[1] for t in d.ties], mode="text", name="tied trials",
+            text=[f"×{len(t.numbers)}" for t in d.ties], textposition="top right", textfont={"size": 15, "color": "#d62728"},
+            hovertext=[t.text for t in d.ties], hoverinfo="text", showlegend=False))
     fig.update_layout(title=title or f"{d.axes[1]} vs {d.axes[0]}", xaxis_title=d.axes[0], yaxis_title=d.axes[1])
     if d.axes[0] in ("params", "flops", "train_flops"):
         fig.update_xaxes(type="log")
@@ -235,9 +287,27 @@ def render_scatter3d(d: ScatterData, *, title: str = "Pareto front (3-D)") -> go
         name = f"reference: {s.name}" if s.kind == "reference" else s.name
         mk = _marker(s)
         if s.kind == "reference":
-            mk = {"symbol": "diamond", "size": 8}
+            mk = {"symbol": "diamond-open", "size": 9, "color": REF_COLORS.get(s.name, "#9467bd"), "line": {"width": 2}}
+        elif s.kind == "front":
+            mk = {"color": "#d62728", "size": 5}
+        else:
+            mk = {"color": "rgba(150,150,150,0.5)", "size": 3}
         fig.add_trace(go.Scatter3d(x=s.coords[0], y=s.coords[1], z=s.coords[2], mode="markers", name=name, marker=mk, text=s.text, hoverinfo="text"))
-    fig.update_layout(title=title, scene={"xaxis_title": d.axes[0], "yaxis_title": d.axes[1], "zaxis_title": d.axes[2]})
+    if d.ties:
+        fig.add_trace(go.Scatter3d(x=[t.coords[0] for t in d.ties], y=[t.coords[1] for t in d.ties], z=[t.coords[2] for t in d.ties],
+                                   mode="text", text=[f"×{len(t.numbers)}" for t in d.ties], textposition="middle right",
+                                   textfont={"size": 13, "color": "#d62728"}, hovertext=[t.text for t in d.ties], hoverinfo="text",
+                                   showlegend=False))
+    axis = {"title": {"font": {"size": 14}}, "tickfont": {"size": 11}}
+    log = {a: {"type": "log"} if a in ("params", "flops", "train_flops") else {} for a in d.axes}
+    fig.update_layout(
+        title=title, height=720, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        legend={"x": 0, "y": 1, "bgcolor": "rgba(255,255,255,0.7)"},
+        scene={"xaxis": {**axis, **log[d.axes[0]], "title": {**axis["title"], "text": d.axes[0]}},
+               "yaxis": {**axis, **log[d.axes[1]], "title": {**axis["title"], "text": d.axes[1]}},
+               "zaxis": {**axis, **log[d.axes[2]], "title": {**axis["title"], "text": d.axes[2]}},
+               "aspectmode": "cube", "camera": {"eye": {"x": 1.6, "y": 1.6, "z": 1.0}}},
+    )
     return fig
 
 
@@ -264,35 +334,60 @@ def render_timelines(items: list[MemberTimeline]) -> go.Figure:
         pts = it.timeline.points or ["(no growth)"]
         rows += [f"{tag} {pt}" for pt in pts]
         if not it.timeline.points:
-            fig.add_trace(go.Scatter(x=[0], y=[f"{tag} (no growth)"], mode="markers", marker={"symbol": "line-ew", "size": 10, "color": "grey"},
-                                     showlegend=False, hovertext=[f"{tag}: no growth"], hoverinfo="text"))
+            span = [-0.5, max(1, it.timeline.epochs) - 0.5]
+            fig.add_trace(go.Scatter(x=span, y=[f"{tag} (no growth)"] * 2, mode="lines", line={"color": "grey", "dash": "dot", "width": 2},
+                                     showlegend=False, hovertext=[f"{tag}: no growth"] * 2, hoverinfo="text"))
         segs = it.timeline.segments
         if segs:
-            fig.add_trace(go.Bar(
-                y=[f"{tag} {s.point}" for s in segs], x=[s.end - s.start for s in segs], base=[s.start for s in segs],
-                orientation="h", text=[f"+{s.extra}" for s in segs], textposition="inside",
+            fig.add_trace(go.Bar(  # epoch e is the cell [e - 0.5, e + 0.5], as the curves' point at x = e
+                y=[f"{tag} {s.point}" for s in segs], x=[s.end - s.start for s in segs], base=[s.start - 0.5 for s in segs],
+                orientation="h", text=[f"+{s.extra}" for s in segs], textposition="inside", insidetextanchor="middle",
+                textangle=0, textfont={"size": 13}, width=0.7,
                 marker={"color": [_blue(s.extra, top) for s in segs], "line": {"width": 1, "color": "#1f3b70"}},
                 hovertext=[f"{tag}: {s.point} +{s.extra} units, epochs {s.start}-{s.end - 1}" for s in segs], hoverinfo="text", showlegend=False))
         marks = it.timeline.marks
         if marks:
-            fig.add_trace(go.Scatter(
-                x=[m.epoch for m in marks], y=[f"{tag} {m.point}" for m in marks], mode="markers",
+            fig.add_trace(go.Scatter(  # an event at epoch e applies before e trains: on the boundary e - 0.5
+                x=[m.epoch - 0.5 for m in marks], y=[f"{tag} {m.point}" for m in marks], mode="markers",
                 marker={"symbol": ["triangle-up" if m.delta >= 0 else "triangle-down" for m in marks],
-                        "color": ["#2ca02c" if m.delta >= 0 else "#d62728" for m in marks], "size": 11},
+                        "color": ["#2ca02c" if m.delta >= 0 else "#d62728" for m in marks], "size": 13,
+                        "line": {"width": 1, "color": "white"}},
                 hovertext=[f"{tag}: {m.label}" for m in marks], hoverinfo="text", showlegend=False))
-    fig.update_layout(title="Growth schedules of the front (bar = extra units; ▲ grow, ▼ shrink)", xaxis_title="epoch", barmode="overlay",
-                      height=max(300, 28 * len(rows) + 120))
-    fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(rows)), type="category")
+    n_epochs = max((it.timeline.epochs for it in items), default=1)
+    fig.update_layout(title="Growth schedules of the front (bar = extra units; ▲ grow, ▼ shrink, before the epoch they precede)",
+                      xaxis_title=EPOCH_AXIS, barmode="overlay", height=max(320, 40 * len(rows) + 140),
+                      margin={"l": 10}, font={"size": 13})
+    fig.update_xaxes(**_epoch_ticks(n_epochs))
+    fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(rows)), type="category", tickfont={"size": 14}, automargin=True)
     return fig
+
+
+#: The x axis of every per-epoch figure: epochs count from 0, as in schedules, logs and metrics.json.
+EPOCH_AXIS = "epoch (from 0)"
+
+
+def _epoch_ticks(n_epochs: int) -> dict[str, Any]:
+    """Integer ticks 0..n-1 with each epoch a unit-wide cell centred on its number."""
+    return {"tickmode": "linear", "tick0": 0, "dtick": 1, "range": [-0.6, max(1, n_epochs) - 0.4], "zeroline": False}
 
 
 def render_curves(curves: list[Curve], key: str = EER) -> go.Figure:
     fig = go.Figure()
-    for c in curves:
+    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+    for i, c in enumerate(curves):
         name = f"#{c.number}" + (f" [{c.reference}]" if c.reference else "")
         dash = "dash" if c.reference else "solid"
-        fig.add_trace(go.Scatter(x=c.epochs, y=c.values, mode="lines+markers", name=name, line={"dash": dash}, marker={"size": 4}))
-    fig.update_layout(title=f"Per-epoch {key} of front members", xaxis_title="epoch", yaxis_title=key)
+        color = palette[i % len(palette)]
+        fig.add_trace(go.Scatter(x=c.epochs, y=c.values, mode="lines+markers", name=name, line={"dash": dash, "color": color},
+                                 marker={"size": 4, "color": color}, legendgroup=name))
+        if c.reported_epoch is not None:  # circled: the epoch whose checkpoint the trial reports
+            fig.add_trace(go.Scatter(x=[c.reported_epoch], y=[c.values[c.reported_epoch]], mode="markers", legendgroup=name,
+                                     marker={"symbol": "circle-open", "size": 13, "line": {"width": 2}, "color": color},
+                                     showlegend=False, hovertext=[f"{name} reports epoch {c.reported_epoch}: {key} {c.values[c.reported_epoch]:.4g}"],
+                                     hoverinfo="text"))
+    n = max((len(c.epochs) for c in curves), default=1)
+    fig.update_layout(title=f"Per-epoch {key} of front members", xaxis_title=EPOCH_AXIS, yaxis_title=key)
+    fig.update_xaxes(**_epoch_ticks(n))
     return fig
 
 
@@ -326,7 +421,8 @@ def build_report(data: StudyData, *, reference: str | Sequence[float] = "nadir",
     parts = []
     for i, (title, fig) in enumerate(figs):
         div = fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig-{i}", config={"displaylogo": False})
-        parts.append(f'<section class="figure" data-title="{_html.escape(title)}">{div}</section>')
+        note = f'<p class="note">{_html.escape(CURVES_NOTE)}</p>' if title == "dev-EER curves" else ""
+        parts.append(f'<section class="figure" data-title="{_html.escape(title)}">{div}{note}</section>')
     e = _html.escape
     refs = ", ".join(f"#{p.number} {p.reference}" for p in data.references) or "none"
     summary = (
@@ -338,7 +434,7 @@ def build_report(data: StudyData, *, reference: str | Sequence[float] = "nadir",
     return (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
         f"<title>growsearch: {e(data.name)}</title>"
-        "<style>body{font-family:sans-serif;margin:1em 2em} section.figure{margin-bottom:2em}</style>"
+        "<style>body{font-family:sans-serif;margin:1em 2em} section.figure{margin-bottom:2em} p.note{color:#444;margin:0.3em 0 0 1em}</style>"
         f"</head><body><h1>growsearch study {e(data.name)}</h1>{summary}\n" + "\n".join(parts) + "\n</body></html>\n"
     )
 
