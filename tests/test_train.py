@@ -351,7 +351,7 @@ def test_cli_runs_and_nan_exits_1(tmp_path: Path, corpus: Path, capsys: pytest.C
     cap = capsys.readouterr()
     summary = json.loads(cap.out)
     assert summary["status"] == "ok" and summary["schedule"]["events"][0]["point"] == "head"
-    assert "epoch 1/1" in cap.err
+    assert "epoch 0 (1/1 epochs) loss" in cap.err  # epochs count from 0, as in metrics.json and schedules
     nan = write(tmp_path / "nan.yaml", GOOD.format(root=corpus, backbone="resnet18", lr=1e30))
     assert cli(["train", str(nan), "--out", str(tmp_path / "n")]) == 1
     err = capsys.readouterr().err.strip().splitlines()

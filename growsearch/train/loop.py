@@ -1,6 +1,8 @@
 """The training loop: train a backbone while applying a growth schedule.
 
-:func:`train` is what ``growsearch train`` and every Ray Tune trial call. Per epoch ``e``
+:func:`train` is what ``growsearch train`` and every Ray Tune trial call. Epochs count from 0
+everywhere (schedules, the log's ``epoch e (k/n epochs)`` lines, ``metrics.json``'s
+``epochs[].epoch`` and ``best_epoch``, the reports). Per epoch ``e``
 (0-based):
 
 1. apply ``schedule.due(e)`` with a generator seeded from ``(seed, e)``; merge the
@@ -572,7 +574,7 @@ def train(
             if first_growth is not None and run.epoch >= first_growth:
                 run.prefix_best = None  # only the prefix file needs it; free the copy
             dev_s = "-" if dev_eer is None else f"{dev_eer:.4f}"
-            log(f"epoch {epoch + 1}/{tc.epochs} loss {record['train_loss']:.4f} dev_eer {dev_s} "
+            log(f"epoch {epoch} ({epoch + 1}/{tc.epochs} epochs) loss {record['train_loss']:.4f} dev_eer {dev_s} "
                 f"params {record['params']} {record['samples_per_s']:.1f} samples/s {record['wall_s']:.1f}s")
             if on_epoch is not None:
                 on_epoch(record, ckpt_dir)
