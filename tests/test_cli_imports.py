@@ -81,6 +81,10 @@ def test_read_only_commands_import_neither_torch_nor_ray(study: Path, args: list
     ["train", "{root}/studies/quickstart.yaml"],
     ["train", "{root}/configs/quickstart.yaml", "--schedule", "missing.yaml"],
     ["train", "{root}/configs/quickstart.yaml", "--schedule", "{study}"],
+    ["data", "check", "missing"],
+    ["dashboard", "missing.yaml"],
+    ["pareto"],
+    ["export", "{study}"],
 ], ids=lambda a: " ".join(a))
 def test_input_errors_import_neither_torch_nor_ray(study: Path, args: list[str]) -> None:
     bad = study.parent / "bad.yaml"

@@ -65,9 +65,9 @@ def check(target: Path, dataset: str | None, variant: str | None, read_all: bool
     TARGET is a YAML file (a data config, or a study/training config with a `data:` key)
     or a corpus folder. Exit 0 when the corpus loads; 2 with one clear line if not.
     """
+    cfg = _config(target, dataset, variant)  # a bad target is reported before torch loads
     from growsearch.data.splits import build_splits
 
-    cfg = _config(target, dataset, variant)
     logging.basicConfig(level=logging.WARNING, format="growsearch: %(message)s")
     splits = build_splits(cfg, seed=0)
     summary: dict[str, Any] = splits.summary()
