@@ -300,7 +300,8 @@ def load_schedule_items(path: str | Path) -> list[tuple[GrowthSchedule, dict[str
         raise ScheduleError(str(exc)) from None
     src = str(path)
     try:
-        check_kind(data, src, "growth schedule")
+        if not (isinstance(data, Mapping) and "schedule" in data):  # a file holding ``schedule:`` (e.g. a training config) is fine
+            check_kind(data, src, "growth schedule")
     except ConfigError as exc:
         raise ScheduleError(str(exc)) from None
     if isinstance(data, Mapping) and "schedules" in data:

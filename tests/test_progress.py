@@ -177,7 +177,7 @@ def test_run_progress_in_a_pipe_and_on_a_terminal(tmp_path: Path) -> None:
     assert json.loads(r.stdout)["complete"] == 2  # stdout: the summary only
     err = r.stderr
     assert ESC not in err
-    for phase in ("reading", "importing Ray Tune", "creating the study", "starting Ray"):
+    for phase in ("read ", "importing Ray Tune", "creating the study", "starting Ray"):
         assert f"[growsearch] {phase}" in err, err
     assert "started: reference 'baseline': no growth" in err
     assert "epoch 2 (3/3 epochs)" in err  # per-epoch results reached the driver

@@ -32,16 +32,18 @@ def command(study_file: str, trials: int | None, storage: str | None, address: s
     from growsearch.search.study import load_study_config, smoke_config
 
     console = Console(verbosity=1 if verbosity is None else verbosity)
-    console.phase(f"reading {study_file}")
-    cfg = load_study_config(study_file)  # bad input is reported before Ray is imported
-    if smoke:
-        cfg = smoke_config(cfg)
-    cfg = cfg.with_overrides(name=study_name, trials=trials, address=address)
-    console.phase("importing Ray Tune")
-    from growsearch.search.runner import run_study
-
-    # stdout carries only the summary: Ray prints worker/raylet errors to stdout, send them to stderr
     try:
+        # on a terminal only, erased again: bad input stays one line (importing torch to check the model takes a while)
+        console.region([f"[growsearch] reading {study_file} (importing torch to check the model)"])
+        cfg = load_study_config(study_file)  # bad input is reported before Ray is imported
+        console.close()
+        if smoke:
+            cfg = smoke_config(cfg)
+        cfg = cfg.with_overrides(name=study_name, trials=trials, address=address)
+        console.phase(f"read {study_file}; importing Ray Tune")
+        from growsearch.search.runner import run_study
+
+        # stdout carries only the summary: Ray prints worker/raylet errors to stdout, send them to stderr
         with contextlib.redirect_stdout(sys.stderr):
             summary = run_study(cfg, storage_url=storage, log=console)  # flag > $GROWSEARCH_STORAGE > config > default
     finally:
