@@ -11,7 +11,6 @@ import pty
 import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
