@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -176,8 +177,11 @@ def test_run_progress_in_a_pipe_and_on_a_terminal(tmp_path: Path) -> None:
     assert json.loads(r.stdout)["complete"] == 2  # stdout: the summary only
     err = r.stderr
     assert ESC not in err
-    for phase in ("read ", "importing Ray Tune", "creating the study", "starting Ray"):
-        assert f"[growsearch] {phase}" in err, err
+    for phase in ("[growsearch] read ", "; importing Ray Tune", "[growsearch] creating the study", "[growsearch] starting Ray"):
+        assert phase in err, err
+    first_status = next(i for i, ln in enumerate(err.splitlines()) if re.match(r"\[growsearch\] \d+/\d+ complete, ", ln))
+    first_start = next(i for i, ln in enumerate(err.splitlines()) if "started:" in ln)
+    assert " 0 running" in err.splitlines()[first_status] or first_start < first_status  # never "running" before a start
     assert "started: reference 'baseline': no growth" in err
     assert "epoch 2 (3/3 epochs)" in err  # per-epoch results reached the driver
     # on a terminal: the live region, then (with --trials 3) one more trial

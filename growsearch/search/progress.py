@@ -133,7 +133,10 @@ class ProgressCallback(Callback):
     def status_line(self) -> str:
         s = self.searcher
         budget = f"/{s.budget_trials}" if s.budget_trials is not None else ""
-        parts = [f"{s.n_complete}{budget} complete, {len(s.live)} running, {s.n_failed} failed"]
+        running = len(self.running)  # trials Tune has started; the searcher's other live trials wait for a worker
+        waiting = max(0, len(s.live) - running)
+        parts = [f"{s.n_complete}{budget} complete, {running} running" + (f", {waiting} starting" if waiting else "")
+                 + f", {s.n_failed} failed"]
         parts.append(f"Pareto front {self.front_size}")
         parts.append("best dev EER " + ("-" if self.best_eer is None else f"{self.best_eer:.4f}"))
         eta = self.eta()
