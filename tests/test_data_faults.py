@@ -267,3 +267,43 @@ def test_data_check_finds_a_truncated_flac_by_default(tmp_path: Path) -> None:
     assert [(b["split"], b["path"]) for b in doc["unreadable"]] == [("eval", str(f))]
     assert res.stderr.strip().splitlines()[-1].startswith("growsearch: error: 1 file(s) cannot be used")
     assert f"(listed at {protocol(cdir, 'eval')}:7)" in res.stderr
+
+
+# ---- growsearch run checks the data before it starts Ray ----------------------------------------
+
+
+def write_study(tmp_path: Path, *, on_bad_file: str = "error") -> Path:
+    root = Path(__file__).resolve().parents[1]
+    p = tmp_path / "study.yaml"
+    p.write_text(
+        "name: faults\n"
+        "train:\n"
+        "  seed: 0\n"
+        f"  data: {{dataset: asvspoof2019_la, root: {tmp_path}, clip_samples: {CLIP}, on_bad_file: {on_bad_file}}}\n"
+        "  model: {backbone: lcgrnn, preset: tiny}\n"
+        "  training: {epochs: 4, batch_size: 4, device: cpu}\n"
+        f"space: {root / 'search_spaces' / 'quickstart.yaml'}\n"
+        "epochs: 4\n"
+        "objectives: [dev_eer, params]\n"
+        "budget: {trials: 2}\n"
+        f"outputs: {tmp_path / 'out'}\n"
+        "execution: {num_cpus: 1, cpus_per_trial: 1}\n"
+    )
+    return p
+
+
+@pytest.mark.parametrize(("split", "kind"), [("eval", "truncated"), ("dev", "missing")])
+def test_run_exits_2_on_bad_data_without_starting_ray(tmp_path: Path, split: str, kind: str) -> None:
+    cdir = make_corpus(tmp_path)
+    f = audio(cdir, split, 2)
+    break_file(f, kind)
+    res = gs("run", str(write_study(tmp_path)), cwd=tmp_path)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"growsearch: error: {f}: ") and lines[0].endswith(f"(listed at {protocol(cdir, split)}:2)")
+    assert res.stdout == ""
+    # Ray never started: Tune creates <outputs>/ray as its first act, and the study database
+    # (opened before Ray) was not created either
+    out = tmp_path / "out"
+    assert not (out / "ray").exists() and not (out / "study.db").exists()

@@ -180,12 +180,14 @@ def run_study(
 
     Raises:
         ConfigError: bad storage, a different config under the same study name.
+        DataError: the corpus cannot be used (checked before anything else, see :func:`check_data`).
         RunFailed: every trial of this session failed and none is COMPLETE.
     """
     t_start = time.time()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    check_data(cfg.train.data, say)  # the corpus (layout, protocols, every file) before the study and Ray
     url = storage_url_from(storage_url, cfg.storage, cfg.default_storage)
     versions = package_versions()
     study = open_study(cfg, url, versions=versions)
@@ -310,6 +312,23 @@ def worker_train_config(train: Any) -> Any:
 
         ensure_corpus(root, seed=data.synth_seed, size=data.synth_size)
     return train.model_copy(update={"data": data.model_copy(update={"root": str(root)})})
+
+
+def check_data(data: Any, say: Callable[[str], None]) -> None:
+    """Load the corpus as every trial will (decoding each listed file; cached verdicts of
+    unchanged files are reused, and the trials on this machine reuse these), so bad data
+    stops the run with one line before Ray starts.
+
+    Raises:
+        DataError: missing root or protocol, a bad protocol line, or an unusable file under
+            ``on_bad_file: error`` (names the file and its protocol line).
+    """
+    from growsearch.data.splits import build_splits
+
+    splits = build_splits(data, seed=0)
+    counts = "/".join(str(len(ds)) for _, ds in splits)
+    skipped = f"; {len(splits.skipped)} unusable file(s) skipped (on_bad_file: skip)" if splits.skipped else ""
+    say(f"[growsearch] data: {counts} train/dev/eval utterances, every file decoded{skipped}")
 
 
 def _wall_done(cfg: StudyConfig, t_start: float) -> bool:
