@@ -21,6 +21,7 @@ import soundfile as sf
 from growsearch.data import DataConfig, build_splits
 from growsearch.data import decode_check
 from growsearch.errors import DataError
+from growsearch.metrics.cost import FLOPS_DEFINITION
 
 SPLIT_CODE = {"train": "T", "dev": "D", "eval": "E"}
 PROTO = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}
@@ -207,6 +208,7 @@ def _train_skips(tmp_path: Path, split: str, workers: int) -> None:
              cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["flops_definition"] == FLOPS_DEFINITION
     skipped = metrics["skipped_files"]
     assert [s["path"] for s in skipped] == [str(broken[k]) for k in KINDS]
     for s, line in zip(skipped, range(1, 5)):
