@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from growsearch.data import DataConfig, build_splits
-from growsearch.data import decode_check
+from growsearch.data import DataConfig, build_splits, decode_check
 from growsearch.errors import DataError
 from growsearch.metrics.cost import FLOPS_DEFINITION
 

@@ -1,13 +1,13 @@
 """A trial's Ray worker killed by the system (SIGKILL, as Ray's memory monitor and the
 kernel's OOM killer kill it) ends that trial FAIL with the reason; the driver goes on and
-exits normally (real local Ray, real training; slow)."""
+exits normally (real local Ray, real training; slow), and the error types Ray reports for it
+are named as such."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 

@@ -99,7 +99,7 @@ def decode_verdicts(paths: Iterable[Path], *, root: Path | None = None, use_cach
     if not files:
         return {}
     if root is None:
-        root = Path(os.path.commonpath([str(p.parent.resolve()) for p in files]))
+        root = Path(os.path.commonpath([os.path.abspath(p.parent) for p in files]))
     cfile = _cache_file(root)
     cached = _load(cfile)
     out: dict[Path, str | None] = {}
@@ -107,7 +107,7 @@ def decode_verdicts(paths: Iterable[Path], *, root: Path | None = None, use_cach
     stamps: dict[Path, list[int] | None] = {}
     for p in files:
         stamp = stamps[p] = _stamp(p)
-        hit = cached.get(str(p.resolve())) if (use_cache and stamp is not None) else None
+        hit = cached.get(os.path.abspath(p)) if (use_cache and stamp is not None) else None
         if hit is not None and hit[:2] == stamp:
             out[p] = hit[2]
         else:
@@ -127,7 +127,7 @@ def decode_verdicts(paths: Iterable[Path], *, root: Path | None = None, use_cach
         for p, v in zip(todo, verdicts):
             out[p] = v
             if stamps[p] is not None and _stamp(p) == stamps[p]:  # unchanged while it was decoded
-                fresh[str(p.resolve())] = [*stamps[p], v]  # type: ignore[misc]
+                fresh[os.path.abspath(p)] = [*stamps[p], v]  # type: ignore[misc]
         if fresh:
             _store(cfile, fresh)
     return out
