@@ -207,9 +207,12 @@ class GrowthSchedule(BaseModel):
 
         Raises:
             ScheduleError: unknown point (listing the valid ones), unsupported form or
-                init, epoch outside the run, or shrinking more than was grown.
+                init, epoch outside the run, shrinking more than was grown, or an
+                ``appended`` shrink after a ``net2net`` growth at the same point (it would
+                not restore the model: the split fan-out is not folded back).
         """
         grown: dict[str, int] = {}
+        split_by: dict[str, int] = {}  # point -> the event that grew it with net2net (still grown)
         for i, e in enumerate(self.events):
             where = f"{source}: events[{i}]"
             if e.point not in points:
@@ -227,14 +230,24 @@ class GrowthSchedule(BaseModel):
                     with_form = f" with form {e.form!r}" if allowed != tuple(p.inits) else ""
                     raise ScheduleError(f"{where}.init: point {e.point!r} does not support init {e.init!r}{with_form}; it supports {', '.join(allowed)}")
                 grown[e.point] = grown.get(e.point, 0) + int(e.neurons or 0)
+                if e.init == "net2net":
+                    split_by.setdefault(e.point, i)
             else:
                 have = grown.get(e.point, 0)
                 if have == 0:
                     raise ScheduleError(f"{where}: shrinks {e.point!r} at epoch {e.epoch}, but nothing was grown there before")
+                if e.rule == "appended" and e.point in split_by:
+                    raise ScheduleError(
+                        f"{where}.rule: an appended shrink of {e.point!r} after its net2net growth (events[{split_by[e.point]}]) "
+                        "is refused: net2net split existing units and divided their fan-out, and removing the copies does "
+                        "not fold it back, so the model is not restored; grow with init zero_fanout or random, or shrink "
+                        "with rule magnitude")
                 n = have if e.neurons is None else e.neurons
                 if n > have:
                     raise ScheduleError(f"{where}.neurons: shrinks {e.point!r} by {n}, but only {have} were grown there before epoch {e.epoch}")
                 grown[e.point] = have - n
+                if grown[e.point] == 0:
+                    split_by.pop(e.point, None)
         return self
 
     def total_grown(self) -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import pytest
@@ -204,8 +205,12 @@ def test_every_backbone_meta_count_equals_real_cpu_count(name: str) -> None:
     m = create_backbone(name, "tiny").eval()
     f = count_flops(m)
     assert f > 0
+    frontend = copy.deepcopy(m.frontend)
+    for mod in frontend.modules():  # length-aware (README, cost): the frames the audio gives, no fixed-size pad
+        if getattr(mod, "pad_frames", None) is not None:
+            mod.pad_frames = None
     with torch.no_grad():
-        feats = m.frontend(torch.zeros(1, SAMPLE_RATE))
+        feats = frontend(torch.zeros(1, SAMPLE_RATE))
         with FlopCounterMode(display=False, custom_mapping=_CUSTOM) as c:
             m.body(feats)
     assert c.get_total_flops() == f
@@ -231,6 +236,8 @@ def test_feature_shape_cache_follows_frontend_configuration() -> None:
 
     assert feature_shape(Toy(nn.Linear(F, 2), Framer(160))) == (1, T, 160)
     assert feature_shape(Toy(nn.Linear(F, 2), Framer(320))) == (1, 50, 320)
-    assert feature_shape(Toy(nn.Identity(), LogMel(pad_frames=224)))[-1] == 224
+    # length-aware (README, cost): a fixed-size pad is not counted
+    assert feature_shape(Toy(nn.Identity(), LogMel(pad_frames=224)))[-1] == 32
+    assert feature_shape(Toy(nn.Identity(), LogMel(pad_frames=224)), seconds=10.0)[-1] == 313
     assert feature_shape(Toy(nn.Identity(), LogMel(pad_frames=None)))[-1] == 32  # 16000 / 512 + 1
     assert feature_shape(Toy(nn.Identity(), LogMel(pad_frames=None)), seconds=2.0)[-1] == 63

@@ -154,20 +154,24 @@ def _schedules(draw: st.DrawFn, name: str) -> GrowthSchedule:
     n_events = draw(st.integers(1, 5))
     epochs = sorted(draw(st.lists(st.integers(0, EPOCHS - 1), min_size=n_events, max_size=n_events, unique=True)))
     grown = {p: 0 for p in points}
+    split = {p: False for p in points}  # grown with net2net: no appended shrink (validate_for refuses it)
     events = []
     for epoch in epochs:
         point = draw(st.sampled_from(sorted(points)))
         p = points[point]
-        if grown[point] and draw(st.booleans()):
+        rules = [r for r in p.shrink_rules if not (r == "appended" and split[point])]
+        if grown[point] and rules and draw(st.booleans()):
             n = draw(st.one_of(st.none(), st.integers(1, grown[point] // p.step).map(lambda j: j * p.step)))
-            rule = draw(st.sampled_from(p.shrink_rules))
+            rule = draw(st.sampled_from(rules))
             events.append({"point": point, "epoch": epoch, "action": "shrink", "neurons": n, "rule": rule})
             grown[point] = 0 if n is None else grown[point] - n
+            split[point] = split[point] and grown[point] > 0
         else:
             form, init = draw(st.sampled_from(support[point]))
             n = p.step * draw(st.integers(1, 3))
             events.append({"point": point, "epoch": epoch, "neurons": n, "form": form, "init": init})
             grown[point] += n
+            split[point] = split[point] or init == "net2net"
     return GrowthSchedule.from_dict({"events": events})
 
 

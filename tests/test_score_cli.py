@@ -160,3 +160,30 @@ def test_cli_subprocess(scorefile: Path, tmp_path: Path) -> None:
     bad.write_text("u1 - bonafide 1 extra\n")
     r = subprocess.run([sys.executable, "-m", "growsearch", "score", str(bad)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stdout == "" and "bad.txt:1: expected 4 columns" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_all_equal_scores_say_why_the_eer_is_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "flat.txt"
+    f.write_text("u1 - bonafide 0.5\nu2 A01 spoof 0.5\nu3 A02 spoof 0.5\n")
+    code, out, _ = _run(["score", str(f)], capsys)
+    assert code == 0 and "EER       100.0000 %" in out
+    assert "note      all 3 scores are equal (0.5)" in out and "official scorer's convention" in out
+    code, out, _ = _run(["score", str(f), "--json"], capsys)
+    doc = json.loads(out)
+    assert doc["eer"] == 1.0 and doc["note"].startswith("all 3 scores are equal")
+    ok = tmp_path / "ok.txt"
+    ok.write_text("u1 - bonafide 1\nu2 A01 spoof 0\n")
+    code, out, _ = _run(["score", str(ok), "--json"], capsys)
+    assert "note" not in json.loads(out)
+
+
+def test_tdcf_refusal_for_too_few_distinct_scores_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "binary.txt"
+    f.write_text("u1 - bonafide 1\nu2 A01 spoof 0\nu3 A01 spoof 0\n")
+    code, out, err = _run(["score", str(f), "--tdcf-constants", "legacy-la"], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"growsearch: error: {f}: CM scores have only 2 unique value(s)")
+    asv = tmp_path / "asv.txt"
+    asv.write_text(ASV_TEXT)
+    code, out, err = _run(["score", str(f), "--asv-scores", str(asv)], capsys)
+    assert code == 2 and err.startswith(f"growsearch: error: {f}: CM scores have only 2 unique")

@@ -33,6 +33,9 @@ def command(study: str, storage: str | None, fmt: str | None, html_path: str | N
     ref = resolve_study(study, storage)
     data = load_study_data(ref.load())
     click.echo(f"study {data.name}: {len(data.points)} complete trials, Pareto front of {int(data.on_front.sum())}", err=True)
+    warning = data.flops_warning()
+    if warning:
+        click.echo(f"growsearch: warning: {warning}", err=True)
     if fmt == "json":
         click.echo(json.dumps(front_records(data), indent=2))
     elif fmt == "csv":

@@ -20,6 +20,7 @@ def command(scorefile: str, as_json: bool, asv_scores: str | None, tdcf_form: st
     """EER of SCOREFILE ('utt attack key score' per line) and, with ASV scores or
     published constants, the minimum t-DCF. EERs are fractions in JSON, percent in text."""
     from growsearch.errors import ConfigError
+    from growsearch.metrics.eer import ScoreError
     from growsearch.metrics.scores import read_asv_scores, read_scores, score_summary, split_scores
     from growsearch.metrics.tdcf import TDCF_CONSTANTS, min_tdcf, min_tdcf_from_constants
 
@@ -30,19 +31,25 @@ def command(scorefile: str, as_json: bool, asv_scores: str | None, tdcf_form: st
     rows = read_scores(scorefile)
     out = {"file": scorefile, **score_summary(rows, source=scorefile)}
     bona, spoof = split_scores(rows)
-    if asv_scores:
-        asv = read_asv_scores(asv_scores)
-        out["min_tdcf"] = min_tdcf(bona, spoof, asv_tar=asv.target, asv_non=asv.nontarget,
-                                   asv_spoof=asv.spoof, form=tdcf_form)  # type: ignore[arg-type]
-        out["tdcf"] = {"form": tdcf_form, "asv_scores": asv_scores}
-    elif tdcf_constants:
-        out["min_tdcf"] = min_tdcf_from_constants(bona, spoof, *TDCF_CONSTANTS[tdcf_constants])
-        out["tdcf"] = {"constants": tdcf_constants, "c0_c1_c2": list(TDCF_CONSTANTS[tdcf_constants])}
+    try:
+        if asv_scores:
+            asv = read_asv_scores(asv_scores)
+            out["min_tdcf"] = min_tdcf(bona, spoof, asv_tar=asv.target, asv_non=asv.nontarget,
+                                       asv_spoof=asv.spoof, form=tdcf_form)  # type: ignore[arg-type]
+            out["tdcf"] = {"form": tdcf_form, "asv_scores": asv_scores}
+        elif tdcf_constants:
+            out["min_tdcf"] = min_tdcf_from_constants(bona, spoof, *TDCF_CONSTANTS[tdcf_constants])
+            out["tdcf"] = {"constants": tdcf_constants, "c0_c1_c2": list(TDCF_CONSTANTS[tdcf_constants])}
+    except ScoreError as exc:  # name the file the problem is in (CM scores, else the ASV scores)
+        where = asv_scores if asv_scores and not str(exc).startswith("CM scores") else scorefile
+        raise ScoreError(f"{where}: {exc}") from None
     if as_json:
         click.echo(json.dumps(out, sort_keys=True))
         return
     click.echo(f"EER       {100 * out['eer']:.4f} %  (threshold {out['eer_threshold']:.6g}; "
                f"{out['n_bonafide']} bona fide, {out['n_spoof']} spoof)")
+    if "note" in out:
+        click.echo(f"note      {out['note']}")
     if "min_tdcf" in out:
         how = out["tdcf"].get("constants") or f"{tdcf_form}, ASV {asv_scores}"
         click.echo(f"min t-DCF {out['min_tdcf']:.6f}  ({how})")

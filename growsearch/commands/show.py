@@ -38,6 +38,8 @@ def show_data(data: StudyData, reference: str = "nadir") -> dict[str, Any]:
     out["best_eer"] = None if b is None else {"value": b.values[data.index(EER)], "trial": b.number}
     out["references"] = [{"trial": p.number, "reference": p.reference} for p in data.references]
     out["failed"] = [{"trial": n, "reason": r} for n, r in data.failed]
+    out["flops_definition"] = data.user_attrs.get("flops_definition") or "legacy_v1"
+    out["flops_warning"] = data.flops_warning()
     return out
 
 
@@ -66,6 +68,9 @@ def command(study: str, storage: str | None, as_json: bool, reference: str) -> N
                  + ", ".join(f"{k}={v:.4g}" for k, v in d["hv_reference_point"]["values"].items()) + ")")
     if d["references"]:
         lines.append("references: " + ", ".join(f"#{r['trial']} {r['reference']}" for r in d["references"]))
+    lines.append(f"flops definition: {d['flops_definition']}")
+    if d["flops_warning"]:
+        lines.append(f"warning: {d['flops_warning']}")
     lines.append(f"failed trials: {len(d['failed'])}")
     for f in d["failed"]:
         lines.append(f"  #{f['trial']}: {f['reason']}")

@@ -79,15 +79,25 @@ def read_audio(path: str | Path) -> np.ndarray:
         ``(samples,)`` float32 array at 16 kHz.
 
     Raises:
-        DataError: as :func:`check_audio`, or the data cannot be decoded (corrupt file).
+        DataError: as :func:`check_audio`, or the data cannot be decoded (corrupt or
+            truncated file).
     """
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: audio file is missing")
     try:
-        data, rate = sf.read(str(p), dtype="float32", always_2d=True)  # (frames, channels)
+        h = sf.SoundFile(str(p))
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise DataError(f"{p}: cannot decode audio: {_short(exc)}") from None
+    with h:
+        expected, rate = int(h.frames), int(h.samplerate)
+        try:
+            data = h.read(dtype="float32", always_2d=True)  # (frames, channels)
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:  # header fine, data not
+            raise DataError(f"{p}: cannot decode audio: the audio data is truncated or corrupt ({_short(exc)})") from None
+    if 0 < data.shape[0] < expected:  # cut at a frame boundary: decodes, but short of the header's count
+        raise DataError(f"{p}: cannot decode audio: truncated (the header says {expected} samples, "
+                        f"{data.shape[0]} could be decoded)")
     _check_info(p, AudioInfo(frames=data.shape[0], sample_rate=int(rate), channels=data.shape[1]))
     wave = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
     if not np.all(np.isfinite(wave)):

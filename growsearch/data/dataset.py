@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from growsearch.data.audio import read_audio, fix_length
+from growsearch.data.audio import fix_length, read_audio
+from growsearch.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,18 @@ class Item:
     def label(self) -> int:
         """1 for bona fide, 0 for spoof."""
         return BONAFIDE if self.key == "bonafide" else SPOOF
+
+
+def listed_at(message: str, item: Item) -> str:
+    """``message`` with where ``item`` was listed appended: ``... (listed at protocol:line)``."""
+    return f"{message} (listed at {item.source})" if item.source and "(listed at " not in message else message
+
+
+def _read(item: Item) -> np.ndarray:
+    try:
+        return read_audio(item.path)
+    except DataError as exc:  # e.g. the file changed after the up-front check
+        raise DataError(listed_at(str(exc), item)) from None
 
 
 class ClipDataset(Dataset):
@@ -114,13 +127,13 @@ class ClipDataset(Dataset):
         """The whole decoded waveform of item ``index``: ``(samples,)`` float32, 16 kHz.
 
         Raises:
-            DataError: the file cannot be decoded (names the file).
+            DataError: the file cannot be decoded (names the file and its protocol line).
         """
-        return read_audio(self.items[index].path)
+        return _read(self.items[index])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str, str]:
         it = self.items[index]
-        wave = read_audio(it.path)
+        wave = _read(it)
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.random_crop else None
         clip = fix_length(wave, self.clip_samples, rng)
         return torch.from_numpy(np.array(clip, dtype=np.float32)), it.label, it.utt, it.attack

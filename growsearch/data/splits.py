@@ -1,10 +1,11 @@
 """``build_splits(cfg, seed)``: a :class:`DataConfig` -> train/dev/eval datasets.
 
-Every listed file is checked up front (exists, readable header, not empty, 1 or 2
-channels, a usable sample rate), so a bad corpus fails before training starts. Under
-``on_bad_file: skip`` such files are left out, logged as a warning and listed in each
-dataset's ``.skipped``. A file whose header is fine but whose data is corrupt raises a
-:class:`~growsearch.errors.DataError` naming it when it is first read.
+Every protocol of the three splits is read first, then every listed file of every split is
+decoded (:mod:`growsearch.data.decode_check`: in parallel, verdicts cached per file), so a
+bad corpus (missing, empty, garbage, truncated or unusable audio, in any split) fails before
+anything trains. Under ``on_bad_file: skip`` such files are left out, logged as a warning
+and listed in each dataset's ``.skipped``. Every reason names the file and the protocol
+line that lists it (``(listed at protocol:line)``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import logging
 from pathlib import Path
 
 from growsearch.data import asvspoof2019, fakeorreal
-from growsearch.data.audio import check_audio
 from growsearch.data.config import SPLITS, DataConfig
-from growsearch.data.dataset import AsvFiles, ClipDataset, Item, Splits
+from growsearch.data.dataset import AsvFiles, ClipDataset, Item, Splits, listed_at
+from growsearch.data.decode_check import decode_verdicts
 from growsearch.data.subsample import subsample
 from growsearch.errors import DataError
 
@@ -31,27 +32,35 @@ def list_items(cfg: DataConfig, root: Path, split: str) -> list[Item]:
     return asvspoof2019.list_split(root, _SCENARIO[cfg.dataset], split)
 
 
-def validate_items(items: list[Item], *, on_bad_file: str) -> tuple[list[Item], list[tuple[str, str]]]:
-    """Check every item's audio header; return the good items and the skipped ones.
+def validate_items(items: list[Item], verdicts: dict[Path, str | None], *,
+                   on_bad_file: str) -> tuple[list[Item], list[tuple[str, str]]]:
+    """Split ``items`` by their decode verdicts into the good ones and the skipped ones.
+
+    Args:
+        items: the items of one split.
+        verdicts: ``{path: None or reason}`` from
+            :func:`~growsearch.data.decode_check.decode_verdicts`.
+        on_bad_file: ``error`` or ``skip``.
+
+    Returns:
+        The usable items and ``(path, reason)`` of each bad one (the reason names the file
+        and the protocol line that lists it).
 
     Raises:
-        DataError: a bad file under ``on_bad_file: error``; names the file and where it
-            was listed.
+        DataError: a bad file under ``on_bad_file: error``; the first in listing order,
+            naming the file and where it was listed (and how many more are bad).
     """
     good: list[Item] = []
     skipped: list[tuple[str, str]] = []
     for it in items:
-        try:
-            check_audio(it.path)
-        except DataError as exc:
-            msg = str(exc)
-            if it.source and on_bad_file == "error":
-                msg = f"{msg} (listed at {it.source})"
-            if on_bad_file == "error":
-                raise DataError(msg) from None
-            skipped.append((str(it.path), msg))
-            continue
-        good.append(it)
+        reason = verdicts.get(it.path)
+        if reason is None:
+            good.append(it)
+        else:
+            skipped.append((str(it.path), listed_at(reason, it)))
+    if skipped and on_bad_file == "error":
+        more = f" (and {len(skipped) - 1} more bad file(s) in this split; `growsearch data check` lists them)" if len(skipped) > 1 else ""
+        raise DataError(skipped[0][1] + more)
     return good, skipped
 
 
@@ -65,13 +74,14 @@ def resolve_root(cfg: DataConfig) -> Path:
     return root
 
 
-def build_splits(cfg: DataConfig, seed: int) -> Splits:
+def build_splits(cfg: DataConfig, seed: int, *, use_cache: bool = True) -> Splits:
     """Build the train, dev and eval datasets of ``cfg``.
 
     Args:
         cfg: the data config.
         seed: training seed (drives the random training crops with the epoch and index;
             the subset is drawn from ``cfg.subset_seed``).
+        use_cache: reuse the cached decode verdicts (False decodes every file again).
 
     Returns:
         :class:`Splits` with ``.train``, ``.dev``, ``.eval`` (:class:`ClipDataset`) and,
@@ -83,16 +93,20 @@ def build_splits(cfg: DataConfig, seed: int) -> Splits:
             empty.
     """
     root = resolve_root(cfg)
-    datasets: dict[str, ClipDataset] = {}
-    for split in SPLITS:
+    listed: dict[str, list[Item]] = {}
+    for split in SPLITS:  # every protocol is read before any audio
         items = list_items(cfg, root, split)
-        items = subsample(
+        listed[split] = subsample(
             items, split=split, seed=cfg.subset_seed,
             max_per_class=cfg.max_per_class.get(split) if cfg.max_per_class else None,
             max_per_attack=cfg.max_per_attack.get(split) if cfg.max_per_attack else None,
         )
-        items, skipped = validate_items(items, on_bad_file=cfg.on_bad_file)
-        for path, reason in skipped:
+    # every file of every split is decoded before anything trains (cached verdicts reused)
+    verdicts = decode_verdicts([it.path for split in SPLITS for it in listed[split]], root=root, use_cache=use_cache)
+    datasets: dict[str, ClipDataset] = {}
+    for split in SPLITS:
+        items, skipped = validate_items(listed[split], verdicts, on_bad_file=cfg.on_bad_file)
+        for _path, reason in skipped:
             log.warning("skipping bad file (%s split): %s", split, reason)
         if skipped:
             log.warning("%s split: skipped %d bad file(s) (on_bad_file: skip)", split, len(skipped))

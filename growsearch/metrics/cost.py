@@ -10,6 +10,15 @@ Conventions:
   on a real zero waveform on the CPU only to learn the feature shape; the body is then run on
   a meta-device copy of the model (no memory, no arithmetic). For ``wav2vec2`` the front-end is
   the identity and the conv feature extractor belongs to the body, so it is counted.
+- **Length-aware** (definition :data:`FLOPS_DEFINITION`): the body is counted on the frames
+  the audio itself gives. A front-end that cuts or pads its output to a fixed size (ResNet18's
+  log-Mel, ``pad_frames=224``) is counted without that cut or pad, so every backbone's count
+  scales with the audio's length and :func:`flops_per_second` means the same for all of them
+  (the zero frames ResNet18 is padded with are not work on audio; a crop would hide audio).
+- :func:`flops_per_second` = ``count_flops(model, clip) / clip`` for the run's clip length:
+  what a front's ``flops`` objective holds. For convolutions and recurrent layers it hardly
+  depends on the clip length; attention (wav2vec2) grows with it (``T^2``), so the run's own
+  clip length is used.
 - Recurrent layers (``nn.GRU``, ``nn.LSTM`` without projections, ``nn.RNN``): torch counts a GRU
   on meta (or CPU) exactly as ``2 * T * 3H * (in + H)`` per layer and direction (input and
   recurrent products; biases and gate arithmetic not counted), but only by dispatching every
@@ -37,6 +46,11 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 SAMPLE_RATE = 16_000
+#: What the ``flops`` metric means; stored with every run's metrics and every study, so reports
+#: never mix definitions silently. ``legacy_v1`` (no marker): FLOPs of a 1 s clip as the model is
+#: fed it (ResNet18: always 224 log-Mel frames, so a count per clip, not per second).
+FLOPS_DEFINITION = "per_second_length_aware_v2"
+LEGACY_FLOPS_DEFINITION = "legacy_v1"
 
 
 def count_params(model: nn.Module) -> dict[str, int]:
@@ -103,7 +117,8 @@ def _frontend_key(frontend: nn.Module, samples: int) -> tuple[Any, ...]:
 
 
 def feature_shape(model: nn.Module, seconds: float = 1.0, sample_rate: int = SAMPLE_RATE) -> tuple[int, ...]:
-    """The shape of ``model.frontend(zeros(1, seconds * sample_rate))``, computed on the CPU.
+    """The shape of ``model.frontend(zeros(1, seconds * sample_rate))``, computed on the CPU,
+    without a fixed-size cut or pad of the frames (a front-end's ``pad_frames`` is ignored).
 
     The result is cached per front-end configuration (type, public scalar attributes, buffer
     shapes, ``repr``) and length: front-ends hold no parameters and do not grow.
@@ -115,6 +130,9 @@ def feature_shape(model: nn.Module, seconds: float = 1.0, sample_rate: int = SAM
     key = _frontend_key(frontend, samples)
     if key not in _SHAPES:
         fe = copy.deepcopy(frontend).to("cpu")
+        for mod in fe.modules():  # length-aware: no fixed-size cut or pad (see the module docstring)
+            if getattr(mod, "pad_frames", None) is not None:
+                mod.pad_frames = None
         with torch.no_grad():
             _SHAPES[key] = tuple(fe(torch.zeros(1, samples)).shape)
     return _SHAPES[key]
@@ -143,6 +161,50 @@ def count_flops(model: nn.Module, seconds: float = 1.0, sample_rate: int = SAMPL
     with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CUSTOM) as counter:
         fn(x)
     return int(counter.get_total_flops()) + rnn_flops[0]
+
+
+def flops_per_second(model: nn.Module, seconds: float = 1.0, sample_rate: int = SAMPLE_RATE) -> float:
+    """Inference FLOPs per second of audio, counted on a clip of ``seconds``: the ``flops``
+    metric (definition :data:`FLOPS_DEFINITION`)."""
+    return count_flops(model, seconds, sample_rate) / float(seconds)
+
+
+def mark_flops_definition(study: Any) -> str | None:
+    """Record :data:`FLOPS_DEFINITION` on an Optuna study (user attr ``flops_definition``).
+
+    A study that already holds COMPLETE trials counted under another definition (or under
+    none: ``legacy_v1``) is marked ``mixed: <old> + <new>``.
+
+    Returns:
+        A warning line when the study's FLOPs are now mixed, else None.
+    """
+    have = study.user_attrs.get("flops_definition")
+    if have == FLOPS_DEFINITION:
+        return None
+    if have is None:
+        from optuna.trial import TrialState  # noqa: PLC0415
+
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            study.set_user_attr("flops_definition", FLOPS_DEFINITION)
+            return None
+    old = have or LEGACY_FLOPS_DEFINITION
+    if not str(old).startswith("mixed"):
+        study.set_user_attr("flops_definition", f"mixed: {old} + {FLOPS_DEFINITION}")
+    return (f"study {study.study_name!r}: its earlier trials count FLOPs as {old}, new trials as {FLOPS_DEFINITION}; "
+            "their FLOPs are not comparable (see README, cost)")
+
+
+def flops_definitions_warning(study_attrs: dict[str, Any], metrics: list[dict[str, Any]]) -> str | None:
+    """A warning when a study's FLOPs were counted under more than one definition (the study's
+    ``flops_definition`` attr says ``mixed``, or trials' ``metrics`` disagree), else None."""
+    seen = {str(m.get("flops_definition") or LEGACY_FLOPS_DEFINITION) for m in metrics if m}
+    study_def = study_attrs.get("flops_definition")
+    if study_def is not None and not str(study_def).startswith("mixed"):
+        seen.add(str(study_def))
+    if (study_def and str(study_def).startswith("mixed")) or len(seen) > 1:
+        what = str(study_def) if study_def and str(study_def).startswith("mixed") else " + ".join(sorted(seen))
+        return f"FLOPs in this study were counted under different definitions ({what}); they are not comparable across trials"
+    return None
 
 
 def _rnn_by_formula(mod: nn.RNNBase, acc: list[int]) -> Any:

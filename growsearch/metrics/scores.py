@@ -207,7 +207,8 @@ def split_scores(rows: Iterable[ScoreRow]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def score_summary(rows: Sequence[ScoreRow], *, source: str = "scores") -> dict[str, Any]:
-    """EER, its threshold, class counts and the EER of bona fide vs each attack.
+    """EER, its threshold, class counts and the EER of bona fide vs each attack; a ``note``
+    when all scores are equal (the EER is then 1.0, as the official scorer gives it).
 
     Raises:
         DataError: no bona fide or no spoof rows (naming ``source``).
@@ -219,10 +220,15 @@ def score_summary(rows: Sequence[ScoreRow], *, source: str = "scores") -> dict[s
     e, thr = eer_threshold(bona, spoof)
     attacks = sorted({r.attack for r in rows if r.key == "spoof"})
     per_attack = {a: eer_threshold(bona, [r.score for r in rows if r.key == "spoof" and r.attack == a])[0] for a in attacks}
-    return {
+    out: dict[str, Any] = {
         "eer": e,
         "eer_threshold": thr,
         "n_bonafide": int(bona.size),
         "n_spoof": int(spoof.size),
         "per_attack_eer": per_attack,
     }
+    if np.unique(np.concatenate([bona, spoof])).size == 1:
+        out["note"] = (f"all {bona.size + spoof.size} scores are equal ({float(bona[0]):g}): they separate nothing, and "
+                       f"the EER is {100 * e:g} % by the official scorer's convention (every trial is both accepted and "
+                       "rejected at the only threshold)")
+    return out

@@ -124,6 +124,14 @@ class StudyData:
             return np.zeros((0, len(self.objectives)))
         return np.asarray([p.values for p in pts], dtype=float)
 
+    def flops_warning(self) -> str | None:
+        """A warning when the study's FLOPs were counted under different definitions
+        (:func:`growsearch.metrics.cost.flops_definitions_warning`; the study's
+        ``flops_definition`` attr and the loaded trials' metrics), else None."""
+        from growsearch.metrics.cost import flops_definitions_warning  # noqa: PLC0415
+
+        return flops_definitions_warning(self.user_attrs, [p.metrics for p in self.points if p.attrs_loaded])
+
     def index(self, name: str) -> int:
         """Position of objective ``name``.
 

@@ -16,6 +16,7 @@ Epochs are numbered from 0, as in schedules and ``metrics.json``; ``k/n epochs``
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from ray.tune import Callback
 
 from growsearch.search.searcher import FINAL_KEY, StudySearcher
 
-__all__ = ["ProgressCallback", "format_duration", "last_error_line"]
+__all__ = ["ProgressCallback", "format_duration", "last_error_line", "system_kill_reason"]
 
 
 def format_duration(s: float | None) -> str:
@@ -40,18 +41,48 @@ def format_duration(s: float | None) -> str:
 
 
 def last_error_line(trial: Any) -> str:
-    """The last meaningful line of a Tune trial's error file (``error``: none recorded)."""
+    """Why a Tune trial errored, in one line: a worker the system killed (out of memory,
+    SIGKILL) is named as such (:func:`system_kill_reason`), else the last meaningful line
+    of the trial's error file (``error``: none recorded)."""
     path = getattr(trial, "error_file", None)
     if not path:
         return "error"
     try:
-        lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+        text = Path(path).read_text(errors="replace")
     except OSError:
         return "error"
+    killed = system_kill_reason(text)
+    if killed is not None:
+        return killed
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for ln in reversed(lines):
         if not ln.startswith(("File ", "^", "~")):
             return f"error: {ln[:300]}"
     return "error"
+
+
+#: Ray's exceptions for a worker process that died under a task or actor.
+_DIED = ("ActorDiedError", "WorkerCrashedError", "ActorUnavailableError", "RayActorError", "worker process has died")
+
+
+def system_kill_reason(text: str) -> str | None:
+    """The reason for a trial whose worker the system killed, from the text of Ray's error
+    (an error file, or ``str``/traceback of the exception), else None.
+
+    ``OutOfMemoryError`` (Ray's memory monitor killed the worker) gives ``out of memory:
+    ...``; a worker process that died (``ActorDiedError``, ``WorkerCrashedError``: SIGKILL by
+    the kernel's OOM killer or anyone, a crash) gives ``worker process has died ...`` with
+    Ray's exit detail.
+    """
+    if "OutOfMemoryError" in text:
+        at = text.rfind("OutOfMemoryError:")
+        first = text[at + len("OutOfMemoryError:"):].strip().splitlines()[0] if at >= 0 else ""
+        return f"out of memory: Ray's memory monitor killed the trial's worker process ({first[:200] or 'OutOfMemoryError'})"
+    if any(m in text for m in _DIED):
+        detail = re.search(r"Worker exit detail: ([^\n]*?)(?:\. |\n|$)", text)
+        why = f": {detail.group(1).strip()[:200]}" if detail else ""
+        return f"worker process has died (killed by the system: out of memory, SIGKILL, or a crash){why}"
+    return None
 
 
 class ProgressCallback(Callback):

@@ -30,7 +30,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from growsearch.errors import ConfigError, RunFailed
+from growsearch.errors import ConfigError, GrowsearchError, RunFailed
+from growsearch.metrics.cost import mark_flops_definition
 from growsearch.redact import redact_url
 from growsearch.search.searcher import StudySearcher
 from growsearch.search.storage import open_storage, storage_url_from
@@ -180,16 +181,21 @@ def run_study(
 
     Raises:
         ConfigError: bad storage, a different config under the same study name.
+        DataError: the corpus cannot be used (checked before anything else, see :func:`check_data`).
         RunFailed: every trial of this session failed and none is COMPLETE.
     """
     t_start = time.time()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    check_data(cfg.train.data, say)  # the corpus (layout, protocols, every file) before the study and Ray
     url = storage_url_from(storage_url, cfg.storage, cfg.default_storage)
     versions = package_versions()
     say(f"[growsearch] creating the study {cfg.name!r} (or opening it to resume) in {redact_url(url)}")
     study = open_study(cfg, url, versions=versions)
+    mixed = mark_flops_definition(study)  # what this study's FLOPs mean (README, cost)
+    if mixed:
+        say(f"[growsearch] warning: {mixed}")
     summary = RunSummary(cfg.name, redact_url(url))
     searcher = StudySearcher(
         study,
@@ -236,6 +242,7 @@ def run_study(
     )
     concurrency = ex.max_concurrent or max(1, int((ex.num_cpus or os.cpu_count() or 1) // ex.cpus_per_trial))
     interrupted = False
+    ray_failed = ""
     try:
         if not ray.is_initialized():
             say(f"[growsearch] connecting to Ray at {ex.address}" if ex.address
@@ -274,12 +281,18 @@ def run_study(
             tuner.fit()
         except KeyboardInterrupt:
             interrupted = True
-        if searcher.live and not searcher.budget_reached and not _wall_done(cfg, t_start):
+        except GrowsearchError:
+            raise
+        except Exception as exc:  # Ray/Tune itself failed (e.g. a worker killed mid-save): no raw traceback
+            ray_failed = _ray_failure(exc)
+            say(f"[growsearch] Ray Tune stopped: {ray_failed}")
+        if not ray_failed and searcher.live and not searcher.budget_reached and not _wall_done(cfg, t_start):
             interrupted = True
     except KeyboardInterrupt:
         interrupted = True
     finally:
         reason = ("interrupted (Ctrl-C) before the trial finished; re-enqueued" if interrupted
+                  else f"Ray Tune stopped ({ray_failed}); re-enqueued" if ray_failed
                   else "stopped by the wall-time budget before it finished; re-enqueued")
         summary.requeued += searcher.close(reason)
         if started_ray:
@@ -293,6 +306,9 @@ def run_study(
     if interrupted:
         say(f"[growsearch] interrupted: {summary.complete} COMPLETE trials are kept; running trials were re-enqueued. "
             "Resume with the same command.")
+    elif ray_failed:
+        raise RunFailed(f"study {cfg.name!r}: Ray Tune stopped: {ray_failed}; {summary.complete} COMPLETE trials are kept, "
+                        "running trials were re-enqueued; rerun the same command to resume")
     elif summary.complete == 0 and summary.failed_session:
         raise RunFailed(f"study {cfg.name!r}: all {len(summary.failed_session)} trials failed; first: "
                         f"trial {summary.failed_session[0][0]}: {summary.failed_session[0][1]}")
@@ -313,6 +329,35 @@ def worker_train_config(train: Any) -> Any:
 
         ensure_corpus(root, seed=data.synth_seed, size=data.synth_size)
     return train.model_copy(update={"data": data.model_copy(update={"root": str(root)})})
+
+
+def check_data(data: Any, say: Callable[[str], None]) -> None:
+    """Load the corpus as every trial will (decoding each listed file; cached verdicts of
+    unchanged files are reused, and the trials on this machine reuse these), so bad data
+    stops the run with one line before Ray starts.
+
+    Raises:
+        DataError: missing root or protocol, a bad protocol line, or an unusable file under
+            ``on_bad_file: error`` (names the file and its protocol line).
+    """
+    from growsearch.data.splits import build_splits
+
+    splits = build_splits(data, seed=0)
+    counts = "/".join(str(len(ds)) for _, ds in splits)
+    skipped = f"; {len(splits.skipped)} unusable file(s) skipped (on_bad_file: skip)" if splits.skipped else ""
+    say(f"[growsearch] data: {counts} train/dev/eval utterances, every file decoded{skipped}")
+
+
+def _ray_failure(exc: BaseException) -> str:
+    """One line for an exception that escaped Ray Tune (a killed worker named as such)."""
+    from growsearch.search.progress import system_kill_reason
+
+    text = f"{type(exc).__name__}: {exc}"
+    killed = system_kill_reason(text)
+    if killed is not None:
+        return killed
+    first = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0][:300]}" if first else type(exc).__name__
 
 
 def _wall_done(cfg: StudyConfig, t_start: float) -> bool:

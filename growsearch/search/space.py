@@ -212,7 +212,8 @@ class SearchSpace(BaseModel):
 
         Raises:
             ConfigError: unknown growth point (listing the valid ones), no supported form,
-                init or shrink rule left at a point, or an epoch range beyond the run.
+                init or shrink rule left at a point, net2net with an ``appended`` plasticity
+                shrink (see :meth:`GrowthSchedule.validate_for`), or an epoch range beyond the run.
         """
         for name in self.points:
             if name not in points:
@@ -236,6 +237,13 @@ class SearchSpace(BaseModel):
                         f"{source}: points.{name}.inits: none of {list(listed)} goes with form {form!r} at {name!r}; "
                         f"it supports {', '.join(_inits_for(p, form))} (or drop {form!r} from forms)"
                     )
+            if (self.plasticity is not None and True in self.plasticity.enabled and "appended" in self.plasticity.rules
+                    and any("net2net" in self._init_choices(name, f, p) for f in self._choices(name, "forms", p))):
+                raise ConfigError(
+                    f"{source}: inits: net2net at {name!r} together with plasticity (rule appended) is refused: an "
+                    "appended shrink removes net2net's copies without folding their split fan-out back, so it does not "
+                    "restore the model (README, growth schedules); drop net2net from inits, or appended from plasticity.rules"
+                )
             if self.plasticity is not None and True in self.plasticity.enabled:
                 rules = getattr(p, "shrink_rules", RULES)
                 if not [r for r in self.plasticity.rules if r in rules]:

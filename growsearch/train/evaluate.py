@@ -17,7 +17,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["Scored", "autocast", "loss_fn", "make_loader", "score_split"]
+from growsearch.errors import GrowsearchError
+
+__all__ = ["Scored", "autocast", "iterate", "loss_fn", "make_loader", "score_split", "worker_message"]
 
 
 def loss_fn(name: str) -> nn.Module:
@@ -86,10 +88,36 @@ class Scored:
 
 
 def iterate(loader: DataLoader, max_batches: int | None) -> Iterator[tuple[int, Any]]:
-    for i, batch in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        yield i, batch
+    """``(index, batch)`` of ``loader``, at most ``max_batches``.
+
+    A :class:`~growsearch.errors.GrowsearchError` raised in a DataLoader worker process
+    reaches the caller as the same exception with the same one-line message as without
+    workers (PyTorch re-raises it with the worker's whole traceback as its message).
+    """
+    try:
+        for i, batch in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            yield i, batch
+    except GrowsearchError as exc:
+        original = worker_message(exc)
+        if original is None:
+            raise
+        raise type(exc)(original) from None
+
+
+def worker_message(exc: BaseException) -> str | None:
+    """The original message of ``exc`` when PyTorch re-raised it from a DataLoader worker
+    (``Caught X in DataLoader worker process N. Original Traceback ...``), else None."""
+    text = str(exc)
+    if "DataLoader worker process" not in text or "Original Traceback" not in text:
+        return None
+    cls = type(exc)
+    for prefix in (f"{cls.__module__}.{cls.__qualname__}: ", f"{cls.__qualname__}: "):
+        at = text.rfind("\n" + prefix)
+        if at >= 0:
+            return text[at + 1 + len(prefix):].strip()
+    return None
 
 
 @torch.no_grad()

@@ -61,6 +61,7 @@ from growsearch.backbones import Backbone, create_backbone
 from growsearch.errors import ConfigError, GrowsearchError, RunFailed
 from growsearch.growth.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, load_model, save_model
 from growsearch.growth.surgery import SurgeryResult
+from growsearch.metrics.cost import FLOPS_DEFINITION
 from growsearch.schedule import GrowthEvent, GrowthSchedule
 from growsearch.train import state as st
 from growsearch.train.config import TrainConfig
@@ -178,13 +179,13 @@ def _costs(model: Backbone, clip_seconds: float) -> dict[str, float]:
 
     FLOPs depend only on the architecture (spec + growth events), so they are cached by it.
     """
-    from growsearch.metrics.cost import count_flops, count_params, train_flops_per_sample
+    from growsearch.metrics.cost import count_params, flops_per_second, train_flops_per_sample
 
     key = json.dumps([model.spec.to_dict() if model.spec else None, model.history, clip_seconds], sort_keys=True, default=str)
     if key not in _COST_CACHE:
         _COST_CACHE[key] = {
             "params": int(count_params(model)["total"]),
-            "flops": float(count_flops(model, seconds=1.0)),
+            "flops": float(flops_per_second(model, seconds=clip_seconds)),
             "train_flops_per_sample": float(train_flops_per_sample(model, seconds=clip_seconds)),
         }
     return dict(_COST_CACHE[key])
@@ -631,6 +632,7 @@ def _finish(run: _Run, config: TrainConfig, schedule: GrowthSchedule, splits: An
         "min_tdcf": _min_tdcf(splits, ev, log),
         "params": costs["params"],
         "flops": costs["flops"],
+        "flops_definition": FLOPS_DEFINITION,
         "train_flops": float(run.train_flops),
         "train_flops_scratch_final": float(samples_total * _costs(run.model, clip_s)["train_flops_per_sample"]),
         "best_epoch": int(run.best["epoch"]),
