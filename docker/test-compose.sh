@@ -232,6 +232,12 @@ compose run --rm -T driver growsearch run studies/quickstart.yaml --trials "$tri
   || fail "the quickstart study failed in the driver" "$logdir/driver.log"
 t_study=$(( $(now) - t0 ))
 
+# every Ray node's object store must fit its /dev/shm (else Ray falls back to slow /tmp)
+compose logs --no-color ray-head ray-worker >"$logdir/ray-nodes.log" 2>&1 || true
+if grep -h "instead of /dev/shm" "$logdir/ray-nodes.log" "$logdir/driver.log" >"$logdir/shm.log"; then
+  fail "a Ray node's object store does not fit in /dev/shm (set --object-store-memory below shm_size)" "$logdir/shm.log"
+fi
+
 head_host=$("$DOCKER" inspect -f '{{.Config.Hostname}}' "$(compose ps -q ray-head)")
 worker_host=$("$DOCKER" inspect -f '{{.Config.Hostname}}' "$(compose ps -q ray-worker | head -n1)")
 t0=$(now)

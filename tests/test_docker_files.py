@@ -469,7 +469,7 @@ def _run_driver(tmp_path: Path, argv: list[str], env: dict[str, str]) -> tuple[s
 def test_driver_joins_the_cluster_before_growsearch_run(tmp_path: Path) -> None:
     r, calls = _run_driver(tmp_path, ["growsearch", "run", "studies/x.yaml"], {"RAY_ADDRESS": "ray-head:6379"})
     # `growsearch` is not on the fake PATH: exec fails after the join, which is what we check
-    assert calls == ["start --address=ray-head:6379 --num-cpus=0 --num-gpus=0 --disable-usage-stats"]
+    assert calls == ["start --address=ray-head:6379 --num-cpus=0 --num-gpus=0 --object-store-memory=400000000 --disable-usage-stats"]
     assert "joining the Ray cluster at ray-head:6379" in r.stderr
 
 
