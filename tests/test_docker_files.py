@@ -541,3 +541,20 @@ def test_docker_build_image_runs_as_non_root() -> None:
     assert r.returncode == 0 and "growsearch" in r.stdout
     r = subprocess.run([docker, "run", "--rm", "growsearch:compose-test", "id", "-u"], capture_output=True, text=True)
     assert r.stdout.strip() not in ("", "0")
+
+
+# --- docker/build-base.sh -----------------------------------------------------------------------
+
+def test_build_base_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    """Whatever is missing (root, debootstrap, an engine, the CA bundle), build-base.sh stops
+    before debootstrap with one line and makes nothing."""
+    env = {**os.environ, "CA_BUNDLE": str(tmp_path / "no-such-bundle.pem"), "DOCKER": "true", "TMPDIR": str(tmp_path)}
+    r = subprocess.run(["sh", str(DOCKER / "build-base.sh")], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("build-base.sh: "), r.stderr
+    expected = ("must run as root", "debootstrap is not installed", "no-such-bundle.pem: no such readable file")
+    assert any(e in lines[0] for e in expected), lines[0]
+    if os.geteuid() == 0 and shutil.which("debootstrap"):
+        assert "no-such-bundle.pem" in lines[0]
+    assert list(tmp_path.iterdir()) == []
