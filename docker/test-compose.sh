@@ -46,10 +46,13 @@ logdir=${LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/growsearch-compose-test.XXXXXX")}
 mkdir -p "$logdir"
 storage=postgresql+psycopg://growsearch@postgres:5432/growsearch
 
-say() { echo "test-compose: $*" >&2; }
+# Messages go to the script's own stderr (fd 3): a trap runs while the interrupted command's
+# redirection (e.g. into driver.log) is still in effect.
+exec 3>&2
+say() { echo "test-compose: $*" >&3; }
 # one line naming what failed and the log to read, then teardown (EXIT trap)
-fail() { echo "test-compose: FAILED: $1; read $2" >&2; exit 1; }
-bad_setting() { echo "test-compose: $*" >&2; exit 2; }
+fail() { echo "test-compose: FAILED: $1; read $2" >&3; exit 1; }
+bad_setting() { echo "test-compose: $*" >&3; exit 2; }
 
 case "$trials" in ''|*[!0-9]*) bad_setting "TRIALS must be a positive whole number (got '$trials')";; esac
 [ "$trials" -ge 1 ] || bad_setting "TRIALS must be at least 1"
@@ -109,7 +112,7 @@ teardown() {
     local left
     left=$(leftovers)
     if [ -n "$left" ]; then
-      echo "test-compose: FAILED: containers, networks or volumes of project $project are left: $(echo $left); read $logdir/down.log" >&2
+      echo "test-compose: FAILED: containers, networks or volumes of project $project are left: $(echo $left); read $logdir/down.log" >&3
       [ "$rc" = 0 ] && rc=1
     fi
   fi
@@ -202,8 +205,9 @@ wait_healthy() {
       if [ "$st" != healthy ]; then pending="$s ($st)"; break; fi
     done
     [ -z "$pending" ] && return 0
-    # a container that has stopped will not become healthy: say so now, not at the deadline
-    case "$st" in exited|dead) deadline=0 ;; esac
+    # a container that has stopped (or never started: `up` gave up on it) will not become
+    # healthy: say so now, not at the deadline
+    case "$st" in created|exited|dead) deadline=0 ;; esac
     if [ "$(now)" -ge "$deadline" ]; then
       s=${pending%% *}
       compose logs --no-color "$s" >"$logdir/$s.log" 2>&1 || true
