@@ -20,7 +20,10 @@ esac
 
 if [ "$join" = 1 ] && [ -n "${RAY_ADDRESS:-}" ]; then
   echo "growsearch-driver: joining the Ray cluster at $RAY_ADDRESS as a 0-CPU node" >&2
-  ray start --address="$RAY_ADDRESS" --num-cpus=0 --num-gpus=0 --disable-usage-stats >/dev/null
+  # the driver's node runs no trials: a small object store that fits the container's /dev/shm
+  # (compose gives it 1gb; Ray's default would not fit and fall back to slow /tmp)
+  ray start --address="$RAY_ADDRESS" --num-cpus=0 --num-gpus=0 \
+    --object-store-memory="${GROWSEARCH_DRIVER_OBJECT_STORE_BYTES:-400000000}" --disable-usage-stats >/dev/null
 fi
 
 exec "$@"

@@ -136,7 +136,12 @@ def test_ray_token_auth_on_every_ray_process(services: dict[str, Any]) -> None:
 def test_database_password_only_from_env(services: dict[str, Any]) -> None:
     from growsearch.redact import redact_url
 
-    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    pg = services["postgres"]
+    # PostgreSQL reads the password from a secret file, not from its environment
+    assert "POSTGRES_PASSWORD" not in pg["environment"]
+    assert pg["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/pg_password"
+    assert pg["secrets"] == ["pg_password"]
+    assert yaml.safe_load(COMPOSE.read_text())["secrets"]["pg_password"] == {"environment": "POSTGRES_PASSWORD"}
     for n in ("driver", "dashboard"):
         env = services[n]["environment"]
         assert env["PGPASSWORD"].startswith("${POSTGRES_PASSWORD:?"), n
@@ -203,8 +208,16 @@ def test_env_file_is_ignored_and_example_is_empty() -> None:
 def test_dockerfile_contract() -> None:
     text = DOCKERFILE.read_text()
     froms = re.findall(r"^FROM\s+(\S+)", text, flags=re.M)
-    assert froms and all(f.startswith("python:${PYTHON_VERSION}") for f in froms)
+    assert froms and all(f == "${BASE_IMAGE}" for f in froms)
+    # the base is a build argument whose default stays the official slim image
+    assert re.search(r"^ARG BASE_IMAGE=python:\$\{PYTHON_VERSION\}-slim-bookworm$", text, flags=re.M)
     assert re.search(r"^ARG PYTHON_VERSION=3\.11$", text, flags=re.M)
+    # no `# syntax=` line: it makes BuildKit pull a frontend image, which needs a registry
+    assert not re.search(r"^#\s*syntax=", text, flags=re.M | re.I)
+    # pip's configuration for the build comes as a secret, never as a layer or build argument
+    for run in re.findall(r"^RUN .*?(?<!\\)$", text, flags=re.M | re.S):
+        if "pip install" in run:
+            assert "--mount=type=secret,id=pipconf,target=/etc/pip.conf" in run, run[:200]
     assert re.search(r"^ARG TORCH_VERSION=2\.14\.1$", text, flags=re.M)
     assert re.search(r"^ARG TORCHAUDIO_VERSION=2\.11\.\*$", text, flags=re.M)
     assert "[postgres,dashboard]" in text
@@ -224,6 +237,26 @@ def test_dockerfile_contract() -> None:
             assert f"!{src}" in ignore, src
     for pat in ("**/.env", "**/*.db"):
         assert pat in ignore
+
+
+def test_postgres_image_is_a_variable_with_a_debian_recipe(services: dict[str, Any]) -> None:
+    """Where the official postgres image cannot be pulled, POSTGRES_IMAGE names one built by
+    docker/Dockerfile.postgres from Debian's packages, which takes the same settings."""
+    assert services["postgres"]["image"] == "${POSTGRES_IMAGE:-postgres:17-bookworm}"
+    assert "build" not in services["postgres"], "a build here would tag the recipe as the official image"
+    text = (DOCKER / "Dockerfile.postgres").read_text()
+    assert re.findall(r"^FROM\s+(\S+)", text, flags=re.M) == ["${BASE_IMAGE}"]
+    assert not re.search(r"^#\s*syntax=", text, flags=re.M | re.I)
+    assert re.search(r"apt-get install .*postgresql-\$\{PG_MAJOR\}", text)
+    assert re.search(r"^HEALTHCHECK (?:.*\\\n)*.*pg_isready", text, flags=re.M)
+    assert "PGDATA=/var/lib/postgresql/data" in text and "VOLUME /var/lib/postgresql/data" in text
+    ignore = (DOCKER / "Dockerfile.postgres.dockerignore").read_text().split()
+    for src in re.findall(r"^COPY\s+(?:--\S+\s+)*(\S+)\s", text, flags=re.M):
+        assert (ROOT / src).exists() and f"!{src}" in ignore, src
+    entry = (DOCKER / "postgres-entrypoint.sh").read_text()
+    for var in ("POSTGRES_USER", "POSTGRES_PASSWORD_FILE", "POSTGRES_DB", "PGDATA"):
+        assert var in entry, var
+    assert "setpriv --reuid=postgres" in entry, "the server must not run as root"
 
 
 def test_dockerfile_pins_match_pyproject() -> None:
@@ -436,7 +469,7 @@ def _run_driver(tmp_path: Path, argv: list[str], env: dict[str, str]) -> tuple[s
 def test_driver_joins_the_cluster_before_growsearch_run(tmp_path: Path) -> None:
     r, calls = _run_driver(tmp_path, ["growsearch", "run", "studies/x.yaml"], {"RAY_ADDRESS": "ray-head:6379"})
     # `growsearch` is not on the fake PATH: exec fails after the join, which is what we check
-    assert calls == ["start --address=ray-head:6379 --num-cpus=0 --num-gpus=0 --disable-usage-stats"]
+    assert calls == ["start --address=ray-head:6379 --num-cpus=0 --num-gpus=0 --object-store-memory=400000000 --disable-usage-stats"]
     assert "joining the Ray cluster at ray-head:6379" in r.stderr
 
 
@@ -491,15 +524,37 @@ def test_docker_compose_config() -> None:
     assert r.returncode != 0 and "POSTGRES_PASSWORD" in r.stderr, "compose must refuse to start without a password"
 
 
-@pytest.mark.slow
-def test_docker_build_cpu_image() -> None:
+@pytest.mark.docker
+def test_docker_build_image_runs_as_non_root() -> None:
+    """Build the image as docker/test-compose.sh does (BuildKit, host network, $BASE_IMAGE if
+    set, e.g. the base of docker/build-base.sh) and run growsearch in it as its non-root user."""
     why = _engine_available()
     if why:
         pytest.skip(why)
-    r = subprocess.run(["docker", "build", "-f", "docker/Dockerfile", "-t", "growsearch:test", "."],
-                       cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    docker = os.environ.get("DOCKER", "docker")
+    args = ["--build-arg", f"BASE_IMAGE={os.environ['BASE_IMAGE']}"] if os.environ.get("BASE_IMAGE") else []
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    r = subprocess.run([docker, "build", "--network", "host", "-f", "docker/Dockerfile", *args, "-t", "growsearch:compose-test", "."],
+                       cwd=ROOT, capture_output=True, text=True, timeout=3600, env=env)
     assert r.returncode == 0, r.stderr[-4000:]
-    r = subprocess.run(["docker", "run", "--rm", "growsearch:test", "growsearch", "--version"], capture_output=True, text=True)
+    r = subprocess.run([docker, "run", "--rm", "growsearch:compose-test", "growsearch", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and "growsearch" in r.stdout
-    r = subprocess.run(["docker", "run", "--rm", "growsearch:test", "id", "-u"], capture_output=True, text=True)
-    assert r.stdout.strip() != "0"
+    r = subprocess.run([docker, "run", "--rm", "growsearch:compose-test", "id", "-u"], capture_output=True, text=True)
+    assert r.stdout.strip() not in ("", "0")
+
+
+# --- docker/build-base.sh -----------------------------------------------------------------------
+
+def test_build_base_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    """Whatever is missing (root, debootstrap, an engine, the CA bundle), build-base.sh stops
+    before debootstrap with one line and makes nothing."""
+    env = {**os.environ, "CA_BUNDLE": str(tmp_path / "no-such-bundle.pem"), "DOCKER": "true", "TMPDIR": str(tmp_path)}
+    r = subprocess.run(["sh", str(DOCKER / "build-base.sh")], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("build-base.sh: "), r.stderr
+    expected = ("must run as root", "debootstrap is not installed", "no-such-bundle.pem: no such readable file")
+    assert any(e in lines[0] for e in expected), lines[0]
+    if os.geteuid() == 0 and shutil.which("debootstrap"):
+        assert "no-such-bundle.pem" in lines[0]
+    assert list(tmp_path.iterdir()) == []
