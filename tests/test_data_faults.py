@@ -20,7 +20,7 @@ import soundfile as sf
 
 from growsearch.data import DataConfig, build_splits, decode_check
 from growsearch.errors import DataError
-from growsearch.metrics.cost import FLOPS_DEFINITION
+from growsearch.metrics.flops_definition import FLOPS_DEFINITION
 
 SPLIT_CODE = {"train": "T", "dev": "D", "eval": "E"}
 PROTO = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}

@@ -10,13 +10,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from growsearch.backbones import create_backbone, list_backbones
-from growsearch.metrics.cost import (
-    FLOPS_DEFINITION,
-    count_flops,
-    flops_definitions_warning,
-    flops_per_second,
-    mark_flops_definition,
-)
+from growsearch.metrics.cost import count_flops, flops_per_second
+from growsearch.metrics.flops_definition import FLOPS_DEFINITION, flops_definitions_warning, mark_flops_definition
 
 SECONDS = (1.0, 4.0, 10.0)
 

@@ -126,9 +126,9 @@ class StudyData:
 
     def flops_warning(self) -> str | None:
         """A warning when the study's FLOPs were counted under different definitions
-        (:func:`growsearch.metrics.cost.flops_definitions_warning`; the study's
+        (:func:`growsearch.metrics.flops_definition.flops_definitions_warning`; the study's
         ``flops_definition`` attr and the loaded trials' metrics), else None."""
-        from growsearch.metrics.cost import flops_definitions_warning  # noqa: PLC0415
+        from growsearch.metrics.flops_definition import flops_definitions_warning  # noqa: PLC0415
 
         return flops_definitions_warning(self.user_attrs, [p.metrics for p in self.points if p.attrs_loaded])
 

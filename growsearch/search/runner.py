@@ -31,7 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from growsearch.errors import ConfigError, GrowsearchError, RunFailed
-from growsearch.metrics.cost import mark_flops_definition
+from growsearch.metrics.flops_definition import mark_flops_definition
 from growsearch.redact import redact_url
 from growsearch.search.searcher import StudySearcher
 from growsearch.search.storage import open_storage, storage_url_from

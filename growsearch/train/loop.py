@@ -61,7 +61,7 @@ from growsearch.backbones import Backbone, create_backbone
 from growsearch.errors import ConfigError, GrowsearchError, RunFailed
 from growsearch.growth.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, load_model, save_model
 from growsearch.growth.surgery import SurgeryResult
-from growsearch.metrics.cost import FLOPS_DEFINITION
+from growsearch.metrics.flops_definition import FLOPS_DEFINITION
 from growsearch.schedule import GrowthEvent, GrowthSchedule
 from growsearch.train import state as st
 from growsearch.train.config import TrainConfig
