@@ -160,3 +160,21 @@ def test_cli_subprocess(scorefile: Path, tmp_path: Path) -> None:
     bad.write_text("u1 - bonafide 1 extra\n")
     r = subprocess.run([sys.executable, "-m", "growsearch", "score", str(bad)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stdout == "" and "bad.txt:1: expected 4 columns" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_tdcf_undefined_when_asv_accepts_no_spoofs(scorefile: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An ASV system that rejects every spoof makes the legacy t-DCF 0/0 (the official scorer
+    returns NaN): the EER is still reported, the t-DCF is undefined with the reason, exit 0."""
+    asv = tmp_path / "asv_nospoof.txt"
+    asv.write_text(ASV_TEXT.replace("spoof 3\n", "spoof -10\n").replace("spoof 5\n", "spoof -9\n").replace("spoof 1\n", "spoof -8\n"))
+    code, out, err = _run(["score", str(scorefile), "--asv-scores", str(asv)], capsys)
+    assert code == 0 and err == ""
+    assert out.startswith("EER       29.1667 %")
+    assert "min t-DCF undefined" in out and "accepts no spoofed trials" in out and "NaN" in out
+    code, out, err = _run(["score", str(scorefile), "--asv-scores", str(asv), "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["eer"] == pytest.approx(7 / 24)
+    assert data["min_tdcf"] is None and "Pfa_spoof = 0" in data["tdcf"]["undefined"]
+    # the revised form stays defined (its C0 > 0), so it is a number
+    code, out, _ = _run(["score", str(scorefile), "--asv-scores", str(asv), "--json", "--tdcf-form", "revised"], capsys)
+    assert code == 0 and isinstance(json.loads(out)["min_tdcf"], float)
