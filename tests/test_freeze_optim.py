@@ -240,7 +240,7 @@ def _first_grow_event(model: nn.Module) -> GrowthEvent:
 
 
 #: every registered backbone (tiny preset) plus growth options of their own (``name@preset``)
-MODELS = [*list_backbones(), "lcgrnn@tiny_authors"]
+MODELS = [*list_backbones(), "lcgrnn@tiny_authors", "resnet18@tiny_authors", "wav2vec2@tiny_authors"]
 
 
 def _make(name: str) -> nn.Module:
