@@ -83,8 +83,12 @@ def _count_from_corpus(config: TrainConfig) -> tuple[int | None, str]:
 
 
 def dry_run(config: TrainConfig, schedule: GrowthSchedule | None = None, *, train_clips: int | None = None,
-            schedule_source: str = "schedule") -> dict[str, Any]:
+            schedule_source: str = "schedule", flops: bool = True, model: Any = None) -> dict[str, Any]:
     """Apply ``schedule`` to ``config``'s model epoch by epoch and report its costs.
+
+    ``flops=False`` counts parameters only (FLOP fields are ``None``): what the parameter
+    table of ``docs/PAPER_PRESETS.md`` needs, in a fraction of the time. ``model``: a fresh
+    backbone built from ``config.model`` to use (and grow) instead of building one.
 
     Returns:
         ``{"backbone", "preset", "epochs": [per-epoch records], "phases": [...], "train_clips",
@@ -95,18 +99,27 @@ def dry_run(config: TrainConfig, schedule: GrowthSchedule | None = None, *, trai
         ConfigError / ScheduleError: a bad model option or a schedule that does not fit.
     """
     from growsearch.backbones import create_backbone
+    from growsearch.metrics.cost import count_params
     from growsearch.train.loop import _apply_events, _costs
+
+    def costs_of(model: Any) -> dict[str, Any]:
+        if flops:
+            return _costs(model, clip_s)
+        return {"params": int(count_params(model)["total"]), "flops": None, "train_flops_per_sample": None}
 
     tc = config.training
     schedule = schedule if schedule is not None else (config.schedule or GrowthSchedule.empty())
-    options = {k: v for k, v in dict(config.model.options).items() if k != "pretrained"}
-    model = create_backbone(config.model.backbone, config.model.preset, **options)
+    if model is None:
+        options = {k: v for k, v in dict(config.model.options).items() if k != "pretrained"}
+        model = create_backbone(config.model.backbone, config.model.preset, **options)
     schedule.validate_for(model.growth_points(), tc.epochs, source=schedule_source)
     model.check_schedule(schedule, source=schedule_source)
     clip_s = config.data.clip_samples / SAMPLE_RATE
     clips, clips_source = train_clips_per_epoch(config, train_clips)
+    if not flops:
+        clips = None
     policy = FreezePolicy.build(model, [], "all")
-    costs = _costs(model, clip_s)
+    costs = costs_of(model)
     records: list[dict[str, Any]] = []
     phases: list[dict[str, Any]] = []
     for epoch in range(tc.epochs):
@@ -115,7 +128,7 @@ def dry_run(config: TrainConfig, schedule: GrowthSchedule | None = None, *, trai
             if events:
                 results = _apply_events(model, events, config.seed, epoch)
                 policy = FreezePolicy.build(model, results, events[0].freeze, extra_trainable=tc.freeze_extra_trainable)
-                costs = _costs(model, clip_s)
+                costs = costs_of(model)
             phases.append({
                 "start_epoch": epoch, "end_epoch": epoch, "freeze": events[0].freeze if events else "all",
                 "events": [e.describe() for e in events], "params": costs["params"],
@@ -129,7 +142,7 @@ def dry_run(config: TrainConfig, schedule: GrowthSchedule | None = None, *, trai
         records.append({"epoch": epoch, "params": costs["params"], "trainable_params": policy.trainable_entries(),
                         "flops": costs["flops"], "samples": clips, "train_flops_epoch": epoch_flops})
     total = sum(r["train_flops_epoch"] for r in records) if clips is not None else None
-    final = _costs(model, clip_s)["train_flops_per_sample"]
+    final = costs_of(model)["train_flops_per_sample"]
     return {
         "backbone": config.model.backbone,
         "preset": config.model.preset,
