@@ -24,6 +24,8 @@ stderr and to ``--markdown``. Usage::
     .venv/bin/python bench/paper_presets.py --jobs 4               # 4 families, 3 seeds
     .venv/bin/python bench/paper_presets.py --families lcgrnn --seeds 0 1
     .venv/bin/python bench/paper_presets.py --size full            # needs the real corpora
+    .venv/bin/python bench/paper_presets.py --counts [--write-docs] # parameter counts vs the authors' (no training;
+                                                                   # bench/preset_counts.py)
 """
 
 from __future__ import annotations
@@ -154,6 +156,12 @@ def markdown(summary: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--counts" in argv:  # the parameter table beside the authors' models (bench/preset_counts.py)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import preset_counts
+
+        return preset_counts.main([a for a in argv if a != "--counts"])
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--families", nargs="*", default=None, help=f"preset families (default: all of {families()})")
     ap.add_argument("--variants", nargs="*", default=None, help="schedule file stems to run (default: all)")

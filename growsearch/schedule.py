@@ -31,7 +31,7 @@ SCHEDULE_VERSION = 1
 Action = Literal["grow", "shrink"]
 Form = Literal["inplace", "parallel"]
 Init = Literal["random", "zero_fanout", "net2net"]
-Freeze = Literal["all", "new_only"]
+Freeze = Literal["all", "new_only", "new_units"]
 OptimizerMode = Literal["fresh", "carry"]
 ShrinkRule = Literal["appended", "magnitude"]
 
@@ -59,7 +59,9 @@ class GrowthEvent(BaseModel):
         form: ``inplace`` widening or a ``parallel`` branch concatenated on channels.
         init: how new units start: ``random`` (the paper), ``zero_fanout`` or ``net2net``.
         rule: which units a shrink removes: ``appended`` (the paper) or ``magnitude``.
-        freeze: after this epoch's events, ``all`` parameters train or ``new_only`` the new units.
+        freeze: after this epoch's events, ``all`` parameters train, ``new_only`` the new entries
+            (new units and the consumers' new input columns) or ``new_units`` only the new
+            units' own parameters (consumers' new columns stay at their init).
         optimizer: the optimizer rebuilt after the event starts ``fresh`` or ``carry``-ies moments.
         lr: learning rate from this epoch on (``None``: keep the current one).
     """

@@ -1,7 +1,8 @@
 """Contract tests every registered backbone passes (tiny presets).
 
-Parametrised over the registry (``list_backbones()``) x growth points x forms x inits, so a
-newly registered backbone is covered at once. A (form, init) pair that a point declares
+Parametrised over the registry (``list_backbones()``, tiny presets) plus the growth options
+that change how a point grows (``MODELS``: ``lcgrnn@tiny_authors`` grows with isolated GRU
+coupling) x growth points x forms x inits, so a newly registered backbone is covered at once. A (form, init) pair that a point declares
 but rejects for that form (e.g. ``net2net`` with ``parallel`` on ResNet stages) must raise a
 ScheduleError without touching the model (``GrowthPoint.excluded``/``inits_for``).
 """
@@ -20,10 +21,23 @@ BATCH = 4
 SAMPLES = 4000
 
 
+#: every registered backbone (tiny preset), plus ``name@preset`` for growth options of their own
+#: (isolated GRU coupling): the full points x forms x inits matrix runs on these
+CASE_MODELS = [*list_backbones(), "lcgrnn@tiny_authors"]
+#: plus options that change the model around the growth points (linear / MLP heads, time
+#: masking): the per-model tests run on these
+MODELS = [*CASE_MODELS, "resnet18@tiny_authors", "wav2vec2@tiny_authors"]
+
+
+def _make(name: str) -> Backbone:
+    base, _, preset = name.partition("@")
+    return create_backbone(base, preset or "tiny")
+
+
 def _cases() -> list[tuple[str, str, str, str]]:
     out = []
-    for name in list_backbones():
-        model = create_backbone(name, "tiny")
+    for name in CASE_MODELS:
+        model = _make(name)
         for p in model.growth_points().values():
             for form in p.forms:
                 for init in p.inits_for(form):
@@ -33,8 +47,8 @@ def _cases() -> list[tuple[str, str, str, str]]:
 
 def _excluded() -> list[tuple[str, str, str, str]]:
     out = []
-    for name in list_backbones():
-        for p in create_backbone(name, "tiny").growth_points().values():
+    for name in CASE_MODELS:
+        for p in _make(name).growth_points().values():
             out += [(name, p.name, form, init) for form in p.forms for init in p.inits if init not in p.inits_for(form)]
     return out
 
@@ -47,7 +61,7 @@ POINT_IDS = ["-".join(c) for c in POINTS]
 
 def _build(name: str, seed: int = 0) -> Backbone:
     torch.manual_seed(seed)
-    return create_backbone(name, "tiny")
+    return _make(name)
 
 
 def _wave(seed: int = 1) -> torch.Tensor:
@@ -94,7 +108,7 @@ def test_excluded_form_init_pairs_are_refused_untouched(name: str, point: str, f
 
 
 # ---- plain contract ---------------------------------------------------------------------
-@pytest.mark.parametrize("name", list_backbones())
+@pytest.mark.parametrize("name", MODELS)
 def test_forward_shape_finite_and_all_params_get_grads(name: str) -> None:
     model = _build(name)
     model.train()
@@ -106,7 +120,7 @@ def test_forward_shape_finite_and_all_params_get_grads(name: str) -> None:
     assert not missing
 
 
-@pytest.mark.parametrize("name", list_backbones())
+@pytest.mark.parametrize("name", MODELS)
 def test_growth_points_are_well_formed(name: str) -> None:
     model = _build(name)
     pts = model.growth_points()
@@ -237,7 +251,7 @@ def test_magnitude_shrink_restores_shape(name: str, point: str, form: str, init:
     assert _forward(model, _wave()).shape == (BATCH, 2)
 
 
-@pytest.mark.parametrize("name", list_backbones())
+@pytest.mark.parametrize("name", MODELS)
 def test_successive_growths_then_full_shrink(name: str) -> None:
     model = _build(name)
     shapes = _shapes(model)
@@ -278,7 +292,7 @@ def test_grow_and_shrink_a_point_while_another_is_grown(name: str, point: str) -
     torch.testing.assert_close(_forward(model, x), before, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", list_backbones())
+@pytest.mark.parametrize("name", MODELS)
 def test_apply_event_records_history_and_replay_rebuilds_shapes(name: str) -> None:
     model = _build(name)
     point = next(iter(model.growth_points()))
@@ -296,7 +310,7 @@ def test_apply_event_records_history_and_replay_rebuilds_shapes(name: str) -> No
     torch.testing.assert_close(_forward(fresh, _wave()), _forward(model, _wave()))
 
 
-@pytest.mark.parametrize("name", list_backbones())
+@pytest.mark.parametrize("name", MODELS)
 def test_bad_growth_requests_raise_schedule_errors(name: str) -> None:
     model = _build(name)
     point = next(iter(model.growth_points()))

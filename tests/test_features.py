@@ -86,9 +86,27 @@ def test_logmel_shape() -> None:
     assert LogMel()(torch.randn(1, 16_000)).shape == (1, 64, 224)
 
 
+def test_cepstrum_is_the_dct_of_the_log_power_spectrum() -> None:
+    """The LC-GRNN authors' features: 20 orthonormal DCT-II coefficients of the 513-bin log power
+    spectrum (Hann, n_fft 1024, hop 512, centred), no filterbank, no deltas; ~31 frames/s."""
+    from growsearch.data.features import Cepstrum
+
+    x = torch.randn(2, 64_600, generator=torch.Generator().manual_seed(0))
+    c = create_frontend("cepstrum")
+    assert isinstance(c, Cepstrum) and c(x).shape == (2, 20, 127) and c(x[:1, :16_000]).shape == (1, 20, 32)
+    spec = torch.stft(x, 1024, 512, window=torch.hann_window(1024), return_complex=True).abs() ** 2  # (2, 513, T)
+    logp = torch.log(spec + 1e-6).double()
+    n = torch.arange(513, dtype=torch.float64)
+    basis = torch.cos(math.pi / 513 * (n.view(-1, 1) + 0.5) * torch.arange(20, dtype=torch.float64))  # DCT-II
+    basis[:, 0] *= math.sqrt(1 / 513)
+    basis[:, 1:] *= math.sqrt(2 / 513)
+    want = torch.einsum("bft,fk->bkt", logp, basis).float()
+    torch.testing.assert_close(c(x), want, rtol=1e-4, atol=1e-3)
+
+
 def test_raw_and_registry() -> None:
     x = torch.randn(2, 100)
     assert torch.equal(Raw()(x), x)
     assert isinstance(create_frontend("lfcc"), LFCC)
-    with pytest.raises(ConfigError, match=r"unknown front-end 'mfcc'; valid: lfcc, logmel, raw"):
+    with pytest.raises(ConfigError, match=r"unknown front-end 'mfcc'; valid: cepstrum, lfcc, logmel, raw"):
         create_frontend("mfcc")

@@ -239,17 +239,27 @@ def _first_grow_event(model: nn.Module) -> GrowthEvent:
     return GrowthEvent(point=name, epoch=1, neurons=max(1, p.step), form=p.forms[0], init="random")
 
 
-@pytest.mark.parametrize("backbone", list_backbones())
+#: every registered backbone (tiny preset) plus growth options of their own (``name@preset``)
+MODELS = [*list_backbones(), "lcgrnn@tiny_authors", "resnet18@tiny_authors", "wav2vec2@tiny_authors"]
+
+
+def _make(name: str) -> nn.Module:
+    base, _, preset = name.partition("@")
+    return create_backbone(base, preset or "tiny")
+
+
+@pytest.mark.parametrize("policy", ["new_only", "new_units"])
+@pytest.mark.parametrize("backbone", MODELS)
 @pytest.mark.parametrize("mode", ["fresh", "carry"])
-def test_backbones_new_only_and_rebuild(backbone: str, mode: str) -> None:
+def test_backbones_new_only_and_rebuild(backbone: str, mode: str, policy: str) -> None:
     torch.manual_seed(0)
-    m = create_backbone(backbone, "tiny")
+    m = _make(backbone)
     samples = 4000  # a quarter second keeps the real backbones fast
     opt = build_optimizer(m.named_parameters(), name="adamw", lr=1e-3, weight_decay=0.1)
     _steps(m, opt, None, 1, samples)
     snap = snapshot_optimizer(opt, m)
     res = [m.apply_event(_first_grow_event(m), generator=torch.Generator().manual_seed(0))]
-    pol = FreezePolicy.build(m, res, "new_only")
+    pol = FreezePolicy.build(m, res, policy, extra_trainable=["head"] if policy == "new_units" else ())
     opt = rebuild_optimizer(m, snap, res, mode=mode, named_params=pol.trainable_named_parameters())
     check_optimizer(opt, m)
     ref = {n: p.detach().clone() for n, p in m.named_parameters()}
@@ -285,3 +295,101 @@ def test_new_only_on_cuda_after_moving_the_model() -> None:
     for n, p in m.named_parameters():
         if n in pol.masks:
             assert torch.equal(p.detach()[~pol.masks[n]], ref[n][~pol.masks[n]]), n
+
+
+# ---- new_units ------------------------------------------------------------------------------
+def test_new_units_trains_new_rows_not_consumer_columns() -> None:
+    """``new_units``: a widened producer trains its new rows; the consumer's new input columns
+    stay at their init (frozen like old entries), unlike ``new_only``."""
+    torch.manual_seed(0)
+    m = create_backbone("lcgrnn", "tiny")
+    res = [m.apply_event(GrowthEvent(point="gru2", epoch=1, neurons=4), generator=torch.Generator().manual_seed(0))]
+    only = FreezePolicy.build(m, res, "new_only")
+    n_only = only.trainable_entries()  # (building another policy re-flags the model's parameters)
+    units = FreezePolicy.build(m, res, "new_units")
+    assert "grus.2.weight_ih_l0" in only.masks  # the consumer's new columns train under new_only
+    assert "grus.2.weight_ih_l0" not in dict(units.trainable_named_parameters())
+    h, k = 8, 4
+    mask = units.masks["grus.1.weight_hh_l0"]  # (3 * 12, 12): new units' rows train, all columns
+    rows = torch.zeros(3 * (h + k), dtype=torch.bool)
+    for g in range(3):
+        rows[g * (h + k) + h: (g + 1) * (h + k)] = True
+    assert torch.equal(mask, rows.view(-1, 1).expand_as(mask))
+    # dense coupling: old rows x new columns are new entries under new_only, fixed under new_units
+    assert int(only.masks["grus.1.weight_hh_l0"].sum()) == int(mask.sum()) + 3 * h * k
+    # counts: new rows of weight_ih (3k x 8) and weight_hh (3k x 12) + 2 biases (3k each)
+    assert units.trainable_entries() == 3 * k * 8 + 3 * k * (h + k) + 2 * 3 * k
+    assert n_only == units.trainable_entries() + 3 * h * k + 3 * 4 * k
+
+
+def test_new_units_refuses_an_epoch_without_new_units() -> None:
+    m = create_backbone("lcgrnn", "tiny")
+    g = torch.Generator().manual_seed(0)
+    m.apply_event(GrowthEvent(point="gru1", epoch=1, neurons=2), generator=g)
+    res = m.apply_event(GrowthEvent(point="gru1", epoch=2, action="shrink", freeze="all"), generator=g)
+    with pytest.raises(ScheduleError, match="freeze 'new_units'"):
+        FreezePolicy.build(m, [res], "new_units")
+
+
+# ---- isolated GRU coupling -------------------------------------------------------------------
+def _isolated_block(m: nn.Module, layer: int, h: int) -> torch.Tensor:
+    w = m.grus[layer].weight_hh_l0.detach()
+    hn = m.grus[layer].hidden_size
+    return torch.cat([w[g * hn: g * hn + h, h:] for g in range(3)])
+
+
+@pytest.mark.parametrize("policy", ["all", "new_only", "new_units"])
+@pytest.mark.parametrize("opt_name", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("mode", ["fresh", "carry"])
+def test_isolated_gru_block_stays_zero_and_is_not_a_parameter(policy: str, opt_name: str, mode: str) -> None:
+    """Old units never read new units: the old-rows x new-columns block of ``weight_hh`` is exactly
+    zero after training under every freeze policy, optimizer (with weight decay) and rebuild mode,
+    through a second growth and a magnitude shrink, and is not counted as parameters."""
+    from growsearch.metrics.cost import count_params
+
+    torch.manual_seed(0)
+    m = create_backbone("lcgrnn", "tiny_authors")
+    dense = create_backbone("lcgrnn", "tiny")
+    h, k = 8, 4
+    wd = {"weight_decay": 0.1}
+    opt = build_optimizer(m.named_parameters(), name=opt_name, lr=1e-2, momentum=0.9 if opt_name == "sgd" else 0.0, **wd)
+    _steps(m, opt, None, 2, 4000)
+    n0 = count_params(m)["total"]
+    snap = snapshot_optimizer(opt, m)
+    res = [m.apply_event(GrowthEvent(point="gru2", epoch=1, neurons=k, freeze=policy), generator=torch.Generator().manual_seed(0))]
+    dense.apply_event(GrowthEvent(point="gru2", epoch=1, neurons=k), generator=torch.Generator().manual_seed(0))
+    assert count_params(m)["total"] == n0 + sum(p.numel() for p in dense.parameters()) - sum(
+        p.numel() for p in create_backbone("lcgrnn", "tiny").parameters()) - 3 * h * k
+    pol = FreezePolicy.build(m, res, policy, extra_trainable=["head"])
+    opt = rebuild_optimizer(m, snap, res, mode=mode, named_params=pol.trainable_named_parameters(), **wd)
+    _steps(m, opt, pol, 3, 4000)
+    assert torch.equal(_isolated_block(m, 1, h), torch.zeros(3 * h, k))
+    assert pol.trainable_entries() <= count_params(m)["total"]
+    # a second growth: the first grown units do not read the second ones either
+    snap = snapshot_optimizer(opt, m)
+    res = [m.apply_event(GrowthEvent(point="gru2", epoch=2, neurons=2), generator=torch.Generator().manual_seed(1))]
+    pol = FreezePolicy.build(m, res, "all")
+    opt = rebuild_optimizer(m, snap, res, mode=mode, named_params=pol.trainable_named_parameters(), **wd)
+    _steps(m, opt, pol, 2, 4000)
+    assert torch.equal(_isolated_block(m, 1, h + k)[:, -2:], torch.zeros(3 * (h + k), 2))
+    assert torch.equal(_isolated_block(m, 1, h), torch.zeros(3 * h, k + 2))
+    assert count_params(m)["total"] == n0 + _grown_entries(h, 4, (k, 2))
+    # magnitude shrink keeps the isolation of the units that stay
+    m.apply_event(GrowthEvent(point="gru2", epoch=3, action="shrink", neurons=3, rule="magnitude"))
+    gens = torch.tensor(m._gens[1])
+    w = m.grus[1].weight_hh_l0.detach()
+    blocked = (gens.view(1, -1) > gens.view(-1, 1)).repeat(3, 1)
+    assert bool(blocked.any()) and torch.equal(w[blocked], torch.zeros(int(blocked.sum())))
+
+
+def _grown_entries(h: int, out: int, ks: tuple[int, ...]) -> int:
+    """Parameters added to a GRU layer of ``h`` units (consumer: a GRU of ``out`` units) by the
+    isolated growths ``ks``: each unit has input, recurrent (from itself and older units) rows and
+    two biases per gate; the consumer gets one column per unit and gate."""
+    n, width = 0, h
+    for k in ks:
+        inp = 3 * k * 8  # gru1 has 8 units
+        rec = 3 * k * (width + k)
+        n += inp + rec + 2 * 3 * k + 3 * out * k
+        width += k
+    return n

@@ -268,12 +268,50 @@ def test_resnet_partial_shrink_of_a_branch_narrows_it() -> None:
     assert any(n.startswith("stage4.branches.0.") for n in res.removed)
 
 
-def test_lcgrnn_paper_growth_of_gru2() -> None:
-    m = create_backbone("lcgrnn", "paper")
+@pytest.mark.parametrize(("preset", "n_features", "before", "after"), [
+    ("paper", 60, 64_962, 120_642),      # dense coupling: the old-rows x new-columns block counts
+    ("authors", 20, 57_282, 100_674),    # isolated: 3 x 64 x 64 = 12,288 fixed zeros are no parameters
+])
+def test_lcgrnn_paper_growth_of_gru2(preset: str, n_features: int, before: int, after: int) -> None:
+    from growsearch.metrics.cost import count_params
+
+    m = create_backbone("lcgrnn", preset)
+    assert count_params(m)["total"] == before
     m.grow("gru2", 64, generator=_gen(0))
     assert m.grus[1].hidden_size == 128 and m.grus[2].input_size == 128
     assert isinstance(m.grus[1], nn.GRU)
-    assert m.body(torch.randn(2, 60, 20)).shape == (2, 2)
+    assert m.body(torch.randn(2, n_features, 20)).shape == (2, 2)
+    assert count_params(m)["total"] == after
+
+
+@pytest.mark.parametrize("init", ["random", "zero_fanout"])
+def test_isolated_gru_growth_old_units_never_read_new_ones(init: str) -> None:
+    """With isolated coupling the old units' outputs do not depend on the new units, whatever
+    values the trainable entries take; with dense coupling the same perturbation reaches them."""
+    from growsearch.errors import ScheduleError
+    from growsearch.growth.freeze import fixed_entries
+
+    for preset, isolated in (("tiny_authors", True), ("tiny", False)):
+        torch.manual_seed(0)
+        m = create_backbone("lcgrnn", preset).eval()
+        x = torch.randn(2, 15, 8)  # gru2 input: (B, T, 8 units of gru1)
+        with torch.no_grad():
+            old, _ = m.grus[1](x)
+        m.grow("gru2", 4, init=init, generator=_gen(3))
+        fixed = fixed_entries(m).get("grus.1.weight_hh_l0", torch.zeros_like(m.grus[1].weight_hh_l0, dtype=torch.bool))
+        assert int(fixed.sum()) == (3 * 8 * 4 if isolated else 0)
+        rows = gate_rows(12, torch.arange(8, 12))
+        with torch.no_grad():  # the new units' own weights take other values; the free block (dense) too
+            m.grus[1].weight_ih_l0[rows] += 0.5
+            m.grus[1].weight_hh_l0[rows] += 0.5
+            m.grus[1].weight_hh_l0[:, 8:][~fixed[:, 8:]] += 0.5
+            new, _ = m.grus[1](x)
+        if isolated:
+            torch.testing.assert_close(new[..., :8], old, rtol=0, atol=1e-6)
+        else:
+            assert (new[..., :8] - old).abs().max() > 1e-3
+    with pytest.raises(ScheduleError, match="does not support init 'net2net'"):
+        create_backbone("lcgrnn", "tiny_authors").grow("gru2", 2, init="net2net", generator=_gen(4))
 
 
 @pytest.mark.parametrize("init", ["zero_fanout", "random"])

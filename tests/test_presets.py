@@ -76,14 +76,16 @@ def test_preset_config_and_schedule_validate(folder: Path, sched_file: Path) -> 
     sched.validate_for(_points(cfg), cfg.training.epochs, source=str(sched_file))
     if any(e.freeze == "new_only" for e in sched.events):
         assert cfg.training.freeze_extra_trainable, "the paper's frozen regime also trains the head"
+    if any(e.freeze == "new_units" for e in sched.events):  # the authors' ResNet freezes its head
+        assert (cfg.model.backbone == "resnet18") == (not cfg.training.freeze_extra_trainable)
 
 
 def test_full_presets_carry_the_papers_settings() -> None:
     rn = load_train_config(PRESETS / "resnet18" / "config.yaml")
     assert (rn.model.preset, rn.training.loss, rn.training.optimizer, rn.training.lr, rn.training.batch_size) == (
-        "paper", "ce", "adam", 1e-3, 32)
+        "authors", "ce", "adam", 1e-3, 32)
     gr = load_train_config(PRESETS / "lcgrnn" / "config.yaml")
-    assert (gr.training.loss, gr.training.optimizer, gr.training.lr) == ("hinge", "adam", 1e-4)
+    assert (gr.model.preset, gr.training.loss, gr.training.optimizer, gr.training.lr) == ("authors", "hinge", "adam", 1e-4)
     wb = load_train_config(PRESETS / "wav2vec2_base" / "config.yaml")
     t = wb.training
     assert (t.optimizer, t.lr, t.weight_decay, t.scheduler, t.grad_clip, t.batch_size, t.epochs) == (
@@ -92,7 +94,7 @@ def test_full_presets_carry_the_papers_settings() -> None:
         assert cfg.seed == 42 and cfg.data.clip_samples == 64600
     ev = GrowthSchedule.load(PRESETS / "resnet18" / "dropin_frozen.yaml").events
     assert {(e.point, e.neurons, e.form, e.freeze) for e in ev} == {
-        ("stage2", 128, "parallel", "new_only"), ("stage3", 256, "parallel", "new_only")}
+        ("stage2", 128, "parallel", "new_units"), ("stage3", 256, "parallel", "new_units")}
     (g,) = GrowthSchedule.load(PRESETS / "lcgrnn" / "dropin_unfrozen.yaml").events
     assert (g.point, g.neurons, g.freeze) == ("gru2", 64, "all")
     (p,) = GrowthSchedule.load(PRESETS / "wav2vec2_base" / "dropin_frozen.yaml").events
@@ -220,7 +222,8 @@ def test_loop_freeze_extra_trainable_trains_the_head_in_a_new_only_phase(corpus:
 
     cfg = _on_corpus(load_train_config(PRESETS / "resnet18" / "tiny" / "config.yaml"), corpus, epochs=2,
                      max_batches_per_epoch=2, max_eval_batches=1, batch_size=8)
-    assert cfg.training.freeze_extra_trainable == ("fc1", "fc2")
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"preset": "tiny"}),
+                                 "training": cfg.training.model_copy(update={"freeze_extra_trainable": ("fc1", "fc2")})})
     sched = GrowthSchedule.of([{"point": "stage2", "epoch": 1, "neurons": 4, "freeze": "new_only"}])
     snaps: dict[int, dict[str, torch.Tensor]] = {}
 
@@ -276,3 +279,40 @@ def test_preset_studies_load_with_every_schedule_as_reference(study_file: Path) 
     schedules = sorted(s for s in study_file.parent.glob("*.yaml") if s.name not in NOT_SCHEDULES)
     assert sorted(r.label for r in cfg.reference) == sorted(GrowthSchedule.load(s).label for s in schedules)
     assert cfg.train == load_train_config(study_file.parent / "config.yaml").with_overrides(epochs=cfg.epochs)
+
+
+def test_resnet_new_units_phase_trains_only_the_branches_through_the_loop(corpus: Path, tmp_path: Path) -> None:
+    """The ResNet preset's frozen regime (freeze new_units, no extra trainables): in the grown
+    phase only the parallel branch moves; the consumers' new input columns keep their init and
+    every old entry (the linear head included) stays bit-identical."""
+    from growsearch.growth.checkpoint import load_model
+
+    cfg = _on_corpus(load_train_config(PRESETS / "resnet18" / "tiny" / "config.yaml"), corpus, epochs=2,
+                     max_batches_per_epoch=2, max_eval_batches=1, batch_size=8)
+    assert cfg.model.preset == "tiny_authors" and cfg.training.freeze_extra_trainable == ()
+    sched = GrowthSchedule.of([{"point": "stage2", "epoch": 1, "neurons": 4, "form": "parallel", "freeze": "new_units"}])
+    snaps: dict[int, dict[str, torch.Tensor]] = {}
+    models: dict[int, Any] = {}
+
+    def grab(record: dict[str, Any], ckpt: Path) -> None:
+        model, _ = load_model(ckpt / "state.pt")
+        models[record["epoch"]] = model
+        snaps[record["epoch"]] = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    train(cfg, sched, out_dir=tmp_path, resume=False, on_epoch=grab, log=lambda _m: None)
+    after = snaps[1]
+    new = {n for n in after if n not in snaps[0]}
+    assert new and new == {n for n in after if n.startswith("stage2.branches.")}
+    same_shape = {n for n in snaps[0] if after[n].shape == snaps[0][n].shape}
+    assert all(torch.equal(after[n], snaps[0][n]) for n in same_shape)  # the linear head `fc` included
+    assert "fc.weight" in same_shape
+    for name, old in snaps[0].items():  # every old entry (the linear head included) is bit-identical
+        block = after[name][tuple(slice(0, s) for s in old.shape)]
+        assert torch.equal(block, old), f"old entries of {name} moved"
+    # the consumers' new input columns are exactly what the surgery drew (the loop's generator)
+    from growsearch.train.loop import _apply_events
+
+    _apply_events(models[0], sched.due(1), cfg.seed, 1)
+    for name in ("stage3.blocks.0.conv1.weight", "stage3.blocks.0.downsample.0.weight"):
+        assert after[name].shape != snaps[0][name].shape
+        assert torch.equal(after[name], dict(models[0].named_parameters())[name].detach()), name

@@ -271,3 +271,12 @@ def test_check_schedule_refuses_backbone_specific_impossibility_before_training(
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert model.history == []
+
+
+def test_freeze_vocabulary_includes_new_units() -> None:
+    from growsearch.growth.freeze import FREEZE_POLICIES
+
+    ev = GrowthEvent(point="gru2", epoch=1, neurons=4, freeze="new_units")
+    assert ev.freeze == "new_units" and set(FREEZE_POLICIES) == {"all", "new_only", "new_units"}
+    with pytest.raises(ScheduleError, match="new_units"):
+        GrowthSchedule.from_dict({"events": [{"point": "gru2", "epoch": 1, "neurons": 4, "freeze": "frozen"}]})

@@ -187,3 +187,21 @@ def test_tdcf_refusal_for_too_few_distinct_scores_names_the_file(tmp_path: Path,
     asv.write_text(ASV_TEXT)
     code, out, err = _run(["score", str(f), "--asv-scores", str(asv)], capsys)
     assert code == 2 and err.startswith(f"growsearch: error: {f}: CM scores have only 2 unique")
+
+
+def test_cli_tdcf_undefined_when_asv_accepts_no_spoofs(scorefile: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An ASV system that rejects every spoof makes the legacy t-DCF 0/0 (the official scorer
+    returns NaN): the EER is still reported, the t-DCF is undefined with the reason, exit 0."""
+    asv = tmp_path / "asv_nospoof.txt"
+    asv.write_text(ASV_TEXT.replace("spoof 3\n", "spoof -10\n").replace("spoof 5\n", "spoof -9\n").replace("spoof 1\n", "spoof -8\n"))
+    code, out, err = _run(["score", str(scorefile), "--asv-scores", str(asv)], capsys)
+    assert code == 0 and err == ""
+    assert out.startswith("EER       29.1667 %")
+    assert "min t-DCF undefined" in out and "accepts no spoofed trials" in out and "NaN" in out
+    code, out, err = _run(["score", str(scorefile), "--asv-scores", str(asv), "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["eer"] == pytest.approx(7 / 24)
+    assert data["min_tdcf"] is None and "Pfa_spoof = 0" in data["tdcf"]["undefined"]
+    # the revised form stays defined (its C0 > 0), so it is a number
+    code, out, _ = _run(["score", str(scorefile), "--asv-scores", str(asv), "--json", "--tdcf-form", "revised"], capsys)
+    assert code == 0 and isinstance(json.loads(out)["min_tdcf"], float)

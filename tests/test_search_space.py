@@ -126,3 +126,14 @@ def test_decode_repairs_conflicts(tmp_path: Path) -> None:
         ("gru2", 1, "grow", "new_only"), ("gru1", 1, "grow", "new_only"),
         ("gru1", 2, "shrink", "all"), ("gru2", 2, "shrink", "all"),
     ]
+
+
+def test_new_units_is_in_the_freeze_vocabulary(tmp_path: Path) -> None:
+    """A space may search over ``new_units``; an unknown policy names the valid ones."""
+    space = load_space(_space(tmp_path, freeze=["all", "new_units"]), epochs=3)
+    assert space.freeze == ("all", "new_units")
+    params = {"n_events": 1, "ev0.point": "gru2", "ev0.gru2.neurons": 8, "ev0.epoch": 1, "ev0.gru2.form": "inplace",
+              "ev0.gru2.init": "random", "ev0.freeze": "new_units", "ev0.optimizer": "fresh", "plasticity": False}
+    assert [e.freeze for e in space.decode(params).events] == ["new_units"]
+    with pytest.raises(ConfigError, match="new_units"):
+        load_space(_space(tmp_path, freeze=["frozen"]), epochs=3)

@@ -316,3 +316,71 @@ def test_pretrained_bad_files(tmp_path: Path) -> None:
     torch.save({"step": 3}, empty)
     with pytest.raises(ConfigError, match="expected a state dict|no tensors"):
         load_pretrained(m, empty)
+
+
+# ---- the authors' options: MLP head, learned time masking, layerdrop ---------------------------
+def test_authors_presets_count_like_hugging_face_models() -> None:
+    """base/small + the authors' MLP head (D->256->ReLU->Dropout->2) + masked_spec_embed (D)."""
+    from growsearch.metrics.cost import count_params
+
+    assert count_params(create_backbone("wav2vec2", "base_authors"))["total"] == 94_569_090
+    small = create_backbone("wav2vec2", "small_authors")
+    assert count_params(small)["total"] == 11_249_794
+    assert isinstance(small.head[0], torch.nn.Dropout) and small.head[1].out_features == 256  # leading dropout (-small)
+    assert small.wav2vec2.encoder.transformer.layer_drop == 0.1
+    assert tuple(small.masked_spec_embed.shape) == (256,)
+
+
+def test_time_masking_replaces_spans_by_the_embedding_only_in_training() -> None:
+    m = _tiny(head="mlp", head_hidden=8, mask_time_prob=0.3, mask_time_length=3)
+    with torch.no_grad():
+        m.masked_spec_embed.fill_(7.0)
+    x = torch.randn(4, 40, 32)
+    torch.manual_seed(0)
+    y = m._mask_time(x)
+    masked = (y == 7.0).all(-1)  # (B, T)
+    assert torch.equal(y[~masked], x[~masked])
+    for row in masked:  # max(2, int(0.3 * 40 / 3 + U)) = 4 or 5 spans of 3 frames, overlaps allowed
+        n = int(row.sum())
+        assert 3 <= n <= 15
+        starts = [t for t in range(40) if row[t] and (t == 0 or not row[t - 1])]
+        assert all(bool(row[s:s + 3].all()) for s in starts)
+    wave = _wave()
+    m.eval()
+    with torch.no_grad():
+        a, b = m(wave), m(wave)
+    torch.testing.assert_close(a, b)  # eval: no masking, deterministic
+    m.train()
+    torch.manual_seed(1)
+    out = m(wave)
+    out.sum().backward()
+    assert m.masked_spec_embed.grad is not None and m.masked_spec_embed.grad.abs().sum() > 0
+
+
+def test_masked_spec_embed_loads_from_a_hugging_face_file(tmp_path: Path) -> None:
+    src = _tiny()
+    data = _to_huggingface(src.wav2vec2.state_dict())
+    data["wav2vec2.masked_spec_embed"] = torch.arange(32, dtype=torch.float32)
+    torch.save(data, tmp_path / "hf.pt")
+    dst = create_backbone("wav2vec2", "tiny", pretrained=str(tmp_path / "hf.pt"), mask_time_prob=0.05)
+    assert torch.equal(dst.masked_spec_embed.detach(), torch.arange(32, dtype=torch.float32))
+
+
+def test_layerdrop_skips_layers_only_in_training() -> None:
+    m = _tiny(layer_drop=0.999)
+    wave = _wave()
+    with torch.no_grad():
+        ref = m(wave)
+        m.train()
+        dropped = m(wave)
+        m.eval()
+        again = m(wave)
+    torch.testing.assert_close(again, ref)
+    assert not torch.allclose(dropped, ref)
+
+
+@pytest.mark.parametrize(("kw", "match"), [({"head": "deep"}, "head 'deep' is not one of linear, mlp"),
+                                           ({"mask_time_prob": 1.5}, "mask_time_prob must be in")])
+def test_bad_authors_options(kw: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        create_backbone("wav2vec2", "tiny", **kw)

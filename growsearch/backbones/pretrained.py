@@ -163,4 +163,12 @@ def load_pretrained(model: nn.Module, path: str | Path) -> dict[str, Any]:
             parts.append(f"{len(unexpected)} unexpected keys: {', '.join(unexpected[:_SHOW])}")
         raise ConfigError(f"pretrained: {p}: does not fit this wav2vec2 model: " + " | ".join(parts))
     target.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
-    return {"path": str(p), "format": fmt, "loaded": len(sd)}
+    loaded = len(sd)
+    embed = getattr(model, "masked_spec_embed", None)  # learned time masking: the file's mask embedding
+    for key in ("masked_spec_embed", "wav2vec2.masked_spec_embed", "mask_emb", "w2v_model.mask_emb"):
+        if isinstance(embed, torch.Tensor) and key in raw and raw[key].shape == embed.shape:
+            with torch.no_grad():
+                embed.copy_(raw[key].to(embed.dtype))
+            loaded += 1
+            break
+    return {"path": str(p), "format": fmt, "loaded": loaded}

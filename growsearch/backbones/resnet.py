@@ -3,7 +3,9 @@
 Architecture (preset ``paper``): log-Mel ``(B, 64, 224)`` -> ``(B, 1, 64, 224)`` -> stem
 (7x7 conv stride 2, BatchNorm, ReLU, 3x3 max-pool stride 2) -> four stages of BasicBlocks
 ([2, 2, 2, 2] blocks, widths 64/128/256/512, stride 1/2/2/2) -> global average pool ->
-classifier ``Linear(width4, hidden) -> ReLU -> Linear(hidden, 2)``.
+classifier ``Linear(width4, hidden) -> ReLU -> Linear(hidden, 2)`` (``head: mlp``, growsearch's
+default), or the authors' single ``fc = Linear(width4, 2)`` (``head: linear``, preset ``authors``:
+11,171,266 parameters, torchvision's ResNet-18 with a 1-channel stem and a 2-way ``fc``).
 
 Growth points:
 
@@ -13,9 +15,9 @@ Growth points:
   input to ``k`` channels with a projection shortcut and the stage's stride) whose output is
   concatenated on channels to the stage output. The consumers of the stage output (the next
   stage's first ``conv1`` and its ``downsample`` conv, and the ``conv1`` and projection of
-  every parallel branch of the next stage; for ``stage4`` the classifier's hidden Linear)
-  get new input columns. ``net2net`` is in-place only.
-- ``head``: the classifier hidden layer (``fc1`` rows, ``fc2`` columns).
+  every parallel branch of the next stage; for ``stage4`` the classifier's first Linear,
+  ``fc1`` or ``fc``) get new input columns. ``net2net`` is in-place only.
+- ``head`` (``head: mlp`` only): the classifier hidden layer (``fc1`` rows, ``fc2`` columns).
 
 ``width(stage)`` = inner width + channels of all parallel branches of the stage. Each
 point keeps a stack of what was grown (form and units, appended at the end); a shrink
@@ -34,7 +36,7 @@ from torch import nn
 from growsearch.backbones.base import Backbone, GrowthPoint
 from growsearch.backbones.registry import register_backbone
 from growsearch.data.features import create_frontend
-from growsearch.errors import ScheduleError
+from growsearch.errors import ConfigError, ScheduleError
 from growsearch.growth.init import INIT_NET2NET, Net2NetPlan, default_uniform
 from growsearch.growth.surgery import SurgeryResult, TensorChange
 from growsearch.growth.widen import (
@@ -135,9 +137,10 @@ class ResNet18(Backbone):
     Args:
         widths: output channels of stages 1-4.
         blocks: BasicBlocks per stage.
-        hidden: units of the classifier hidden layer.
+        hidden: units of the classifier hidden layer (``head: mlp``).
         stem_width: channels of the stem conv (default ``widths[0]``).
         n_mels: Mel bins of the front-end.
+        head: ``mlp`` (``fc1 -> ReLU -> fc2``, growable) or ``linear`` (one ``fc``, the authors').
     """
 
     input_kind = "logmel"
@@ -150,8 +153,11 @@ class ResNet18(Backbone):
         hidden: int = 128,
         stem_width: int | None = None,
         n_mels: int = 64,
+        head: str = "mlp",
     ) -> None:
         super().__init__()
+        if head not in ("mlp", "linear"):
+            raise ConfigError(f"resnet18: head {head!r} is not one of mlp, linear")
         if len(widths) != 4 or len(blocks) != 4:
             raise TypeError(f"widths and blocks need 4 entries each, got widths={list(widths)} blocks={list(blocks)}")
         self.widths = tuple(int(w) for w in widths)
@@ -166,8 +172,12 @@ class ResNet18(Backbone):
         for i, (w, nb) in enumerate(zip(self.widths, self.n_blocks)):
             setattr(self, f"stage{i + 1}", Stage(cin, w, nb, 1 if i == 0 else 2))
             cin = w
-        self.fc1 = nn.Linear(cin, self.hidden)
-        self.fc2 = nn.Linear(self.hidden, 2)
+        self.head_kind = head
+        if head == "mlp":
+            self.fc1 = nn.Linear(cin, self.hidden)
+            self.fc2 = nn.Linear(self.hidden, 2)
+        else:
+            self.fc = nn.Linear(cin, 2)
         self._stacks: dict[str, list[list[Any]]] = {p: [] for p in self.growth_points()}
 
     # ---- forward ---------------------------------------------------------------------
@@ -177,6 +187,8 @@ class ResNet18(Backbone):
         for s in self.stages():
             x = s(x)
         x = x.mean(dim=(2, 3))
+        if self.head_kind == "linear":
+            return self.fc(x)
         return self.fc2(torch.relu(self.fc1(x)))
 
     def stages(self) -> list[Stage]:
@@ -198,6 +210,8 @@ class ResNet18(Backbone):
             )
             for i in range(4)
         }
+        if self.head_kind == "linear":
+            return pts
         pts["head"] = GrowthPoint(
             "head", self.hidden, forms=("inplace",), inits=INITS, shrink_rules=SHRINK_RULES, unit="neuron",
             description="classifier hidden layer",
@@ -218,9 +232,9 @@ class ResNet18(Backbone):
 
     def _consumers(self, s: int) -> list[tuple[str, nn.Module]]:
         """Layers reading the output of stage ``s`` (1-based), by name: the next stage's first
-        block and its parallel branches (``conv1`` and projection), or ``fc1`` after stage 4."""
+        block and its parallel branches (``conv1`` and projection), or ``fc1``/``fc`` after stage 4."""
         if s == 4:
-            return [("fc1", self.fc1)]
+            return [("fc", self.fc)] if self.head_kind == "linear" else [("fc1", self.fc1)]
         stage: Stage = getattr(self, f"stage{s + 1}")
         heads = [(f"stage{s + 1}.blocks.0", stage.blocks[0])]
         heads += [(f"stage{s + 1}.branches.{j}", b) for j, b in enumerate(stage.branches)]
@@ -395,6 +409,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"widths": (64, 128, 256, 512), "blocks": (2, 2, 2, 2), "hidden": 128},
     "small": {"widths": (16, 32, 64, 128), "blocks": (1, 1, 1, 1), "hidden": 32},
     "tiny": {"widths": (4, 8, 8, 16), "blocks": (1, 1, 1, 1), "hidden": 8},
+    "authors": {"widths": (64, 128, 256, 512), "blocks": (2, 2, 2, 2), "head": "linear"},
+    "tiny_authors": {"widths": (4, 8, 8, 16), "blocks": (1, 1, 1, 1), "head": "linear"},
 }
 
 

@@ -29,6 +29,21 @@ Growth points, for every encoder layer ``i`` (0-based):
   ``Linear((1 + branches) * D, D)`` (the paper's wav2vec2-base dropin, 768+768 -> 768).
   ``neurons`` must be a multiple of the model width ``D`` (one branch per ``D``).
 
+Options that reproduce the authors' Hugging Face ``Wav2Vec2Model`` setup (presets
+``base_authors``, ``small_authors``):
+
+- ``head: mlp``: ``[Dropout(head_input_dropout)] -> Linear(D, head_hidden) -> ReLU ->
+  Dropout(head_dropout) -> Linear(head_hidden, 2)`` (the authors' classifier, 256 hidden units;
+  a leading dropout for -small). Default ``head: linear`` is ``Linear(D, 2)``.
+- ``mask_time_prob`` / ``mask_time_length``: learned time masking as Hugging Face applies it
+  while training: after the feature projection, ``max(mask_time_min_masks, int(prob * T /
+  length + U[0, 1)))`` spans of ``length`` frames start at distinct random frames of each
+  sequence, and the frames they cover are replaced by the learned ``masked_spec_embed``
+  ``(D,)`` (initialised ``U[0, 1)``; loaded from a pretrained file that has it). Not applied
+  in eval mode. ``mask_time_prob: 0`` (default) builds no ``masked_spec_embed``.
+- ``layer_drop``: each encoder layer is skipped with this probability per training batch
+  (torchaudio's ``encoder_layer_drop``, the same rule as Hugging Face's ``layerdrop``).
+
 Initialisers: ``random`` (PyTorch default ``Linear`` init for new rows and columns; for a
 parallel branch a fresh layer and a freshly initialised projection, as the paper), ``zero_fanout``
 (new rows random, new outgoing columns zero; for a parallel branch the projection starts as
@@ -78,6 +93,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         dropout=0.0, attention_dropout=0.0, ffn_dropout=0.0, projection_dropout=0.0,
     ),
 }
+#: the authors' Hugging Face setup: MLP head, learned time masking (+ layerdrop 0.1 for -small)
+_AUTHORS = dict(head="mlp", head_hidden=256, head_dropout=0.1, mask_time_prob=0.05, mask_time_length=10)
+PRESETS.update({
+    "base_authors": {**PRESETS["base"], **_AUTHORS},
+    "small_authors": {**PRESETS["small"], **_AUTHORS, "head_input_dropout": 0.1, "layer_drop": 0.1},
+    # tiny: no layerdrop (2 layers; the contract tests need every layer to train in each step)
+    "tiny_authors": {**PRESETS["tiny"], **_AUTHORS, "head_hidden": 16, "mask_time_length": 2},
+})
 
 _LAYERS = "wav2vec2.encoder.transformer.layers"
 
@@ -145,6 +168,10 @@ class Wav2Vec2Backbone(Backbone):
         dropout: encoder dropout. attention_dropout, ffn_dropout, projection_dropout: the others.
         layer_drop: probability of skipping an encoder layer while training (0 by default).
         layer_norm_first: pre-LN transformer (large) instead of post-LN (base).
+        head: ``linear`` (``Linear(D, 2)``) or ``mlp`` (see the module docstring).
+        head_hidden, head_dropout, head_input_dropout: the ``mlp`` head's width and dropouts.
+        mask_time_prob, mask_time_length, mask_time_min_masks: learned time masking (module
+            docstring); ``mask_time_prob > 0`` adds the ``masked_spec_embed`` parameter.
         pretrained: path of a weights file (torchaudio / Hugging Face / fairseq state dict)
             loaded into the Wav2Vec2 part; see :func:`growsearch.backbones.pretrained.load_pretrained`.
 
@@ -173,9 +200,21 @@ class Wav2Vec2Backbone(Backbone):
         projection_dropout: float = 0.1,
         layer_drop: float = 0.0,
         layer_norm_first: bool = False,
+        head: str = "linear",
+        head_hidden: int = 256,
+        head_dropout: float = 0.1,
+        head_input_dropout: float = 0.0,
+        mask_time_prob: float = 0.0,
+        mask_time_length: int = 10,
+        mask_time_min_masks: int = 2,
         pretrained: str | None = None,
     ) -> None:
         super().__init__()
+        if head not in ("linear", "mlp"):
+            raise ConfigError(f"wav2vec2: head {head!r} is not one of linear, mlp")
+        if not 0.0 <= float(mask_time_prob) < 1.0 or int(mask_time_length) < 1 or int(mask_time_min_masks) < 0:
+            raise ConfigError(f"wav2vec2: mask_time_prob must be in [0, 1) and mask_time_length >= 1 "
+                              f"(got {mask_time_prob!r}, {mask_time_length!r})")
         for key, val in (("embed_dim", embed_dim), ("num_layers", num_layers), ("num_heads", num_heads), ("ffn_dim", ffn_dim)):
             if not isinstance(val, int) or isinstance(val, bool) or val <= 0:
                 raise ConfigError(f"wav2vec2: {key} must be a positive integer, got {val!r}")
@@ -210,7 +249,18 @@ class Wav2Vec2Backbone(Backbone):
             encoder_layer_drop=layer_drop,
             aux_num_out=None,
         )
-        self.head = nn.Linear(embed_dim, 2)
+        if head == "linear":
+            self.head: nn.Module = nn.Linear(embed_dim, 2)
+        else:
+            self.head = nn.Sequential(
+                *([nn.Dropout(head_input_dropout)] if head_input_dropout > 0 else []),
+                nn.Linear(embed_dim, int(head_hidden)), nn.ReLU(), nn.Dropout(head_dropout), nn.Linear(int(head_hidden), 2),
+            )
+        self.mask_time_prob, self.mask_time_length = float(mask_time_prob), int(mask_time_length)
+        self.mask_time_min_masks = int(mask_time_min_masks)
+        self.masked_spec_embed: nn.Parameter | None = None
+        if self.mask_time_prob > 0:
+            self.masked_spec_embed = nn.Parameter(torch.empty(embed_dim).uniform_())
         self.embed_dim = embed_dim
         self.num_layers = num_layers
         self.head_dim = embed_dim // num_heads
@@ -228,8 +278,29 @@ class Wav2Vec2Backbone(Backbone):
     # ---- forward ---------------------------------------------------------------------
     def body(self, features: torch.Tensor) -> torch.Tensor:
         """Args: features: waveform ``(batch, samples)``. Returns: logits ``(batch, 2)``."""
-        x, _ = self.wav2vec2(features)  # (B, T, D)
+        w = self.wav2vec2
+        x, _ = w.feature_extractor(features, None)  # (B, T, C)
+        x = w.encoder.feature_projection(x)  # (B, T, D)
+        if self.masked_spec_embed is not None and self.training:
+            x = self._mask_time(x)
+        x = w.encoder.transformer(x, attention_mask=None)  # (B, T, D)
         return self.head(x.mean(dim=1))
+
+    def _mask_time(self, x: torch.Tensor) -> torch.Tensor:
+        """Replace random spans of frames by ``masked_spec_embed`` (see the module docstring)."""
+        assert self.masked_spec_embed is not None
+        b, t, _ = x.shape
+        span = self.mask_time_length
+        if t < span:
+            return x
+        mask = torch.zeros(b, t, dtype=torch.bool)
+        for i in range(b):
+            n = int(self.mask_time_prob * t / span + torch.rand(()).item())
+            n = min(max(n, self.mask_time_min_masks), t - span + 1)
+            starts = torch.randperm(t - span + 1)[:n]
+            mask[i, (starts.view(-1, 1) + torch.arange(span)).flatten()] = True
+        mask = mask.to(x.device).unsqueeze(-1)
+        return torch.where(mask, self.masked_spec_embed.to(x.dtype), x)
 
     # ---- growth points ---------------------------------------------------------------
     def growth_points(self) -> dict[str, GrowthPoint]:

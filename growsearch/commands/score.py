@@ -22,7 +22,7 @@ def command(scorefile: str, as_json: bool, asv_scores: str | None, tdcf_form: st
     from growsearch.errors import ConfigError
     from growsearch.metrics.eer import ScoreError
     from growsearch.metrics.scores import read_asv_scores, read_scores, score_summary, split_scores
-    from growsearch.metrics.tdcf import TDCF_CONSTANTS, min_tdcf, min_tdcf_from_constants
+    from growsearch.metrics.tdcf import TDCF_CONSTANTS, TDCFUndefined, min_tdcf, min_tdcf_from_constants
 
     if asv_scores and tdcf_constants:
         raise ConfigError("give either --asv-scores or --tdcf-constants, not both")
@@ -34,9 +34,13 @@ def command(scorefile: str, as_json: bool, asv_scores: str | None, tdcf_form: st
     try:
         if asv_scores:
             asv = read_asv_scores(asv_scores)
-            out["min_tdcf"] = min_tdcf(bona, spoof, asv_tar=asv.target, asv_non=asv.nontarget,
-                                       asv_spoof=asv.spoof, form=tdcf_form)  # type: ignore[arg-type]
             out["tdcf"] = {"form": tdcf_form, "asv_scores": asv_scores}
+            try:
+                out["min_tdcf"] = min_tdcf(bona, spoof, asv_tar=asv.target, asv_non=asv.nontarget,
+                                           asv_spoof=asv.spoof, form=tdcf_form)  # type: ignore[arg-type]
+            except TDCFUndefined as exc:  # the EER still stands; say why the t-DCF does not
+                out["min_tdcf"] = None
+                out["tdcf"]["undefined"] = exc.reason
         elif tdcf_constants:
             out["min_tdcf"] = min_tdcf_from_constants(bona, spoof, *TDCF_CONSTANTS[tdcf_constants])
             out["tdcf"] = {"constants": tdcf_constants, "c0_c1_c2": list(TDCF_CONSTANTS[tdcf_constants])}
@@ -52,7 +56,10 @@ def command(scorefile: str, as_json: bool, asv_scores: str | None, tdcf_form: st
         click.echo(f"note      {out['note']}")
     if "min_tdcf" in out:
         how = out["tdcf"].get("constants") or f"{tdcf_form}, ASV {asv_scores}"
-        click.echo(f"min t-DCF {out['min_tdcf']:.6f}  ({how})")
+        if out["min_tdcf"] is None:
+            click.echo(f"min t-DCF undefined  ({how}): {out['tdcf']['undefined']}")
+        else:
+            click.echo(f"min t-DCF {out['min_tdcf']:.6f}  ({how})")
     if len(out["per_attack_eer"]) > 1:
         for attack, e in out["per_attack_eer"].items():
             click.echo(f"  {attack:<8} EER {100 * e:.4f} %")

@@ -54,8 +54,15 @@ def item_seed(meta: dict[str, Any], source: str) -> int | None:
 @click.option("--no-resume", is_flag=True, help="Start from scratch even if the output folder holds a checkpoint.")
 @click.option("--prefix-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of the shared-prefix cache (baseline epochs reused across schedules).")
+@click.option("--dry-run", is_flag=True, help="Build the model and apply the schedule without data, weight files or "
+                                               "training; print per phase the parameters, trainable entries, inference "
+                                               "FLOPs per second of audio and projected training FLOPs.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print one JSON object.")
+@click.option("--train-clips", type=click.IntRange(min=1), default=None,
+              help="With --dry-run: training clips per epoch (default: counted from the corpus or its documented size).")
 def command(config: Path, schedule_file: Path | None, pick: int | None, out_dir: Path | None, epochs: int | None,
-            seed: int | None, no_resume: bool, prefix_cache: Path | None) -> None:
+            seed: int | None, no_resume: bool, prefix_cache: Path | None, dry_run: bool = False, as_json: bool = False,
+            train_clips: int | None = None) -> None:
     """Train CONFIG's backbone on its data, applying the growth schedule, and evaluate it."""
     from growsearch.schedule import load_schedule_items
     from growsearch.train.config import load_train_config
@@ -84,6 +91,9 @@ def command(config: Path, schedule_file: Path | None, pick: int | None, out_dir:
     elif pick is not None:
         raise click.UsageError("--pick needs --schedule")
     cfg = base.with_overrides(epochs=epochs, seed=seed)
+    if dry_run or as_json or train_clips is not None:  # --dry-run: costs only, nothing is trained or read
+        _dry_run(cfg, schedule, schedule_file, config, pick, dry_run, as_json, train_clips)
+        return
     pending = [f"seed {cfg.seed} (from {seed_from})"]
 
     def log(msg: str) -> None:
@@ -103,3 +113,17 @@ def command(config: Path, schedule_file: Path | None, pick: int | None, out_dir:
     summary = {k: v for k, v in result.metrics.items() if k != "epochs"}
     summary["out_dir"] = str(out)
     click.echo(json.dumps(summary, indent=2))
+
+
+def _dry_run(cfg: Any, schedule: Any, schedule_file: Path | None, config: Path, pick: int | None, dry_run: bool,
+             as_json: bool, train_clips: int | None) -> None:
+    """``--dry-run [--json] [--train-clips N]`` (see :mod:`growsearch.train.dryrun`)."""
+    from growsearch.train.dryrun import dry_run as run_dry, format_dry_run
+
+    if not dry_run:
+        raise click.UsageError("--json and --train-clips go with --dry-run")
+    source = f"{config}: schedule" if schedule_file is None else str(schedule_file)
+    if pick is not None and schedule_file is not None:
+        source += f" [schedule {pick}]"
+    report = run_dry(cfg, schedule, train_clips=train_clips, schedule_source=source)
+    click.echo(json.dumps(report, indent=2) if as_json else format_dry_run(report))

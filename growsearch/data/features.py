@@ -7,6 +7,10 @@
   |FFT 512|^2, 20 linear filters over 0-8 kHz, log10(x + eps), orthonormal DCT-II keeping
   all 20 coefficients, deltas and delta-deltas) -> ``(batch, 60, frames)``; 403 frames for
   64,600 samples. This is *not* ``torchaudio.transforms.LFCC`` with its defaults.
+- :class:`Cepstrum`: the LC-GRNN authors' cepstral features: the orthonormal DCT-II of the
+  log power spectrum (Hann window, n_fft 1024, hop 512, centred; all 513 bins, no
+  filterbank), first 20 coefficients, no deltas -> ``(batch, 20, frames)``; about 31 frames
+  per second (127 for 64,600 samples).
 - :class:`Raw`: the waveform itself.
 
 Front-ends hold no parameters and are part of each backbone (``backbone.frontend``).
@@ -90,6 +94,21 @@ def _delta(c: torch.Tensor) -> torch.Tensor:
     return p[..., 2:] - p[..., :-2]
 
 
+class Cepstrum(nn.Module):
+    """DCT of the log power spectrum. ``(batch, samples)`` -> ``(batch, n_ceps, frames)``."""
+
+    def __init__(self, *, n_ceps: int = 20, n_fft: int = 1024, hop_length: int = 512) -> None:
+        super().__init__()
+        self.n_ceps, self.n_fft, self.hop_length = n_ceps, n_fft, hop_length
+        self.spec = torchaudio.transforms.Spectrogram(n_fft=n_fft, hop_length=hop_length, power=2.0)
+        dct = torchaudio.functional.create_dct(n_ceps, n_fft // 2 + 1, norm="ortho")  # (bins, n_ceps)
+        self.register_buffer("dct", dct, persistent=False)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = torch.log(self.spec(wave) + 1e-6)  # (B, bins, T)
+        return (spec.transpose(-1, -2) @ self.dct).transpose(-1, -2)  # (B, n_ceps, T)
+
+
 class Raw(nn.Module):
     """The waveform unchanged: ``(batch, samples)`` -> ``(batch, samples)``."""
 
@@ -97,11 +116,11 @@ class Raw(nn.Module):
         return wave
 
 
-_FRONTENDS = {"logmel": LogMel, "lfcc": LFCC, "raw": Raw}
+_FRONTENDS = {"logmel": LogMel, "lfcc": LFCC, "cepstrum": Cepstrum, "raw": Raw}
 
 
 def create_frontend(kind: str, **kwargs: Any) -> nn.Module:
-    """Build a front-end by name (``logmel``, ``lfcc``, ``raw``).
+    """Build a front-end by name (``logmel``, ``lfcc``, ``cepstrum``, ``raw``).
 
     Raises:
         ConfigError: unknown name or option.

@@ -1,4 +1,4 @@
-"""What trains after growth: the ``all`` and ``new_only`` freeze policies.
+"""What trains after growth: the ``all``, ``new_only`` and ``new_units`` freeze policies.
 
 ``all``
     Every parameter trains (parameters frozen by an earlier ``new_only`` policy are
@@ -14,6 +14,19 @@
     Buffers are not frozen: BatchNorm running statistics of old channels keep tracking
     their inputs, because new fan-in entries (trainable) change what old channels see;
     frozen statistics would leave eval-mode normalisation behind the trained model.
+``new_units``
+    Only the new units' own parameters learn: of the new entries, those in a new *row*
+    (dim 0: a new output channel / neuron / gate row, its bias and norm entries) and wholly
+    added parameters. The consumers' new input columns (the next layer reading the new units,
+    old GRU units reading new ones) stay fixed at their init, like the old entries. This is
+    the authors' frozen regime for ResNet18 and LC-GRNN (their new units are separate modules;
+    the consumers are frozen old layers).
+
+Fixed entries: a backbone may declare entries that are structurally zero and are not
+parameters (``fixed_entry_masks()`` on any submodule, e.g. the old-rows x new-columns block
+of an isolated GRU's ``weight_hh``). Under *every* policy they are masked like frozen old
+entries (gradient zeroed, value written back), so no optimizer, weight decay or carried
+moment moves them; :func:`count_fixed` tells parameter counts to leave them out.
 
 Use in a training step::
 
@@ -39,9 +52,9 @@ from torch import nn
 from growsearch.errors import ConfigError, ScheduleError
 from growsearch.growth.surgery import SurgeryResult
 
-__all__ = ["FREEZE_POLICIES", "FreezePolicy", "merge_results"]
+__all__ = ["FREEZE_POLICIES", "FreezePolicy", "count_fixed", "fixed_entries", "merge_results"]
 
-FREEZE_POLICIES: tuple[str, ...] = ("all", "new_only")
+FREEZE_POLICIES: tuple[str, ...] = ("all", "new_only", "new_units")
 
 #: Attribute set on parameters that a ``new_only`` policy froze (so ``all`` can release them).
 _FROZEN_FLAG = "_growsearch_frozen"
@@ -59,13 +72,41 @@ def merge_results(results: Sequence[SurgeryResult]) -> SurgeryResult | None:
     return merged
 
 
+def fixed_entries(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Structurally fixed entries of ``model``'s parameters: qualified name -> bool mask
+    (True = fixed), collected from every submodule's ``fixed_entry_masks()``."""
+    out: dict[str, torch.Tensor] = {}
+    for prefix, mod in model.named_modules():
+        fn = getattr(mod, "fixed_entry_masks", None)
+        if not callable(fn):
+            continue
+        for name, mask in fn().items():
+            out[f"{prefix}.{name}" if prefix else name] = mask
+    return out
+
+
+def count_fixed(model: nn.Module) -> int:
+    """How many parameter entries of ``model`` are fixed (not parameters; see the module docstring)."""
+    return sum(int(m.sum()) for m in fixed_entries(model).values())
+
+
+def _own_mask(ch: Any, device: torch.device) -> torch.Tensor:
+    """New entries that belong to new units: new entries in rows (dim 0) that are new."""
+    new = ch.new_mask(device)
+    if new.dim() == 0:
+        return new
+    rows = torch.ones(ch.new_shape[0], dtype=torch.bool, device=device)
+    rows[ch.dst[0].to(device)] = False
+    return new & rows.view(-1, *([1] * (new.dim() - 1)))
+
+
 class FreezePolicy:
     """Which parameters (and which entries of them) train; see the module docstring.
 
     Attributes:
-        policy: ``all`` or ``new_only``.
+        policy: ``all``, ``new_only`` or ``new_units``.
         masks: for partially trainable parameters, name -> bool mask ``(*param.shape)``,
-            True where an entry is new and trains.
+            True where an entry trains (new, and not fixed).
     """
 
     def __init__(self, model: nn.Module, policy: str, masks: dict[str, torch.Tensor], trainable: Collection[str]) -> None:
@@ -91,13 +132,13 @@ class FreezePolicy:
         Args:
             model: the grown module; the results' names are relative to it.
             results: this epoch's surgery results, in the order applied.
-            policy: ``all`` or ``new_only``.
+            policy: ``all``, ``new_only`` or ``new_units``.
             extra_trainable: name prefixes (e.g. ``head``) that train fully under
-                ``new_only`` (the paper trains the new neurons plus projector and head).
+                ``new_only``/``new_units`` (the paper trains the new neurons plus projector and head).
 
         Raises:
             ConfigError: unknown policy.
-            ScheduleError: ``new_only`` but nothing is new (e.g. an epoch with only shrinks).
+            ScheduleError: ``new_only``/``new_units`` but nothing is new (e.g. an epoch with only shrinks).
             KeyError: a result names a tensor the model does not have (a wrong prefix).
         """
         if policy not in FREEZE_POLICIES:
@@ -123,7 +164,7 @@ class FreezePolicy:
                 p = params[name]
                 if tuple(p.shape) != tuple(ch.new_shape):
                     raise KeyError(f"surgery result says {name!r} has shape {tuple(ch.new_shape)}, the model has {tuple(p.shape)}")
-                mask = ch.new_mask(p.device)
+                mask = ch.new_mask(p.device) if policy == "new_only" else _own_mask(ch, p.device)
                 if bool(mask.all()):
                     trainable.add(name)
                 elif bool(mask.any()):
@@ -136,10 +177,17 @@ class FreezePolicy:
                 masks.pop(name, None)
         if not trainable:
             events = "" if merged is None else f" (last event: {merged.action} at {merged.point!r})"
-            raise ScheduleError(f"freeze 'new_only' but this epoch's events add no new parameters{events}; use freeze 'all'")
-        return cls(model, "new_only", masks, trainable)
+            what = "parameters" if policy == "new_only" else "units with parameters of their own"
+            raise ScheduleError(f"freeze {policy!r} but this epoch's events add no new {what}{events}; use freeze 'all'")
+        return cls(model, policy, masks, trainable)
 
     def _apply(self) -> None:
+        params = dict(self.model.named_parameters())
+        for name, fixed in fixed_entries(self.model).items():  # fixed entries never train
+            if name in self._trainable and name in params:
+                fixed = fixed.to(params[name].device)
+                base = self.masks.get(name)
+                self.masks[name] = (~fixed) if base is None else (base.to(fixed.device) & ~fixed)
         for name, p in self.model.named_parameters():
             if name in self._trainable:
                 p.requires_grad_(True)
@@ -148,7 +196,6 @@ class FreezePolicy:
             elif p.requires_grad:
                 p.requires_grad_(False)
                 setattr(p, _FROZEN_FLAG, True)
-        params = dict(self.model.named_parameters())
         self._saved = {n: params[n].detach()[~m].clone() for n, m in self.masks.items()}
 
     # ---- use -----------------------------------------------------------------------
@@ -167,6 +214,14 @@ class FreezePolicy:
     def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """The ``(name, parameter)`` pairs to give the optimizer, in model order."""
         return [(n, p) for n, p in self.model.named_parameters() if n in self._trainable and p.requires_grad]
+
+    def trainable_entries(self) -> int:
+        """Parameter entries that train (frozen old entries and fixed entries excluded)."""
+        n = 0
+        for name, p in self.trainable_named_parameters():
+            m = self.masks.get(name)
+            n += p.numel() if m is None else int(m.sum())
+        return n
 
     def before_step(self) -> None:
         """Zero the gradients of old entries inside partially trainable parameters."""
@@ -226,6 +281,4 @@ class FreezePolicy:
         return pol
 
     def __repr__(self) -> str:
-        n_train = sum(p.numel() for _, p in self.trainable_named_parameters())
-        n_masked = sum(int(m.sum()) - m.numel() for m in self.masks.values())
-        return f"FreezePolicy({self.policy!r}, trainable_tensors={len(self._trainable)}, trainable_entries={n_train + n_masked})"
+        return f"FreezePolicy({self.policy!r}, trainable_tensors={len(self._trainable)}, trainable_entries={self.trainable_entries()})"

@@ -11,8 +11,10 @@ list is rebuilt (``RNNBase._init_flat_weights``).
 Initialisers:
 
 - ``random`` (the paper's GRNN): new rows Xavier-uniform, new biases zero; new units see the
-  input, the old state and themselves; old units never see new ones
-  (``weight_hh[old rows, new cols] = 0``); consumer columns Xavier-uniform.
+  input, the old state and themselves; old units start not seeing new ones
+  (``weight_hh[old rows, new cols] = 0``); consumer columns Xavier-uniform. That block stays
+  zero only when the backbone declares it fixed (``lcgrnn`` with ``coupling: isolated``: the
+  freeze policy masks it under every policy); otherwise it is a new entry that trains.
 - ``zero_fanout``: as ``random`` but the consumer columns are zero: function-preserving.
 - ``net2net``: a new unit copies the rows (all three gates, both biases) of a random existing
   unit; column ``j`` of ``weight_hh`` and of the consumer is split among ``j`` and its copies.

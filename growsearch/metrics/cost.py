@@ -51,11 +51,13 @@ SAMPLE_RATE = 16_000
 
 
 def count_params(model: nn.Module) -> dict[str, int]:
-    """Exact parameter counts (shared parameters counted once).
+    """Exact parameter counts (shared parameters counted once; structurally fixed entries,
+    such as an isolated GRU's old-rows x new-columns zeros, are not parameters and not counted).
 
     Returns:
         ``{"total": ..., "trainable": ...}``.
     """
+    from growsearch.growth.freeze import fixed_entries
     seen: set[int] = set()
     total = trainable = 0
     for p in model.parameters():
@@ -65,6 +67,12 @@ def count_params(model: nn.Module) -> dict[str, int]:
         total += p.numel()
         if p.requires_grad:
             trainable += p.numel()
+    params = dict(model.named_parameters())
+    for name, mask in fixed_entries(model).items():
+        n = int(mask.sum())
+        total -= n
+        if name in params and params[name].requires_grad:
+            trainable -= n
     return {"total": total, "trainable": trainable}
 
 

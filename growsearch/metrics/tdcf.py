@@ -31,6 +31,7 @@ __all__ = [
     "COST_MODEL",
     "TDCF_CONSTANTS",
     "AsvErrorRates",
+    "TDCFUndefined",
     "asv_error_rates",
     "min_tdcf",
     "min_tdcf_from_constants",
@@ -116,6 +117,18 @@ def tdcf_constants(rates: AsvErrorRates, *, form: Form = "legacy", cost: dict[st
     raise ScoreError(f"unknown t-DCF form {form!r}; valid forms: legacy, revised")
 
 
+class TDCFUndefined(ScoreError):
+    """The t-DCF is undefined for these ASV error rates (its normaliser is 0).
+
+    The official ASVspoof scorer divides by zero here and returns NaN. ``reason`` says why,
+    in one line, for reports that show the EER anyway.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def min_tdcf_from_constants(cm_bona: Any, cm_spoof: Any, c0: float, c1: float, c2: float) -> float:
     """Min over CM thresholds of ``(c0 + c1 Pmiss_cm + c2 Pfa_cm) / (c0 + min(c1, c2))``.
 
@@ -142,7 +155,7 @@ def min_tdcf_from_constants(cm_bona: Any, cm_spoof: Any, c0: float, c1: float, c
         raise ScoreError(f"CM scores have only {n_uniq} unique value(s): t-DCF needs soft scores, not binary decisions")
     norm = c0 + min(c1, c2)
     if norm <= 0:
-        raise ScoreError(f"t-DCF normaliser C0 + min(C1, C2) is {norm}: cannot normalise")
+        raise TDCFUndefined(f"t-DCF normaliser C0 + min(C1, C2) is {norm}: cannot normalise")
     pmiss, pfa, _ = det_curve(bona, spoof)
     return float(np.min((c0 + c1 * pmiss + c2 * pfa) / norm))
 
@@ -167,6 +180,8 @@ def min_tdcf(
         form: ``legacy`` (ASVspoof 2019 papers) or ``revised`` (2021).
 
     Raises:
+        TDCFUndefined: the ASV system accepts no spoofed trials (legacy form: C2 = 0, so the
+            normaliser is 0); the official scorer returns NaN.
         ScoreError: see :func:`min_tdcf_from_constants` and :func:`asv_error_rates`;
             also a negative C1 or C2 from implausible ASV error rates.
     """
@@ -176,5 +191,10 @@ def min_tdcf(
         raise ScoreError(
             f"{form} t-DCF weights are negative (C1={c1:.5g}, C2={c2:.5g}) for ASV Pmiss={rates.pmiss:.4g}, "
             f"Pfa={rates.pfa:.4g}, Pfa_spoof={rates.pfa_spoof:.4g}: check the ASV scores"
+        )
+    if c0 + min(c1, c2) <= 0 and rates.pfa_spoof == 0:
+        raise TDCFUndefined(
+            f"{form} t-DCF undefined: the ASV system accepts no spoofed trials at its EER threshold "
+            f"(Pfa_spoof = 0, so C2 = 0 and the normaliser C0 + min(C1, C2) is 0; the official scorer returns NaN)"
         )
     return min_tdcf_from_constants(cm_bona, cm_spoof, c0, c1, c2)

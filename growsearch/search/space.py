@@ -10,7 +10,7 @@ A search space is YAML (``search_spaces/*.yaml``) read into a frozen :class:`Sea
       gru1: {neurons: {low: 8, high: 64, log: true}}
     forms: [inplace]                      # intersected with what each point supports
     inits: [random, zero_fanout, net2net]
-    freeze: [all, new_only]               # what trains after an event
+    freeze: [all, new_only]               # what trains after an event (also new_units)
     optimizer: [fresh, carry]             # optimizer rebuilt fresh or with carried moments
     lr: {low: 1.0e-4, high: 1.0e-2, log: true}   # learning rate of the phase an event starts
     plasticity:                           # grow, train, shrink back
@@ -51,7 +51,7 @@ __all__ = ["FloatRange", "IntRange", "PointSpace", "SearchSpace", "load_space"]
 
 FORMS = ("inplace", "parallel")
 INITS = ("random", "zero_fanout", "net2net")
-FREEZES = ("all", "new_only")
+FREEZES = ("all", "new_only", "new_units")
 OPTIMIZERS = ("fresh", "carry")
 RULES = ("appended", "magnitude")
 
@@ -181,7 +181,7 @@ class SearchSpace(BaseModel):
     points: dict[str, PointSpace] = Field(default_factory=dict)
     forms: tuple[Literal["inplace", "parallel"], ...] = ("inplace",)
     inits: tuple[Literal["random", "zero_fanout", "net2net"], ...] = ("random",)
-    freeze: tuple[Literal["all", "new_only"], ...] = ("all",)
+    freeze: tuple[Literal["all", "new_only", "new_units"], ...] = ("all",)
     optimizer: tuple[Literal["fresh", "carry"], ...] = ("fresh",)
     lr: FloatRange | None = None
     plasticity: PlasticitySpace | None = None

@@ -92,7 +92,7 @@ class TrainingConfig(BaseModel):
         eval_every: evaluate the dev set every this many epochs (and always after the last).
         num_workers: DataLoader worker processes.
         freeze_extra_trainable: parameter name prefixes (e.g. ``head``, ``fc1``) that train
-            fully in a ``new_only`` phase besides the new units (the paper's frozen regime
+            fully in a ``new_only``/``new_units`` phase besides the new units (the paper's frozen regime
             trains the new neurons plus projection and head); ignored by ``all``.
         best_checkpoint: which epochs may give the checkpoint that is evaluated and whose
             size is reported: ``last_phase`` (default) = epochs from the last growth or shrink

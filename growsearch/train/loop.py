@@ -7,7 +7,7 @@ everywhere (schedules, the log's ``epoch e (k/n epochs)`` lines, ``metrics.json`
 
 1. apply ``schedule.due(e)`` with a generator seeded from ``(seed, e)``; merge the
    surgery results; if anything changed, start a new *phase*: build the freeze policy
-   (``all``/``new_only``) and rebuild the optimizer (``fresh``/``carry``) with the phase
+   (``all``/``new_only``/``new_units``) and rebuild the optimizer (``fresh``/``carry``) with the phase
    learning rate (``event.lr``, else the current one);
 2. reset every RNG to a seed derived from ``(seed, e)`` and train one epoch (the train
    set's ``set_epoch(e)`` fixes the crops, a seeded DataLoader generator the order);

@@ -1,7 +1,7 @@
 """What trains during a phase: the freeze policy and the optimizer over what it trains.
 
 A *phase* starts at epoch 0 and at every epoch with growth events. At a phase start the
-loop calls :func:`start_phase`, which builds the freeze policy (``all`` or ``new_only``)
+loop calls :func:`start_phase`, which builds the freeze policy (``all``, ``new_only`` or ``new_units``)
 from that epoch's :class:`~growsearch.growth.surgery.SurgeryResult`\\ s and rebuilds the
 optimizer over the parameters the policy trains: ``fresh``, or ``carry``-ing the moments
 of surviving entries (zero for new entries) from a snapshot taken before the surgery.
@@ -42,8 +42,7 @@ class Phase:
 
     def trainable_count(self) -> int:
         """Number of parameter entries that train (masked old entries excluded)."""
-        n = sum(p.numel() for _, p in self.freeze.trainable_named_parameters())
-        return n - sum(int((~m).sum()) for m in self.freeze.masks.values())
+        return self.freeze.trainable_entries()
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "freeze": self.freeze.state_dict(),
@@ -73,7 +72,7 @@ def start_phase(
     Args:
         model: the backbone after this epoch's surgery.
         results: this epoch's surgery results in the order applied (empty at epoch 0).
-        policy: ``all`` or ``new_only``.
+        policy: ``all``, ``new_only`` or ``new_units``.
         optimizer_name: ``adam``, ``adamw`` or ``sgd``.
         lr: learning rate of the phase.
         weight_decay: weight decay.
