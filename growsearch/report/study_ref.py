@@ -20,7 +20,7 @@ import optuna
 
 from growsearch.errors import ConfigError
 from growsearch.redact import redact_url
-from growsearch.search.storage import STORAGE_ENV, load_study, normalize_url, open_storage
+from growsearch.search.storage import STORAGE_ENV, load_study, normalize_url, open_storage, sqlite_path
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -108,9 +108,8 @@ def check_exists(url: str) -> None:
     Raises:
         ConfigError: the file does not exist.
     """
-    norm = normalize_url(url)
-    if norm.startswith("sqlite:///") and ":memory:" not in norm:
-        path = Path(norm[len("sqlite:///") :].split("?", 1)[0])
+    path = sqlite_path(normalize_url(url))
+    if path is not None:
         if not path.is_file():
             raise ConfigError(f"storage {redact_url(url)}: database file {path} does not exist")
 
