@@ -94,6 +94,9 @@ def resolve_study(study: str, storage: str | None = None) -> StudyRef:
         name, yaml_storage, outputs = _from_study_config(path)
         url = storage or os.environ.get(STORAGE_ENV) or yaml_storage
         return StudyRef(name=name, url=url, outputs=outputs)
+    from growsearch.search.study import validate_study_name  # noqa: PLC0415
+
+    validate_study_name(study, "STUDY")
     url = storage or os.environ.get(STORAGE_ENV)
     if not url:
         raise ConfigError(

@@ -31,11 +31,19 @@ import optuna
 from optuna.trial import TrialState
 
 from growsearch.errors import ConfigError, RunFailed
+from growsearch.paths import child_path
 from growsearch.redact import redact_url
 from growsearch.search.searcher import StudySearcher
 from growsearch.search.storage import open_storage, storage_url_from
 from growsearch.search.study import StudyConfig
-from growsearch.search.trainable import TrialContext, TrialFn, package_versions, run_trial
+from growsearch.search.trainable import (
+    TrialContext,
+    TrialFn,
+    package_versions,
+    run_trial,
+    study_identity,
+    study_trials_dir,
+)
 
 __all__ = ["RunSummary", "make_sampler", "open_study", "run_study"]
 
@@ -227,7 +235,8 @@ def run_study(
     ctx = TrialContext(
         train=train_cfg,
         space=cfg.space,
-        trials_dir=str(shared / "trials"),
+        trials_dir=str(study_trials_dir(shared, url, cfg.name)),
+        study=study_identity(url, cfg.name, cfg.config_hash()),
         prefix_cache=str(shared / "prefix_cache") if ex.prefix_reuse else None,
         crash_at_epoch=ex.crash_at_epoch,
         epoch_delay_s=ex.epoch_delay_s,
@@ -260,7 +269,7 @@ def run_study(
                 trial_name_creator=lambda t: f"{cfg.name}_{(t.config or {}).get('trial_number', t.trial_id)}",
             ),
             run_config=tune.RunConfig(
-                name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                name=child_path(shared / "ray", f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", "study name").name,
                 storage_path=str(shared / "ray"),
                 failure_config=tune.FailureConfig(max_failures=ex.retries),
                 verbose=0,

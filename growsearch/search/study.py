@@ -51,11 +51,34 @@ __all__ = [
     "StudyConfig",
     "load_study_config",
     "parse_duration",
+    "validate_study_name",
 ]
 
 #: Objective names a study may use (metrics of a run), with their usual direction.
 OBJECTIVES: dict[str, str] = {"dev_eer": "minimize", "params": "minimize", "flops": "minimize", "train_flops": "minimize"}
 SAMPLERS: tuple[str, ...] = ("nsga2", "nsga3", "tpe", "gp", "random")
+
+#: A study name: it names folders (Ray's experiment, the default outputs ``runs/<name>``),
+#: so only letters, digits, ``_``, ``.`` and ``-``, starting with a letter or digit.
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+STUDY_NAME_MAX = 100
+
+
+def validate_study_name(name: Any, source: str = "study name") -> str:
+    """Return ``name`` if it is a valid study name, whatever it came from (a study YAML,
+    ``--study-name``, a report command's ``STUDY`` argument).
+
+    Raises:
+        ConfigError: it is empty, too long, or holds anything but letters, digits, ``_``,
+            ``.`` and ``-`` (so ``../x`` or ``a/b`` never reach a path).
+    """
+    if not isinstance(name, str) or not STUDY_NAME.match(name) or len(name) > STUDY_NAME_MAX or ".." in name:
+        raise ConfigError(
+            f"{source}: invalid study name {name!r}: use up to {STUDY_NAME_MAX} letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit (no '/' or '..')"
+        )
+    return name
+
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
 
@@ -199,7 +222,7 @@ class StudyConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    name: str = Field(min_length=1, max_length=STUDY_NAME_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     description: str = ""
     train: Any
     space: SearchSpace
@@ -274,8 +297,8 @@ class StudyConfig(BaseModel):
     def with_overrides(self, *, name: str | None = None, trials: int | None = None, storage: str | None = None, address: str | None = None) -> StudyConfig:
         """A copy with command-line overrides applied."""
         upd: dict[str, Any] = {}
-        if name:
-            upd["name"] = name
+        if name is not None:
+            upd["name"] = validate_study_name(name, "--study-name")
         if trials is not None:
             upd["budget"] = self.budget.model_copy(update={"trials": trials})
         if storage:
@@ -382,6 +405,8 @@ def parse_study_config(data: Any, source: str = "study", *, base: Path | None = 
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{source}: reference: duplicate labels {labels}")
     d["reference"] = out_refs
+    if "name" in d:
+        validate_study_name(d["name"], f"{source}: name")
     d.setdefault("outputs", None)
     if d["outputs"] is None:
         d["outputs"] = str(Path("runs") / str(d.get("name", "study")))
