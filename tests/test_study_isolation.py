@@ -21,7 +21,7 @@ from growsearch.search.trainable import STUDY_FILE, check_study_record, study_id
 
 ROOT = Path(__file__).resolve().parents[1]
 GROWSEARCH = str(Path(sys.executable).with_name("growsearch"))
-BAD_NAMES = ["../../../../x", "a/b", "..", "/abs", ".hidden", "", "x" * 101, "a..b", "white space", "new\nline"]
+BAD_NAMES = ["../../../../x", "a/b", "..", "/abs", ".hidden", "", "x" * 101, "a..b", "white space", "new\nline", "trailing\n"]
 
 
 def _cli(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -127,10 +127,10 @@ def test_two_studies_in_one_outputs_folder(tmp_path: Path) -> None:
                 "seed": 1,
                 "data": {"dataset": "synthetic", "synth_size": "tiny", "clip_samples": 4000, "root": str(corpus)},
                 "model": {"backbone": "lcgrnn", "preset": "tiny"},
-                "training": {"epochs": 2, "batch_size": 8, "lr": lr, "device": "cpu", "max_batches_per_epoch": 2, "max_eval_batches": 2},
+                "training": {"epochs": 3, "batch_size": 8, "lr": lr, "device": "cpu", "max_batches_per_epoch": 2, "max_eval_batches": 2},
             },
             "space": str(ROOT / "search_spaces" / "quickstart.yaml"),
-            "epochs": 2,
+            "epochs": 3,
             "objectives": ["dev_eer", "params"],
             "sampler": {"name": "random", "seed": 0},
             "budget": {"trials": 2},
@@ -157,7 +157,7 @@ def test_two_studies_in_one_outputs_folder(tmp_path: Path) -> None:
         assert len(done) == 2 and not [t for t in s.trials if t.state != TrialState.COMPLETE]
         for t in done:  # trained from scratch: no checkpoint found in its folder
             assert t.user_attrs["attempt"]["resumed_checkpoint"] is False, (name, t.number, t.user_attrs["attempt"])
-            assert len(t.user_attrs["curves"]["dev_eer"]) == 2
+            assert len(t.user_attrs["curves"]["dev_eer"]) == 3
         dirs[name] = study_trials_dir(out, url, name)
         rec = json.loads((trial_dir(dirs[name], 0) / STUDY_FILE).read_text())
         assert rec["study"] == name and rec["config_hash"] == s.user_attrs["config_hash"]

@@ -20,7 +20,8 @@ from typing import Any
 
 import click
 
-from growsearch.errors import ScheduleError
+from growsearch.bounds import SEED_MAX, check_seed
+from growsearch.errors import GrowsearchError, ScheduleError
 
 
 def item_seed(meta: dict[str, Any], source: str) -> int | None:
@@ -36,9 +37,10 @@ def item_seed(meta: dict[str, Any], source: str) -> int | None:
     seed = meta.get("seed")
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ScheduleError(f"{source}.seed: expected an integer seed (got {seed!r})")
-    return seed
+    try:
+        return check_seed(seed, f"{source}.seed")
+    except GrowsearchError as exc:
+        raise ScheduleError(str(exc)) from None
 
 
 @click.command("train")
@@ -50,7 +52,7 @@ def item_seed(meta: dict[str, Any], source: str) -> int | None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (metrics.json, scores.txt, checkpoints). Default: runs/<config name>.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override training.epochs.")
-@click.option("--seed", type=int, default=None, help="Override the seed.")
+@click.option("--seed", type=int, default=None, help=f"Override the seed (0..{SEED_MAX}).")
 @click.option("--no-resume", is_flag=True, help="Start from scratch even if the output folder holds a checkpoint.")
 @click.option("--prefix-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of the shared-prefix cache (baseline epochs reused across schedules).")
@@ -62,6 +64,8 @@ def command(config: Path, schedule_file: Path | None, pick: int | None, out_dir:
     from growsearch.train.loop import train
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if seed is not None:
+        check_seed(seed, "--seed")
     base = load_train_config(config)
     schedule = None
     seed_from = "--seed" if seed is not None else f"{config}"

@@ -33,6 +33,7 @@ from optuna.trial import TrialState
 from growsearch.errors import ConfigError, RunFailed
 from growsearch.paths import child_path
 from growsearch.redact import redact_url
+from growsearch.search.resources import check_trial_fits, check_writable
 from growsearch.search.searcher import StudySearcher
 from growsearch.search.storage import open_storage, storage_url_from
 from growsearch.search.study import StudyConfig
@@ -197,6 +198,8 @@ def run_study(
     url = storage_url_from(storage_url, cfg.storage, cfg.default_storage)
     versions = package_versions()
     study = open_study(cfg, url, versions=versions)
+    check_writable(cfg.outputs_dir, "outputs")  # before any lease or trial: one line, nothing to undo
+    check_writable(cfg.shared_dir, "execution.shared_dir" if cfg.execution.shared_dir else "outputs")
     summary = RunSummary(cfg.name, redact_url(url))
     searcher = StudySearcher(
         study,
@@ -226,7 +229,6 @@ def run_study(
     started_ray = False
     out_dir = cfg.outputs_dir
     shared = cfg.shared_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
     try:
         train_cfg = worker_train_config(cfg.train)
     except BaseException:
@@ -254,6 +256,7 @@ def run_study(
                 ray.init(address="local", num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, include_dashboard=False,
                          log_to_driver=False, logging_level=logging.ERROR)
             started_ray = True
+        check_trial_fits(ex.cpus_per_trial, ex.gpus_per_trial)  # else Tune would wait forever
         progress = _make_progress(searcher, concurrency, cfg.budget.wall_time, progress_every, say)
         trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                         {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial})
