@@ -43,6 +43,26 @@ def item_seed(meta: dict[str, Any], source: str) -> int | None:
         raise ScheduleError(str(exc)) from None
 
 
+def export_mismatch(schedule_file: Path, cfg: Any, config: Path) -> str | None:
+    """Why ``cfg`` is not the training config the export's study used, or ``None``.
+
+    An export records its study's ``train_config_hash`` (data, model and training settings;
+    :meth:`growsearch.train.config.TrainConfig.config_hash`); a plain schedule file, or an export
+    without it, is not checked.
+    """
+    from growsearch.yamlio import load_yaml
+
+    doc = load_yaml(schedule_file, what="schedule file")
+    want = doc.get("train_config_hash") if isinstance(doc, dict) and "growsearch_export" in doc else None
+    if not want:
+        return None
+    have = cfg.config_hash()
+    if have == want:
+        return None
+    return (f"{schedule_file}: exported from study {doc.get('study')!r} trained with config hash {want} "
+            f"(config_hash {doc.get('config_hash')}), but {config} gives {have}: its data, model, training settings or epochs differ")
+
+
 @click.command("train")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--schedule", "schedule_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -56,8 +76,9 @@ def item_seed(meta: dict[str, Any], source: str) -> int | None:
 @click.option("--no-resume", is_flag=True, help="Start from scratch even if the output folder holds a checkpoint.")
 @click.option("--prefix-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of the shared-prefix cache (baseline epochs reused across schedules).")
+@click.option("--force", is_flag=True, help="Replay an export even if CONFIG differs from the config its study trained with.")
 def command(config: Path, schedule_file: Path | None, pick: int | None, out_dir: Path | None, epochs: int | None,
-            seed: int | None, no_resume: bool, prefix_cache: Path | None) -> None:
+            seed: int | None, no_resume: bool, prefix_cache: Path | None, force: bool) -> None:
     """Train CONFIG's backbone on its data, applying the growth schedule, and evaluate it."""
     from growsearch.schedule import load_schedule_items
     from growsearch.train.config import load_train_config
@@ -90,6 +111,12 @@ def command(config: Path, schedule_file: Path | None, pick: int | None, out_dir:
         raise click.UsageError("--pick needs --schedule")
     cfg = base.with_overrides(epochs=epochs, seed=seed)
     pending = [f"seed {cfg.seed} (from {seed_from})"]
+    if schedule_file is not None:
+        mismatch = export_mismatch(schedule_file, cfg, config)
+        if mismatch and not force:
+            raise ScheduleError(f"{mismatch}; the replay would not reproduce the exported trial. Pass --force to train anyway")
+        if mismatch:
+            click.echo(f"growsearch: warning: {mismatch}; training anyway (--force)", err=True)
 
     def log(msg: str) -> None:
         """stderr; the seed line goes out with the first one (a run that fails on bad input prints one line)."""

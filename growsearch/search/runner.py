@@ -143,6 +143,8 @@ def open_study(cfg: StudyConfig, storage_url: str, *, versions: dict[str, str] |
         study.set_user_attr("objectives", [o.model_dump() for o in cfg.objectives])
         study.set_metric_names(names)
     study.set_user_attr("versions", versions or package_versions())
+    if study.user_attrs.get("train_config_hash") is None:  # what an export's replay is checked against
+        study.set_user_attr("train_config_hash", cfg.train.config_hash())
     return study
 
 

@@ -179,6 +179,16 @@ class TrainConfig(BaseModel):
                 raise ValueError(str(exc)) from None
         return v
 
+    def config_hash(self) -> str:
+        """sha256 (16 hex digits) of what a replay must match to reproduce a trial: data, model
+        and training settings (not the seed, which an export item carries, nor the schedule)."""
+        import hashlib
+        import json
+
+        ident = self.model_dump(mode="json", exclude={"seed", "schedule"})
+        text = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def with_overrides(self, *, epochs: int | None = None, seed: int | None = None) -> TrainConfig:
         """A copy with ``training.epochs`` and/or ``seed`` replaced (CLI flags)."""
         upd: dict[str, Any] = {}
