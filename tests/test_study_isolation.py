@@ -162,3 +162,15 @@ def test_two_studies_in_one_outputs_folder(tmp_path: Path) -> None:
         rec = json.loads((trial_dir(dirs[name], 0) / STUDY_FILE).read_text())
         assert rec["study"] == name and rec["config_hash"] == s.user_attrs["config_hash"]
     assert dirs["shared"] != dirs["shared-v2"]
+
+
+def test_list_quotes_a_storage_name_growsearch_would_refuse(tmp_path: Path) -> None:
+    """A study made by another tool under a name growsearch refuses is listed quoted (it can
+    neither split the table nor be taken for a path)."""
+    db = tmp_path / "x.db"
+    optuna.create_study(study_name="fine", storage=f"sqlite:///{db}")
+    optuna.create_study(study_name="../odd\nname", storage=f"sqlite:///{db}")
+    proc = _cli(["list", "--storage", str(db)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.strip().splitlines()
+    assert len(rows) == 3 and rows[1].startswith("fine\t") and rows[2].startswith("'../odd\\nname'\t")
