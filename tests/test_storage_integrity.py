@@ -86,7 +86,7 @@ def test_simultaneous_first_drivers_on_new_postgres_schema_all_succeed() -> None
 MALFORMED = [
     # (storage text, what the message names)
     (f"postgresql:/user:{SECRET}@host:1/db", "postgresql"),     # one slash
-    (f"postgres:user:{SECRET}@host/db", "URL"),                  # no slashes
+    (f"postgres:user:{SECRET}@host/db", "postgres URL"),         # no slashes
     (f"user:{SECRET}@host/db", "URL"),                           # no scheme
     (f"user:{SECRET}@host:5432/db", "URL"),
     (f"postgresql://user:{SECRET}@host:notaport/db", "postgresql"),

@@ -39,7 +39,9 @@ GRACE_PERIOD = 60
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*):")
 #: Errors of a creator that lost the race to create a new database's tables / version rows.
-_CREATION_RACE = ("already exists", "unique constraint", "duplicate key", "alembic_version")
+_CREATION_RACE = ("already exists", "unique constraint", "duplicate key")
+#: Database schemes named in the error for a malformed URL even without a '/' after them.
+_DB_SCHEMES = ("postgresql", "postgres", "sqlite", "mysql", "mariadb", "oracle", "mssql")
 CREATION_ATTEMPTS = 8
 
 
@@ -59,7 +61,8 @@ def normalize_url(url: str) -> str:
         head = url.split("/", 1)[0]
         if "@" in url or ":" in head:
             m = _SCHEME.match(url)
-            scheme = m.group("scheme") if m and url[m.end():].startswith("/") else None
+            known = m is not None and m.group("scheme").lower().split("+")[0] in _DB_SCHEMES
+            scheme = m.group("scheme") if m and (known or url[m.end():].startswith("/")) else None
             what = f"looks like a {scheme} URL but does not parse" if scheme else "looks like a URL or credentials but has no scheme://"
             raise ConfigError(
                 f"storage {shown!r}: {what}; write postgresql://user:password@host:port/db, sqlite:///path/to/study.db "
