@@ -150,14 +150,15 @@ def test_two_studies_in_one_outputs_folder(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr[-3000:]
 
     url = f"sqlite:///{out}/study.db"
-    dirs = {}
-    for name in ("shared", "shared-v2"):
-        s = optuna.load_study(study_name=name, storage=url)
+    studies = {name: optuna.load_study(study_name=name, storage=url) for name in ("shared", "shared-v2")}
+    for name, s in studies.items():
         done = [t for t in s.trials if t.state == TrialState.COMPLETE]
-        assert len(done) == 2 and not [t for t in s.trials if t.state != TrialState.COMPLETE]
+        assert len(done) == 2 and not [t for t in s.trials if t.state != TrialState.COMPLETE], (name, s.trials)
         for t in done:  # trained from scratch: no checkpoint found in its folder
             assert t.user_attrs["attempt"]["resumed_checkpoint"] is False, (name, t.number, t.user_attrs["attempt"])
             assert len(t.user_attrs["curves"]["dev_eer"]) == 3
+    dirs = {}
+    for name, s in studies.items():
         dirs[name] = study_trials_dir(out, url, name)
         rec = json.loads((trial_dir(dirs[name], 0) / STUDY_FILE).read_text())
         assert rec["study"] == name and rec["config_hash"] == s.user_attrs["config_hash"]
