@@ -11,6 +11,8 @@ else :data:`DEFAULT_MAX_PARAMS`; the message also gives the memory that training
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -47,6 +49,10 @@ def max_params_limit(configured: int | None = None) -> int:
     return value
 
 
+#: Meta backbones already built, by (name, preset, options): configs are validated often.
+_BUILT: dict[str, Any] = {}
+
+
 def _count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -64,12 +70,24 @@ def meta_backbone(name: str, preset: str | None, options: dict[str, Any]) -> Any
         if abs(value) > NEURONS_MAX:
             raise ConfigError(f"options.{key}: {value:g} is beyond any buildable size (at most {NEURONS_MAX:,})")
     try:
+        cache_key = json.dumps([name, preset, shapes], sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        cache_key = None
+    if cache_key is not None and cache_key in _BUILT:
+        return copy.deepcopy(_BUILT[cache_key])
+    try:
         with torch.device("meta"):
-            return create_backbone(name, preset, **shapes)
+            model = create_backbone(name, preset, **shapes)
     except GrowsearchError as exc:
         raise ConfigError(_first_line(exc)) from None
     except Exception as exc:  # a bad option value: ValueError, TypeError, RuntimeError (size overflow) ...
         raise ConfigError(f"cannot build backbone {name!r} (preset {preset}) with options {options}: {_first_line(exc)}") from None
+    if cache_key is not None:
+        if len(_BUILT) >= 16:
+            _BUILT.clear()
+        _BUILT[cache_key] = model
+        return copy.deepcopy(model)
+    return model
 
 
 def _first_line(exc: BaseException) -> str:
@@ -109,8 +127,6 @@ def peak_params(model: Any, schedules: Iterable[GrowthSchedule]) -> int:
 
     Events a backbone refuses are skipped here: the schedule checks report them.
     """
-    import copy
-
     base = _count(model)
     peak = base
     g = torch.Generator().manual_seed(0)
