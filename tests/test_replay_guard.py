@@ -60,7 +60,7 @@ def test_force_replays_anyway_and_says_so(tmp_path: Path, capsys: pytest.Capture
     c = tmp_path / "c.yaml"
     c.write_text(yaml.safe_dump(cfg))
     exp = _export(tmp_path, load_train_config(CONFIG).config_hash())
-    rc, out, err = _run(["train", str(c), "--schedule", str(exp), "--out", str(tmp_path / "o"), "--force"], capsys)
+    rc, _, err = _run(["train", str(c), "--schedule", str(exp), "--out", str(tmp_path / "o"), "--force"], capsys)
     assert "warning:" in err and "training anyway (--force)" in err
     assert rc == 2 and "no-corpus" in err.strip().splitlines()[-1]  # got past the check, to the data
 

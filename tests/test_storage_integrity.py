@@ -34,7 +34,7 @@ def _race_worker(urls: list[str], barrier: mp.synchronize.Barrier, results: mp.Q
             optuna.create_study(study_name="race", storage=st, directions=["minimize"], load_if_exists=True)
             st.engine.dispose()
             results.put("ok")
-        except Exception as exc:  # reported to the test, which fails on it
+        except Exception as exc:  # noqa: BLE001 - reported to the test, which fails on it
             results.put(f"{type(exc).__name__}: {exc}")
 
 
@@ -111,7 +111,7 @@ def test_well_formed_storage_is_accepted(url: str) -> None:
 
 
 def _cli(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "growsearch", *argv], capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-m", "growsearch", *argv], check=False, capture_output=True, text=True, timeout=300,
                           cwd=cwd, env={**os.environ, "GROWSEARCH_STORAGE": "", "PYTHONPATH": str(ROOT)})
 
 

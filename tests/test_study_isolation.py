@@ -25,7 +25,7 @@ BAD_NAMES = ["../../../../x", "a/b", "..", "/abs", ".hidden", "", "x" * 101, "a.
 
 
 def _cli(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "growsearch", *argv], capture_output=True, text=True, timeout=600,
+    return subprocess.run([sys.executable, "-m", "growsearch", *argv], check=False, capture_output=True, text=True, timeout=600,
                           cwd=cwd, env={**os.environ, "GROWSEARCH_STORAGE": "", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
 
 

@@ -80,7 +80,7 @@ def meta_backbone(name: str, preset: str | None, options: dict[str, Any]) -> Any
             model = create_backbone(name, preset, **shapes)
     except GrowsearchError as exc:
         raise ConfigError(_first_line(exc)) from None
-    except Exception as exc:  # a bad option value: ValueError, TypeError, RuntimeError (size overflow) ...
+    except Exception as exc:  # noqa: BLE001 - a bad option value: ValueError, TypeError, RuntimeError (overflow) ...
         raise ConfigError(f"cannot build backbone {name!r} (preset {preset}) with options {options}: {_first_line(exc)}") from None
     if cache_key is not None:
         if len(_BUILT) >= 16:

@@ -112,9 +112,8 @@ def check_exists(url: str) -> None:
         ConfigError: the file does not exist.
     """
     path = sqlite_path(normalize_url(url))
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"storage {redact_url(url)}: database file {path} does not exist")
+    if path is not None and not path.is_file():
+        raise ConfigError(f"storage {redact_url(url)}: database file {path} does not exist")
 
 
 def list_study_names(url: str) -> list[str]:
