@@ -11,7 +11,8 @@ Three forms of secret are recognised, in URLs and in free text alike:
   including single- or double-quoted values with spaces;
 - ``"password": "value"`` / ``password: value`` (JSON, YAML, repr of dicts).
 
-When the whole input of :func:`redact_url` is one URL, it is parsed the way SQLAlchemy
+When the whole input of :func:`redact_url` is one URL, or one token shaped like a
+malformed one (``postgresql:/u:pw@h/db``, ``u:pw@h/db``), it is parsed the way SQLAlchemy
 parses it (user up to the first ``:``, password up to the last ``@``), so passwords with
 spaces or quotes are hidden too. In free text a password is only found up to whitespace or a
 quote; callers that know the secret pass it as ``secrets=`` and every literal occurrence
@@ -37,6 +38,10 @@ _URL_PASSWORD = re.compile(
 
 # the whole string is one URL: user has no ':' or '/', the password runs to the last '@'
 _WHOLE_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/]*):(?P<pw>.*)@(?P<rest>[^@]*)$", re.S)
+
+# one token that is not a well-formed URL but holds credentials: ``postgresql:/u:pw@h/db``
+# (one slash), ``u:pw@h/db`` (no scheme); the password runs to the last '@'
+_MALFORMED_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*:/*)?(?P<user>[^:/@\s]*):(?P<pw>\S*)@(?P<rest>[^@\s]*)$")
 
 #: Secrets shorter than this are not masked by literal search (it would garble the text).
 MIN_SECRET_LEN = 3
@@ -99,10 +104,12 @@ def redact_url(url: str | None, *, secrets: Iterable[str | None] = ()) -> str:
     s = str(url)
     core = s.strip()
     m = _WHOLE_URL.match(core) if "\n" not in core else None
+    if m is None and "://" not in core:
+        m = _MALFORMED_URL.match(core)
     if m:  # one URL: mask structurally (not by literal search, which would garble the rest)
         lead = s[: len(s) - len(s.lstrip())]
         trail = s[len(s.rstrip()) :]
-        s = f"{lead}{m.group('scheme')}{m.group('user')}:{MASK}@{m.group('rest')}{trail}"
+        s = f"{lead}{m.group('scheme') or ''}{m.group('user')}:{MASK}@{m.group('rest')}{trail}"
     s = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{MASK}@", s)
     s = _KV_PASSWORD.sub(lambda m: f"{m.group('key')}{m.group('eq')}{_mask_value(m.group('val'))}", s)
     return _mask_literals(s, secrets)

@@ -23,6 +23,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from growsearch.bounds import NEURONS_MAX
 from growsearch.errors import ScheduleError
 from growsearch.yamlio import check_kind, copy_lines, load_yaml, parse_yaml, plain, validation_message
 
@@ -66,12 +67,12 @@ class GrowthEvent(BaseModel):
         lr: learning rate from this epoch on (``None``: keep the current one).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     point: str = Field(min_length=1)
     epoch: int = Field(ge=0)
     action: Action = "grow"
-    neurons: int | None = Field(default=None, gt=0)
+    neurons: int | None = Field(default=None, gt=0, le=NEURONS_MAX)
     form: Form = "inplace"
     init: Init = "random"
     rule: ShrinkRule = "appended"

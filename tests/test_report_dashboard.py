@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
@@ -97,3 +98,62 @@ def test_dashboard_port_in_use(tmp_path: Path) -> None:
         r = subprocess.run([sys.executable, "-m", "growsearch", "dashboard", "p", "--storage", url, "--port", str(port)],
                            capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in r.stderr
+
+
+def _request(url: str, method: str) -> int:
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=90) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_dashboard_beyond_loopback_warns_and_read_only_refuses_delete(tmp_path: Path, read_only: bool) -> None:
+    """``--host 0.0.0.0`` exposed the unauthenticated write API silently (a DELETE of a study
+    worked): now a loud warning, and ``--read-only`` refuses the DELETE."""
+    url = f"sqlite:///{tmp_path / 'ro.db'}"
+    st = open_storage(url, heartbeat=False)
+    build_demo_study(st, "keep", 4, seed=1)
+    argv = [sys.executable, "-m", "growsearch", "dashboard", "keep", "--storage", url, "--port", "0", "--host", "0.0.0.0"]
+    proc = subprocess.Popen(argv + (["--read-only"] if read_only else []), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.startswith("http://0.0.0.0:"), (line, proc.stderr.read() if proc.poll() is not None else "")
+        base = "http://127.0.0.1:" + line.split(":")[2].split("/")[0]
+        sid = {s["study_name"]: s["study_id"] for s in _get(base + "/api/studies")["study_summaries"]}["keep"]
+        status = _request(f"{base}/api/studies/{sid}", "DELETE")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read()
+    assert "WARNING" in err and "0.0.0.0" in err and "unauthenticated" in err.replace("no authentication", "unauthenticated")
+    names = optuna.get_all_study_names(open_storage(url, heartbeat=False))
+    if read_only:
+        assert status == 403 and names == ["keep"]
+        assert "--read-only refuses writes" in err
+    else:
+        assert status < 300 and names == []  # what the warning is about
+        assert "--read-only" in err
+
+
+def test_loopback_dashboard_does_not_warn() -> None:
+    from growsearch.report.dashboard import exposure_warning, is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("myhost")
+    assert exposure_warning("127.0.0.1", 8080, False) is None
+
+
+def test_dashboard_is_part_of_the_default_install() -> None:
+    """The README runs `growsearch dashboard` right after `pip install -e .` (no extras)."""
+    import tomllib
+
+    deps = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.replace(" ", "").startswith("optuna-dashboard") for d in deps), deps

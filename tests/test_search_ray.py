@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from growsearch.errors import RunFailed
 from growsearch.search.runner import run_study
 from growsearch.search.study import load_study_config
+from growsearch.search.trainable import study_trials_dir, trial_dir
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +104,7 @@ def test_local_ray_study_with_nan_trial(tmp_path: Path, corpus: Path) -> None:
     assert study.metric_names == ["dev_eer", "params"]
     assert "prefix_reuse" in study.user_attrs
     # NaN is deterministic: no restart happened (its folder was never resumed)
-    trial_dirs = sorted((tmp_path / "out" / "trials").iterdir())
+    trial_dirs = sorted(study_trials_dir(tmp_path / "out", url, "local").iterdir())
     assert len([d for d in trial_dirs if d.name.isdigit()]) == len(study.trials)
     # rerunning the same study with its budget met does nothing
     again = run_study(cfg)
@@ -119,7 +120,7 @@ def test_worker_crash_resumes_or_fails(tmp_path: Path, corpus: Path) -> None:
     study = load(cfg.default_storage, "crash")
     check_consistent(study, 1)
     t = study.best_trials[0]
-    tdir = tmp_path / "out" / "trials" / f"{t.number:05d}"
+    tdir = trial_dir(study_trials_dir(tmp_path / "out", cfg.default_storage, "crash"), t.number)
     assert (tdir / ".crashed_once").exists()
     assert len(t.user_attrs["curves"]["dev_eer"]) == 3  # resumed: 3 epochs recorded, not 1 + 3
     # the restarted attempt found the checkpoint the crashed one wrote after epoch 0

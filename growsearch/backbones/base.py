@@ -163,9 +163,15 @@ class Backbone(nn.Module, ABC):
         undoes whole widenings, last first). This dry run makes every such refusal surface
         before any training, naming the event.
 
+        Before the dry run, the size the schedule grows the model to is estimated on the meta
+        device (:mod:`growsearch.backbones.size`), so a width too large to allocate is refused
+        with its estimate instead of failing the allocation.
+
         Raises:
-            ScheduleError: an event cannot be applied; the message names ``source`` and the event.
+            ScheduleError: an event cannot be applied, or the grown model exceeds the size limit;
+                the message names ``source`` and the event.
         """
+        self._check_schedule_size(schedule, source)
         probe = copy.deepcopy(self)
         g = torch.Generator().manual_seed(0)
         for i, event in enumerate(schedule.events):
@@ -174,6 +180,15 @@ class Backbone(nn.Module, ABC):
             except ScheduleError as exc:
                 raise ScheduleError(f"{source}: events[{i}] ({event.describe()}): {exc}") from None
         del probe
+
+    def _check_schedule_size(self, schedule: GrowthSchedule, source: str) -> None:
+        if self.spec is None or not schedule.events:
+            return
+        from growsearch.backbones.size import max_params_limit, meta_copy, peak_params, size_message
+
+        msg = size_message(peak_params(meta_copy(self), [schedule]), max_params_limit(getattr(self, "max_params", None)), source)
+        if msg:
+            raise ScheduleError(msg)
 
     def replay(self, events: list[dict[str, Any]]) -> None:
         """Re-apply recorded events (shapes only matter: a state dict is loaded after)."""

@@ -32,11 +32,13 @@ def command() -> None:
     + ", ".join(f"{k} {a}/{b}/{c}" for k, (a, b, c) in SIZES.items()) + "."
 ))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder to create (plays the role of LA/).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed; the same seed gives identical files.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed (0..2**32-1); the same seed gives identical files.")
 @click.option("--size", default="small", show_default=True, type=click.Choice(list(SIZES)), help="Corpus size.")
 def synth(out: Path, seed: int, size: str) -> None:
+    from growsearch.bounds import check_seed
     from growsearch.data.synthetic import ensure_corpus, read_marker
 
+    check_seed(seed, "--seed")
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out}: exists and is not a folder")
     parent = out.parent if str(out.parent) else Path(".")

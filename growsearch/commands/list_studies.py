@@ -12,6 +12,7 @@ from growsearch.errors import ConfigError
 from growsearch.report.front import load_study_data
 from growsearch.report.study_ref import check_exists, storage_option
 from growsearch.search.storage import STORAGE_ENV, open_storage
+from growsearch.search.study import STUDY_NAME
 
 
 def study_summary(data) -> dict:  # type: ignore[no-untyped-def]
@@ -52,6 +53,8 @@ def command(storage: str | None, as_json: bool) -> None:
         return
     click.echo("study\ttrials\tstates\tpareto\tbest")
     for r in rows:
+        if not STUDY_NAME.fullmatch(r["name"]):  # a name growsearch would refuse (made by another tool): shown quoted
+            r["name"] = repr(r["name"])
         states = " ".join(f"{k}={v}" for k, v in r["states"].items())
         best = " ".join(f"{n}={b['value']:.4g}(#{b['trial']})" for n, b in r["best"].items())
         click.echo(f"{r['name']}\t{r['trials']}\t{states}\t{r['pareto_size']}\t{best}")

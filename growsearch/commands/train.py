@@ -20,7 +20,8 @@ from typing import Any
 
 import click
 
-from growsearch.errors import ScheduleError
+from growsearch.bounds import SEED_MAX, check_seed
+from growsearch.errors import GrowsearchError, ScheduleError
 
 
 def item_seed(meta: dict[str, Any], source: str) -> int | None:
@@ -36,9 +37,30 @@ def item_seed(meta: dict[str, Any], source: str) -> int | None:
     seed = meta.get("seed")
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ScheduleError(f"{source}.seed: expected an integer seed (got {seed!r})")
-    return seed
+    try:
+        return check_seed(seed, f"{source}.seed")
+    except GrowsearchError as exc:
+        raise ScheduleError(str(exc)) from None
+
+
+def export_mismatch(schedule_file: Path, cfg: Any, config: Path) -> str | None:
+    """Why ``cfg`` is not the training config the export's study used, or ``None``.
+
+    An export records its study's ``train_config_hash`` (data, model and training settings;
+    :meth:`growsearch.train.config.TrainConfig.config_hash`); a plain schedule file, or an export
+    without it, is not checked.
+    """
+    from growsearch.yamlio import load_yaml
+
+    doc = load_yaml(schedule_file, what="schedule file")
+    want = doc.get("train_config_hash") if isinstance(doc, dict) and "growsearch_export" in doc else None
+    if not want:
+        return None
+    have = cfg.config_hash()
+    if have == want:
+        return None
+    return (f"{schedule_file}: exported from study {doc.get('study')!r} trained with config hash {want} "
+            f"(config_hash {doc.get('config_hash')}), but {config} gives {have}: its data, model, training settings or epochs differ")
 
 
 @click.command("train")
@@ -50,7 +72,7 @@ def item_seed(meta: dict[str, Any], source: str) -> int | None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (metrics.json, scores.txt, checkpoints). Default: runs/<config name>.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override training.epochs.")
-@click.option("--seed", type=int, default=None, help="Override the seed.")
+@click.option("--seed", type=int, default=None, help=f"Override the seed (0..{SEED_MAX}).")
 @click.option("--no-resume", is_flag=True, help="Start from scratch even if the output folder holds a checkpoint.")
 @click.option("--prefix-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of the shared-prefix cache (baseline epochs reused across schedules).")
@@ -60,14 +82,17 @@ def item_seed(meta: dict[str, Any], source: str) -> int | None:
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print one JSON object.")
 @click.option("--train-clips", type=click.IntRange(min=1), default=None,
               help="With --dry-run: training clips per epoch (default: counted from the corpus or its documented size).")
+@click.option("--force", is_flag=True, help="Replay an export even if CONFIG differs from the config its study trained with.")
 def command(config: Path, schedule_file: Path | None, pick: int | None, out_dir: Path | None, epochs: int | None,
             seed: int | None, no_resume: bool, prefix_cache: Path | None, dry_run: bool = False, as_json: bool = False,
-            train_clips: int | None = None) -> None:
+            train_clips: int | None = None, force: bool = False) -> None:
     """Train CONFIG's backbone on its data, applying the growth schedule, and evaluate it."""
     from growsearch.schedule import load_schedule_items
     from growsearch.train.config import load_train_config
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if seed is not None:
+        check_seed(seed, "--seed")
     items = load_schedule_items(schedule_file) if schedule_file is not None else []  # a bad file: reported before torch loads
     base = load_train_config(config)
     schedule = None
@@ -95,6 +120,12 @@ def command(config: Path, schedule_file: Path | None, pick: int | None, out_dir:
         _dry_run(cfg, schedule, schedule_file, config, pick, dry_run, as_json, train_clips)
         return
     pending = [f"seed {cfg.seed} (from {seed_from})"]
+    if schedule_file is not None:
+        mismatch = export_mismatch(schedule_file, cfg, config)
+        if mismatch and not force:
+            raise ScheduleError(f"{mismatch}; the replay would not reproduce the exported trial. Pass --force to train anyway")
+        if mismatch:
+            click.echo(f"growsearch: warning: {mismatch}; training anyway (--force)", err=True)
 
     def log(msg: str) -> None:
         """stderr; the seed line goes out with the first one (a run that fails on bad input prints one line)."""

@@ -28,6 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from growsearch.bounds import CLIP_SAMPLES_MAX, WORKERS_MAX, Seed
 from growsearch.errors import DataError
 
 Dataset = Literal["asvspoof2019_la", "asvspoof2019_pa", "fakeorreal", "synthetic"]
@@ -85,13 +86,13 @@ class DataConfig(BaseModel):
     dataset: Dataset
     root: Path | None = None
     variant: ForVariant | None = None
-    clip_samples: int = Field(default=64_600, gt=0)
+    clip_samples: int = Field(default=64_600, gt=0, le=CLIP_SAMPLES_MAX)
     max_per_class: SplitLimits | None = None
     max_per_attack: SplitLimits | None = None
-    subset_seed: int = 0
+    subset_seed: Seed = 0
     on_bad_file: Literal["error", "skip"] = "error"
-    num_workers: int = Field(default=0, ge=0)
-    synth_seed: int = 0
+    num_workers: int = Field(default=0, ge=0, le=WORKERS_MAX)
+    synth_seed: Seed = 0
     synth_size: SynthSize = "small"
 
     @model_validator(mode="after")

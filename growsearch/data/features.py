@@ -122,12 +122,17 @@ _FRONTENDS = {"logmel": LogMel, "lfcc": LFCC, "cepstrum": Cepstrum, "raw": Raw}
 def create_frontend(kind: str, **kwargs: Any) -> nn.Module:
     """Build a front-end by name (``logmel``, ``lfcc``, ``cepstrum``, ``raw``).
 
+    Front-ends have no parameters and are always built on the CPU (their filterbanks are
+    computed, which a ``meta`` device cannot do), so a backbone can be built on ``meta`` to
+    count its parameters without allocating them.
+
     Raises:
         ConfigError: unknown name or option.
     """
     if kind not in _FRONTENDS:
         raise ConfigError(f"unknown front-end {kind!r}; valid: {', '.join(sorted(_FRONTENDS))}")
     try:
-        return _FRONTENDS[kind](**kwargs)
+        with torch.device("cpu"):
+            return _FRONTENDS[kind](**kwargs)
     except TypeError as exc:
         raise ConfigError(f"front-end {kind!r}: bad option: {exc}") from None

@@ -13,13 +13,19 @@ trial, never a user attr the search reads):
   copies. With ``attach_figure=False`` (``--no-figure``) nothing at all is written.
 
 The server is optuna-dashboard's own WSGI app (``optuna_dashboard.wsgi``) served by
-``wsgiref``, bound to 127.0.0.1 unless told otherwise.
+``wsgiref``, bound to 127.0.0.1 unless told otherwise. optuna-dashboard's HTTP API is
+unauthenticated and can write (rename, annotate, DELETE studies); optuna-dashboard 0.21 has no
+read-only switch, so ``read_only=True`` wraps the app in :func:`read_only_app`, which answers
+every request but ``GET``/``HEAD``/``OPTIONS`` with ``403``. :func:`exposure_warning` is what
+the command prints when the server is bound to anything but loopback.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -38,7 +44,7 @@ def _import_dashboard() -> Any:
     try:
         import optuna_dashboard  # noqa: PLC0415
     except ImportError:
-        raise ConfigError("optuna-dashboard is not installed: pip install 'growsearch[dashboard]'") from None
+        raise ConfigError("optuna-dashboard is not installed (a growsearch dependency): pip install -e . again, or pip install optuna-dashboard") from None
     return optuna_dashboard
 
 
@@ -71,13 +77,58 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def make_dashboard_server(storage: Any, host: str = "127.0.0.1", port: int = 8080) -> WSGIServer:
+#: HTTP methods that cannot change anything.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def read_only_app(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """Wrap a WSGI app so that only ``GET``/``HEAD``/``OPTIONS`` reach it; every other method
+    (optuna-dashboard's writes: POST, PUT, PATCH, DELETE) gets ``403`` and a JSON reason."""
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if str(environ.get("REQUEST_METHOD", "GET")).upper() in SAFE_METHODS:
+            return app(environ, start_response)
+        body = json.dumps({"reason": "growsearch dashboard --read-only: writes are refused"}).encode()
+        start_response("403 Forbidden", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return guarded
+
+
+def is_loopback(host: str) -> bool:
+    """``True`` for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, port: int, read_only: bool) -> str | None:
+    """The loud warning for a dashboard bound beyond loopback (``None`` on loopback)."""
+    if is_loopback(host):
+        return None
+    if read_only:
+        return (f"WARNING: optuna-dashboard listens on {host}:{port}, beyond this machine; --read-only refuses writes, "
+                "but anyone who can reach it can read every study in this storage (no authentication)")
+    return (f"WARNING: optuna-dashboard listens on {host}:{port}, beyond this machine, and its HTTP API is unauthenticated: "
+            "anyone who can reach it can change or DELETE studies in this storage. Pass --read-only to refuse writes, "
+            "or bind 127.0.0.1 and use an SSH tunnel")
+
+
+def make_dashboard_server(storage: Any, host: str = "127.0.0.1", port: int = 8080, *, read_only: bool = False) -> WSGIServer:
     """A ``wsgiref`` server for optuna-dashboard on ``storage`` (``port=0``: any free port).
+
+    Args:
+        read_only: refuse every write request (see :func:`read_only_app`).
 
     Raises:
         ConfigError: the address is in use or cannot be bound.
     """
     app = _import_dashboard().wsgi(storage)
+    if read_only:
+        app = read_only_app(app)
     try:
         return make_server(host, port, app, handler_class=_QuietHandler)
     except OSError as exc:

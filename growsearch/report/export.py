@@ -7,7 +7,8 @@ each item holding ``schedule:`` plus metadata) and replayed by
     growsearch_export: 1
     study: my-study
     storage: postgresql+psycopg://user:***@host/db     # always redacted
-    config_hash: 3f2a...
+    config_hash: 3f2a...             # the study's identity
+    train_config_hash: 9c1e...       # data + model + training of its trials: a replay must match it
     versions: {growsearch: 0.1.0, torch: 2.14.1, ...}
     objectives: [{name: dev_eer, direction: minimize}, ...]
     pick: knee
@@ -142,6 +143,7 @@ def export_document(data: StudyData, members: list[TrialPoint], *, pick: str, st
         "study": data.name,
         "storage": redact_url(storage) if storage else None,
         "config_hash": data.user_attrs.get("config_hash"),
+        "train_config_hash": data.user_attrs.get("train_config_hash"),
         "versions": data.user_attrs.get("versions"),
         "objectives": [{"name": o.name, "direction": o.direction} for o in data.objectives],
         "pick": pick,

@@ -20,7 +20,7 @@ import optuna
 
 from growsearch.errors import ConfigError
 from growsearch.redact import redact_url
-from growsearch.search.storage import STORAGE_ENV, load_study, normalize_url, open_storage
+from growsearch.search.storage import STORAGE_ENV, load_study, normalize_url, open_storage, sqlite_path
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -97,6 +97,9 @@ def resolve_study(study: str, storage: str | None = None) -> StudyRef:
         name, yaml_storage, outputs = _from_study_config(path)
         url = storage or os.environ.get(STORAGE_ENV) or yaml_storage
         return StudyRef(name=name, url=url, outputs=outputs)
+    from growsearch.search.study import validate_study_name  # noqa: PLC0415
+
+    validate_study_name(study, "STUDY")
     url = storage or os.environ.get(STORAGE_ENV)
     if not url:
         raise ConfigError(
@@ -111,11 +114,9 @@ def check_exists(url: str) -> None:
     Raises:
         ConfigError: the file does not exist.
     """
-    norm = normalize_url(url)
-    if norm.startswith("sqlite:///") and ":memory:" not in norm:
-        path = Path(norm[len("sqlite:///") :].split("?", 1)[0])
-        if not path.is_file():
-            raise ConfigError(f"storage {redact_url(url)}: database file {path} does not exist")
+    path = sqlite_path(normalize_url(url))
+    if path is not None and not path.is_file():
+        raise ConfigError(f"storage {redact_url(url)}: database file {path} does not exist")
 
 
 def list_study_names(url: str) -> list[str]:

@@ -32,11 +32,20 @@ from optuna.trial import TrialState
 
 from growsearch.errors import ConfigError, GrowsearchError, RunFailed
 from growsearch.metrics.flops_definition import mark_flops_definition
+from growsearch.paths import child_path
 from growsearch.redact import redact_url
+from growsearch.search.resources import check_trial_fits, check_writable
 from growsearch.search.searcher import StudySearcher
 from growsearch.search.storage import open_storage, storage_url_from
 from growsearch.search.study import StudyConfig
-from growsearch.search.trainable import TrialContext, TrialFn, package_versions, run_trial
+from growsearch.search.trainable import (
+    TrialContext,
+    TrialFn,
+    package_versions,
+    run_trial,
+    study_identity,
+    study_trials_dir,
+)
 
 __all__ = ["RunSummary", "make_sampler", "open_study", "run_study"]
 
@@ -135,6 +144,8 @@ def open_study(cfg: StudyConfig, storage_url: str, *, versions: dict[str, str] |
         study.set_user_attr("objectives", [o.model_dump() for o in cfg.objectives])
         study.set_metric_names(names)
     study.set_user_attr("versions", versions or package_versions())
+    if study.user_attrs.get("train_config_hash") is None:  # what an export's replay is checked against
+        study.set_user_attr("train_config_hash", cfg.train.config_hash())
     return study
 
 
@@ -193,6 +204,8 @@ def run_study(
     versions = package_versions()
     say(f"[growsearch] creating the study {cfg.name!r} (or opening it to resume) in {redact_url(url)}")
     study = open_study(cfg, url, versions=versions)
+    check_writable(cfg.outputs_dir, "outputs")  # before any lease or trial: one line, nothing to undo
+    check_writable(cfg.shared_dir, "execution.shared_dir" if cfg.execution.shared_dir else "outputs")
     mixed = mark_flops_definition(study)  # what this study's FLOPs mean (README, cost)
     if mixed:
         say(f"[growsearch] warning: {mixed}")
@@ -223,9 +236,7 @@ def run_study(
     _quiet_ray()
     ex = cfg.execution
     started_ray = False
-    out_dir = cfg.outputs_dir
     shared = cfg.shared_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
     try:
         train_cfg = worker_train_config(cfg.train)
     except BaseException:
@@ -234,7 +245,8 @@ def run_study(
     ctx = TrialContext(
         train=train_cfg,
         space=cfg.space,
-        trials_dir=str(shared / "trials"),
+        trials_dir=str(study_trials_dir(shared, url, cfg.name)),
+        study=study_identity(url, cfg.name, cfg.config_hash()),
         prefix_cache=str(shared / "prefix_cache") if ex.prefix_reuse else None,
         crash_at_epoch=ex.crash_at_epoch,
         epoch_delay_s=ex.epoch_delay_s,
@@ -255,6 +267,7 @@ def run_study(
                 ray.init(address="local", num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, include_dashboard=False,
                          log_to_driver=False, logging_level=logging.ERROR)
             started_ray = True
+        check_trial_fits(ex.cpus_per_trial, ex.gpus_per_trial)  # else Tune would wait forever
         progress = _make_progress(searcher, concurrency, cfg.budget.wall_time, progress_every, say, cfg.epochs)
         trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                         {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial})
@@ -270,7 +283,7 @@ def run_study(
                 trial_name_creator=lambda t: f"{cfg.name}_{(t.config or {}).get('trial_number', t.trial_id)}",
             ),
             run_config=tune.RunConfig(
-                name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                name=child_path(shared / "ray", f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", "study name").name,
                 storage_path=str(shared / "ray"),
                 failure_config=tune.FailureConfig(max_failures=ex.retries),
                 verbose=0,

@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from growsearch.bounds import NEURONS_MAX
 from growsearch.errors import ConfigError, ScheduleError
 from growsearch.schedule import GrowthEvent, GrowthSchedule, PointLike
 from growsearch.yamlio import load_yaml, parse_model
@@ -61,9 +62,9 @@ class IntRange(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    low: int
-    high: int
-    step: int = Field(default=1, gt=0)
+    low: int = Field(ge=-NEURONS_MAX, le=NEURONS_MAX)
+    high: int = Field(ge=-NEURONS_MAX, le=NEURONS_MAX)
+    step: int = Field(default=1, gt=0, le=NEURONS_MAX)
     log: bool = False
 
     @model_validator(mode="after")

@@ -2,14 +2,26 @@
 
 ``open_storage(url)`` accepts ``sqlite:///path.db`` (parent folders are created), a
 PostgreSQL URL (``postgresql+psycopg://user:pw@127.0.0.1/db``; plain ``postgresql://`` is
-mapped to the installed psycopg 3 driver), or a bare path ending in ``.db``/``.sqlite``.
+mapped to the installed psycopg 3 driver), or a plain path (``runs/x/study.db``).
+Anything else that looks like a URL or holds credentials (``postgresql:/u:pw@h/db`` with one
+slash, ``u:pw@h/db``) is refused by :func:`normalize_url` with the password redacted, never
+taken for a SQLite file: a plain path may hold no ``@`` and no ``:`` before its first ``/``.
 URLs are only ever printed through :func:`growsearch.redact.redact_url`.
+
+Creating a new database is safe under any number of drivers starting at once: SQLite
+creation runs under an exclusive lock on the database's folder, and any RDB retries the
+creation when a concurrent creator won the race (``UNIQUE constraint failed``,
+``already exists``, ``duplicate key``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -25,14 +37,62 @@ HEARTBEAT_INTERVAL = 10
 GRACE_PERIOD = 60
 
 
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*):")
+#: Errors of a creator that lost the race to create a new database's tables / version rows.
+_CREATION_RACE = ("already exists", "unique constraint", "duplicate key")
+#: Database schemes named in the error for a malformed URL even without a '/' after them.
+_DB_SCHEMES = ("postgresql", "postgres", "sqlite", "mysql", "mariadb", "oracle", "mssql")
+CREATION_ATTEMPTS = 8
+
+
 def normalize_url(url: str) -> str:
-    """Bare paths become SQLite URLs; ``postgresql://`` uses psycopg 3."""
+    """Check a storage URL or path and make it a URL: plain paths become absolute SQLite
+    URLs; ``postgresql://`` uses psycopg 3.
+
+    Raises:
+        ConfigError: the text looks like a URL or holds credentials but does not parse as a
+            storage URL (the message names the scheme; the password is redacted).
+    """
     url = str(url).strip()
+    shown = redact_url(url)
+    if not url:
+        raise ConfigError("storage: empty URL; give sqlite:///path/to/study.db, a path, or postgresql://user@host/db")
     if "://" not in url:
+        head = url.split("/", 1)[0]
+        if "@" in url or ":" in head:
+            m = _SCHEME.match(url)
+            known = m is not None and m.group("scheme").lower().split("+")[0] in _DB_SCHEMES
+            scheme = m.group("scheme") if m and (known or url[m.end():].startswith("/")) else None
+            what = f"looks like a {scheme} URL but does not parse" if scheme else "looks like a URL or credentials but has no scheme://"
+            raise ConfigError(
+                f"storage {shown!r}: {what}; write postgresql://user:password@host:port/db, sqlite:///path/to/study.db "
+                "or a plain path (without '@', and without ':' before its first '/')"
+            )
         return "sqlite:///" + str(Path(url).expanduser().resolve())
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    scheme = url.split("://", 1)[0]
+    if scheme.lower().startswith("sqlite"):
+        if not url.startswith("sqlite:///") or url == "sqlite:///":
+            raise ConfigError(f"storage {shown!r}: a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        return url
+    if not _SCHEME.match(url):
+        raise ConfigError(f"storage {shown!r}: not a URL (no scheme before '://')")
+    if scheme in ("postgresql", "postgres"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"storage {shown!r}: not a valid {scheme} URL: {redact_url(str(exc).splitlines()[0])}") from None
     return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a (normalized) SQLite URL; ``None`` for other databases or ``:memory:``."""
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return None
+    return Path(url[len("sqlite:///") :].split("?", 1)[0])
 
 
 def open_storage(url: str, *, heartbeat: bool = True) -> RDBStorage:
@@ -43,8 +103,8 @@ def open_storage(url: str, *, heartbeat: bool = True) -> RDBStorage:
             the message carries the URL with its password redacted.
     """
     url = normalize_url(url)
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
+    path = sqlite_path(url)
+    if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -65,21 +125,49 @@ def open_storage(url: str, *, heartbeat: bool = True) -> RDBStorage:
 
 
 def _rdb_storage(url: str, engine_kwargs: dict, heartbeat: bool) -> RDBStorage:
-    """``RDBStorage(url)``; two processes creating a new database's tables at once race
-    (``table ... already exists``): the loser retries and finds them."""
-    for attempt in range(4):
+    """``RDBStorage(url)``, safe when several processes create a new database at once.
+
+    SQLite: creation runs under an exclusive ``flock`` of the database's folder, so one
+    process creates the tables and the version rows and the others find them. Any RDB: a
+    creator that loses the race (``UNIQUE constraint failed: alembic_version.version_num``,
+    ``table ... already exists``, PostgreSQL's ``duplicate key``) retries and finds them.
+    """
+    for attempt in range(CREATION_ATTEMPTS):
         try:
-            return RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_INTERVAL if heartbeat else None,
-                grace_period=GRACE_PERIOD if heartbeat else None,
-            )
+            with _creation_lock(url):
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_INTERVAL if heartbeat else None,
+                    grace_period=GRACE_PERIOD if heartbeat else None,
+                )
         except Exception as exc:
-            if "already exists" not in str(exc) or attempt == 3:
+            text = str(exc).lower()
+            if not any(k in text for k in _CREATION_RACE) or attempt == CREATION_ATTEMPTS - 1:
                 raise
-            time.sleep(0.5 * (attempt + 1))
+            time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _creation_lock(url: str) -> Iterator[None]:
+    """An exclusive lock on a SQLite database's folder while the storage is created (a no-op
+    for other databases, and where the folder cannot be opened)."""
+    path = sqlite_path(url)
+    fd = None
+    if path is not None:
+        try:
+            fd = os.open(path.parent, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            if fd is not None:
+                os.close(fd)
+            fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
 
 
 def storage_url_from(flag: str | None, config_value: str | None, default: str) -> str:

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from growsearch.bounds import CPUS_MAX, EPOCHS_MAX, GPUS_MAX, TRIALS_MAX, Seed
 from growsearch.errors import ConfigError, GrowsearchError
 from growsearch.schedule import GrowthSchedule, load_schedules
 from growsearch.search.space import SearchSpace, parse_space
@@ -51,11 +52,34 @@ __all__ = [
     "StudyConfig",
     "load_study_config",
     "parse_duration",
+    "validate_study_name",
 ]
 
 #: Objective names a study may use (metrics of a run), with their usual direction.
 OBJECTIVES: dict[str, str] = {"dev_eer": "minimize", "params": "minimize", "flops": "minimize", "train_flops": "minimize"}
 SAMPLERS: tuple[str, ...] = ("nsga2", "nsga3", "tpe", "gp", "random")
+
+#: A study name: it names folders (Ray's experiment, the default outputs ``runs/<name>``),
+#: so only letters, digits, ``_``, ``.`` and ``-``, starting with a letter or digit.
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+STUDY_NAME_MAX = 100
+
+
+def validate_study_name(name: Any, source: str = "study name") -> str:
+    """Return ``name`` if it is a valid study name, whatever it came from (a study YAML,
+    ``--study-name``, a report command's ``STUDY`` argument).
+
+    Raises:
+        ConfigError: it is empty, too long, or holds anything but letters, digits, ``_``,
+            ``.`` and ``-`` (so ``../x`` or ``a/b`` never reach a path).
+    """
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name) or len(name) > STUDY_NAME_MAX or ".." in name:
+        raise ConfigError(
+            f"{source}: invalid study name {name!r}: use up to {STUDY_NAME_MAX} letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit (no '/' or '..')"
+        )
+    return name
+
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
 
@@ -89,7 +113,7 @@ class Objective(BaseModel):
 class Constraints(BaseModel):
     """Feasibility limits; infeasible trials are kept but ranked after feasible ones."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     max_params: float | None = Field(default=None, gt=0)
     max_flops: float | None = Field(default=None, gt=0)
@@ -113,8 +137,8 @@ class SamplerConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: Literal["nsga2", "nsga3", "tpe", "gp", "random"] = "nsga2"
-    seed: int = 0
-    population_size: int | None = Field(default=None, ge=2)
+    seed: Seed = 0
+    population_size: int | None = Field(default=None, ge=2, le=TRIALS_MAX)
 
 
 class Budget(BaseModel):
@@ -122,10 +146,10 @@ class Budget(BaseModel):
     and/or a wall time in seconds for one ``growsearch run`` session (trials cut off by it
     are re-enqueued and rerun by the next session)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    trials: int | None = Field(default=None, gt=0)
-    wall_time: float | None = Field(default=None, gt=0)
+    trials: int | None = Field(default=None, gt=0, le=TRIALS_MAX)
+    wall_time: float | None = Field(default=None, gt=0, le=366 * 86400)
 
     @field_validator("wall_time", mode="before")
     @classmethod
@@ -160,19 +184,30 @@ class Execution(BaseModel):
             speed (0: off).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     address: str | None = None
-    num_cpus: int | None = Field(default=None, gt=0)
-    num_gpus: int | None = Field(default=None, ge=0)
-    cpus_per_trial: float = Field(default=1.0, gt=0)
-    gpus_per_trial: float = Field(default=0.0, ge=0)
-    max_concurrent: int | None = Field(default=None, gt=0)
-    retries: int = Field(default=2, ge=0)
+    num_cpus: int | None = Field(default=None, gt=0, le=CPUS_MAX)
+    num_gpus: int | None = Field(default=None, ge=0, le=GPUS_MAX)
+    cpus_per_trial: float = Field(default=1.0, gt=0, le=CPUS_MAX)
+    gpus_per_trial: float = Field(default=0.0, ge=0, le=GPUS_MAX)
+    max_concurrent: int | None = Field(default=None, gt=0, le=TRIALS_MAX)
+    retries: int = Field(default=2, ge=0, le=1000)
     shared_dir: str | None = None
     prefix_reuse: bool = True
-    crash_at_epoch: int | None = Field(default=None, ge=0)
-    epoch_delay_s: float = Field(default=0.0, ge=0)
+    crash_at_epoch: int | None = Field(default=None, ge=0, le=EPOCHS_MAX)
+    epoch_delay_s: float = Field(default=0.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _fits_local_ray(self) -> Execution:
+        """A trial asking for more than a local Ray of ``num_cpus``/``num_gpus`` has would wait forever."""
+        if self.address is None and self.num_cpus is not None and self.cpus_per_trial > self.num_cpus:
+            raise ValueError(f"cpus_per_trial {self.cpus_per_trial:g} is more than num_cpus {self.num_cpus} of the local Ray: "
+                             "no trial could ever start")
+        if self.address is None and self.num_gpus is not None and self.gpus_per_trial > self.num_gpus:
+            raise ValueError(f"gpus_per_trial {self.gpus_per_trial:g} is more than num_gpus {self.num_gpus} of the local Ray: "
+                             "no trial could ever start")
+        return self
 
 
 class Reference(BaseModel):
@@ -199,7 +234,7 @@ class StudyConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    name: str = Field(min_length=1, max_length=STUDY_NAME_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     description: str = ""
     train: Any
     space: SearchSpace
@@ -274,8 +309,8 @@ class StudyConfig(BaseModel):
     def with_overrides(self, *, name: str | None = None, trials: int | None = None, storage: str | None = None, address: str | None = None) -> StudyConfig:
         """A copy with command-line overrides applied."""
         upd: dict[str, Any] = {}
-        if name:
-            upd["name"] = name
+        if name is not None:
+            upd["name"] = validate_study_name(name, "--study-name")
         if trials is not None:
             upd["budget"] = self.budget.model_copy(update={"trials": trials})
         if storage:
@@ -354,6 +389,10 @@ def parse_study_config(data: Any, source: str = "study", *, base: Path | None = 
     else:
         raise ConfigError(f"{source}: space: expected a path or a mapping, got {type(sp).__name__}")
     d["space"] = parse_space(sp_data, sp_src, epochs=epochs, preset=train.model.preset, backbone=train.model.backbone)
+    try:  # the largest model the space can propose, counted on the meta device
+        train.model.check_size(space=d["space"], what=f"{source}: space")
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(source) else f"{source}: space: {exc}") from None
     # references: "baseline", a schedule file, or {label, schedule}
     refs = d.get("reference") or []
     if not isinstance(refs, list):
@@ -378,11 +417,17 @@ def parse_study_config(data: Any, source: str = "study", *, base: Path | None = 
             ref.schedule.validate_for(points, epochs, source=where)
         except GrowsearchError as exc:
             raise ConfigError(str(exc) if str(exc).startswith(source) else f"{where}: {exc}") from None
+        try:
+            train.model.check_size(schedules=[ref.schedule], what=where)
+        except ConfigError as exc:
+            raise ConfigError(str(exc) if str(exc).startswith(source) else f"{where}: {exc}") from None
         out_refs.append(ref)
     labels = [r.label for r in out_refs]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{source}: reference: duplicate labels {labels}")
     d["reference"] = out_refs
+    if "name" in d:
+        validate_study_name(d["name"], f"{source}: name")
     d.setdefault("outputs", None)
     if d["outputs"] is None:
         d["outputs"] = str(Path("runs") / str(d.get("name", "study")))

@@ -3,7 +3,8 @@
 The driver's :class:`~growsearch.search.searcher.StudySearcher` hands each Tune trial a
 config ``{trial_number, params, reference, schedule}``; the worker rebuilds the schedule
 from the parameters (``space.decode``) or takes the reference schedule, trains into
-``<trials_dir>/<trial number>`` (so a restarted trial resumes from its own checkpoint),
+:func:`trial_dir` ``<trials_dir>/<trial number:05d>`` (so a restarted trial resumes from its
+own checkpoint),
 reports each epoch to Tune and ends with one result carrying ``gs_final: True`` and a JSON
 payload (status, metrics, curves, node, fail reason) that the searcher tells to Optuna.
 
@@ -11,10 +12,18 @@ A NaN loss is a result (``status: nan``), not an exception: Tune must not retry 
 deterministic failure; nor is an input error (a schedule the backbone refuses, bad data),
 which ends the trial FAIL with its message. Any other exception propagates, so Tune restarts the trial up to
 ``max_failures`` times (the trainer resumes from the checkpoint).
+
+Trial folders belong to their study: ``trials_dir`` is :func:`study_trials_dir`
+``<outputs or shared_dir>/trials/<study name>-<key>``, the key hashing the storage (without
+password) and the study name, so two studies sharing an outputs folder never share a trial
+folder. Each trial folder records its study's identity (``study.json``: name, key,
+config hash); a trial refuses (FAIL, one line, no retry) a folder whose record names another
+study, so no study ever resumes another's checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -31,13 +40,16 @@ from growsearch.schedule import GrowthSchedule
 from growsearch.search.searcher import FINAL_KEY, PAYLOAD_KEY
 from growsearch.search.space import SearchSpace
 
-__all__ = ["TrialContext", "package_versions", "run_trial", "trial_dir"]
+__all__ = ["STUDY_FILE", "TrialContext", "package_versions", "run_trial", "study_identity", "study_key",
+           "study_trials_dir", "trial_dir"]
 
 #: ``trial_fn(config, schedule, *, out_dir, on_epoch, resume, prefix_cache) -> result`` with
 #: a ``metrics`` dict (or mapping) like :class:`growsearch.train.loop.TrainResult`.
 TrialFn = Callable[..., Any]
 
 CURVE_KEYS = ("dev_eer", "train_loss", "params", "flops")
+#: The study identity recorded in every trial folder.
+STUDY_FILE = "study.json"
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,7 @@ class TrialContext:
     Attributes:
         train: the :class:`~growsearch.train.config.TrainConfig` of the study.
         space: the bound search space (decodes parameters).
-        trials_dir: ``<outputs or shared_dir>/trials``; trial ``n`` trains in ``trials_dir/n``.
+        trials_dir: :func:`study_trials_dir`; trial ``n`` trains in :func:`trial_dir`.
         prefix_cache: the shared-prefix cache folder, or ``None`` (no reuse).
         crash_at_epoch: test hook: exit the process hard after this epoch, first attempt only.
         epoch_delay_s: test hook: sleep this long after each epoch's report.
@@ -61,11 +73,77 @@ class TrialContext:
     crash_at_epoch: int | None = None
     epoch_delay_s: float = 0.0
     trial_fn: TrialFn | None = None
+    study: dict[str, Any] | None = None
 
 
 def trial_dir(trials_dir: str | Path, number: int) -> Path:
-    """The stable folder of Optuna trial ``number``."""
-    return Path(trials_dir) / f"{number:05d}"
+    """The stable folder of Optuna trial ``number`` (the one place that builds it)."""
+    return Path(trials_dir) / f"{int(number):05d}"
+
+
+def _storage_identity(storage_url: str) -> str:
+    """The storage as an identity: a SQLite file's resolved path, or the URL without its password."""
+    from growsearch.search.storage import normalize_url, sqlite_path
+
+    url = normalize_url(storage_url)
+    path = sqlite_path(url)
+    if path is not None:
+        return "sqlite:///" + str(path.expanduser().resolve())
+    if url.startswith("sqlite"):
+        return url
+    from sqlalchemy.engine import URL, make_url
+
+    u = make_url(url)
+    bare = URL.create(u.drivername, username=u.username, host=(u.host or "").lower() or None, port=u.port,
+                      database=u.database, query=u.query)
+    return bare.render_as_string(hide_password=False)
+
+
+def study_key(storage_url: str, study_name: str) -> str:
+    """12 hex digits of sha256 over the storage identity and the study name."""
+    text = json.dumps([_storage_identity(storage_url), study_name])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def study_trials_dir(root: str | Path, storage_url: str, study_name: str) -> Path:
+    """``<root>/trials/<study name>-<study_key>``: where the trials of this one study train."""
+    from growsearch.paths import child_path
+
+    return child_path(Path(root) / "trials", f"{study_name}-{study_key(storage_url, study_name)}", "study name")
+
+
+def study_identity(storage_url: str, study_name: str, config_hash: str | None) -> dict[str, Any]:
+    """What a trial folder records about its study (no password)."""
+    from growsearch.redact import redact_url
+
+    return {"study": study_name, "key": study_key(storage_url, study_name), "config_hash": config_hash,
+            "storage": redact_url(_storage_identity(storage_url))}
+
+
+def check_study_record(out: Path, identity: dict[str, Any] | None) -> str | None:
+    """Record ``identity`` in trial folder ``out`` (first use), or compare it with the record.
+
+    Returns:
+        ``None`` when the folder is this study's, else one line saying whose it is.
+    """
+    if identity is None:
+        return None
+    rec_file = out / STUDY_FILE
+    try:
+        rec = json.loads(rec_file.read_text())
+    except FileNotFoundError:
+        from growsearch.atomic import atomic_write_text
+
+        atomic_write_text(rec_file, json.dumps(identity, indent=1) + "\n")
+        return None
+    except (OSError, ValueError) as exc:
+        return f"{rec_file}: unreadable study record ({exc}); refusing to resume a checkpoint of unknown origin"
+    if not isinstance(rec, dict) or (rec.get("key"), rec.get("config_hash")) != (identity["key"], identity["config_hash"]):
+        who = rec.get("study") if isinstance(rec, dict) else None
+        return (f"{out}: this folder belongs to study {who!r} (key {rec.get('key') if isinstance(rec, dict) else None}, "
+                f"config_hash {rec.get('config_hash') if isinstance(rec, dict) else None}), not to study "
+                f"{identity['study']!r} (key {identity['key']}, config_hash {identity['config_hash']}); refusing its checkpoint")
+    return None
 
 
 def package_versions() -> dict[str, str]:
@@ -119,6 +197,11 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     number = int(config["trial_number"])
     out = trial_dir(ctx.trials_dir, number)
     out.mkdir(parents=True, exist_ok=True)
+    foreign = check_study_record(out, ctx.study)
+    if foreign is not None:  # another study's folder: never load its state (deterministic, no retry)
+        tune.report(_final({"status": "failed", "fail_reason": f"foreign checkpoint: {foreign}", "detail": foreign,
+                            "node": _node(), "curves": {}, "attempt": {"attempts": 0, "resumed_checkpoint": False}}))
+        return
     if config.get("schedule") is not None:
         schedule = GrowthSchedule.from_dict(config["schedule"], source=f"trial {number} schedule")
     else:

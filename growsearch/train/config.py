@@ -23,8 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from growsearch.bounds import BATCH_MAX, EPOCHS_MAX, WORKERS_MAX, Seed
 from growsearch.data.config import DataConfig
 from growsearch.schedule import GrowthSchedule
 from growsearch.yamlio import load_model
@@ -40,6 +41,10 @@ class ModelConfig(BaseModel):
         preset: preset of that backbone (``tiny``, ``small``...); ``None`` = its default.
         options: keyword overrides passed to the backbone factory.
         pretrained: path of a state dict (``torch.save``) loaded into the fresh backbone.
+        max_params: the largest model (parameters, after growth) this config may build
+            (default ``$GROWSEARCH_MAX_PARAMS`` or 1e9); the model is built on the meta device
+            at validation to check it, so bad options and impossible widths are refused before
+            any allocation. Not part of the config's identity (hash).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -48,6 +53,7 @@ class ModelConfig(BaseModel):
     preset: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     pretrained: str | None = None
+    max_params: int | None = Field(default=None, gt=0, exclude=True)
 
     @field_validator("backbone")
     @classmethod
@@ -68,6 +74,27 @@ class ModelConfig(BaseModel):
             raise ValueError(
                 f"backbone {self.backbone!r} has no preset {self.preset!r}; valid presets: {', '.join(sorted(presets))}"
             )
+        return self
+
+    def check_size(self, *, schedules: Any = (), space: Any = None, what: str = "model") -> int:
+        """Peak parameters of this model grown by ``schedules`` / the ``space``'s largest proposal.
+
+        Raises:
+            ConfigError: bad options, or over :attr:`max_params` (the message gives the estimate).
+        """
+        from growsearch.backbones.size import check_model
+
+        return check_model(self.backbone, self.preset, dict(self.options), self.max_params, schedules=schedules,
+                           space=space, what=what)
+
+    @model_validator(mode="after")
+    def _buildable(self) -> ModelConfig:
+        from growsearch.errors import ConfigError
+
+        try:
+            self.check_size(what="")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
 
@@ -101,10 +128,10 @@ class TrainingConfig(BaseModel):
             keeps its last phase), so a run may report a checkpoint from before its growth.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    epochs: int = Field(gt=0)
-    batch_size: int = Field(default=32, gt=0)
+    epochs: int = Field(gt=0, le=EPOCHS_MAX)
+    batch_size: int = Field(default=32, gt=0, le=BATCH_MAX)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
@@ -115,8 +142,8 @@ class TrainingConfig(BaseModel):
     amp: Literal["auto", True, False] = "auto"
     max_batches_per_epoch: int | None = Field(default=None, gt=0)
     max_eval_batches: int | None = Field(default=None, gt=0)
-    eval_every: int = Field(default=1, gt=0)
-    num_workers: int = Field(default=0, ge=0)
+    eval_every: int = Field(default=1, gt=0, le=EPOCHS_MAX)
+    num_workers: int = Field(default=0, ge=0, le=WORKERS_MAX)
     freeze_extra_trainable: tuple[str, ...] = ()
     best_checkpoint: Literal["last_phase", "any"] = "last_phase"
 
@@ -133,11 +160,34 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    seed: int = 42
+    seed: Seed = 42
     data: DataConfig
     model: ModelConfig
     training: TrainingConfig
     schedule: GrowthSchedule | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_size(cls, v: GrowthSchedule | None, info: ValidationInfo) -> GrowthSchedule | None:
+        model = info.data.get("model")
+        if v is not None and v.events and model is not None:
+            from growsearch.errors import ConfigError
+
+            try:
+                model.check_size(schedules=[v], what="")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    def config_hash(self) -> str:
+        """sha256 (16 hex digits) of what a replay must match to reproduce a trial: data, model
+        and training settings (not the seed, which an export item carries, nor the schedule)."""
+        import hashlib
+        import json
+
+        ident = self.model_dump(mode="json", exclude={"seed", "schedule"})
+        text = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def with_overrides(self, *, epochs: int | None = None, seed: int | None = None) -> TrainConfig:
         """A copy with ``training.epochs`` and/or ``seed`` replaced (CLI flags)."""

@@ -152,6 +152,7 @@ def build_model(config: TrainConfig) -> Backbone:
 
     m = config.model
     model = create_backbone(m.backbone, m.preset, **dict(m.options))
+    model.max_params = m.max_params  # the size limit its schedules are checked against
     if not m.pretrained:
         return model
     p = Path(os.path.expanduser(m.pretrained))

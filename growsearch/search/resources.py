@@ -1,0 +1,56 @@
+"""Checks before a study starts trials: folders it writes are writable, and one trial's
+resource request fits on some node of the Ray cluster (otherwise Tune waits forever, showing
+trials as pending)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from growsearch.errors import ConfigError
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Create ``path`` and write (then remove) a probe file in it.
+
+    Raises:
+        ConfigError: it cannot be created or written, naming ``what`` (the config key).
+    """
+    probe = path / f".write-probe-{uuid.uuid4().hex}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{what}: {path} is not writable ({exc.strerror or exc}); choose a folder this user can write") from None
+
+
+def _largest_fit(nodes: list[dict[str, Any]], cpu: float, gpu: float) -> bool:
+    return any(float(n.get("Resources", {}).get("CPU", 0)) >= cpu and float(n.get("Resources", {}).get("GPU", 0)) >= gpu
+               for n in nodes)
+
+
+def check_trial_fits(cpus_per_trial: float, gpus_per_trial: float, nodes: list[dict[str, Any]] | None = None) -> None:
+    """Refuse a per-trial request no live node of the (started) Ray cluster can hold.
+
+    Args:
+        nodes: ``ray.nodes()`` (default: asked from the connected cluster).
+
+    Raises:
+        ConfigError: no single node has ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs.
+    """
+    if nodes is None:
+        import ray
+
+        nodes = ray.nodes()
+    alive = [n for n in nodes if n.get("Alive", n.get("alive", True))]
+    if not alive or _largest_fit(alive, cpus_per_trial, gpus_per_trial):
+        return
+    cpus = max(float(n.get("Resources", {}).get("CPU", 0)) for n in alive)
+    gpus = max(float(n.get("Resources", {}).get("GPU", 0)) for n in alive)
+    raise ConfigError(
+        f"execution: one trial asks for {cpus_per_trial:g} CPU(s) and {gpus_per_trial:g} GPU(s), but no node of the Ray cluster "
+        f"has that ({len(alive)} node(s); the largest has {cpus:g} CPU(s), {gpus:g} GPU(s)); lower execution.cpus_per_trial / "
+        "gpus_per_trial or add resources"
+    )
