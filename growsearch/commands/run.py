@@ -40,6 +40,9 @@ def command(study_file: str, trials: int | None, storage: str | None, address: s
         if smoke:
             cfg = smoke_config(cfg)
         cfg = cfg.with_overrides(name=study_name, trials=trials, address=address)
+        from growsearch.search.resources import preflight
+
+        preflight(cfg, storage)  # a malformed storage URL or an unwritable folder: one line, before any progress
         console.phase(f"read {study_file}; importing Ray Tune")
         from growsearch.search.runner import run_study
 

@@ -54,3 +54,26 @@ def check_trial_fits(cpus_per_trial: float, gpus_per_trial: float, nodes: list[d
         f"has that ({len(alive)} node(s); the largest has {cpus:g} CPU(s), {gpus:g} GPU(s)); lower execution.cpus_per_trial / "
         "gpus_per_trial or add resources"
     )
+
+
+def preflight(cfg: Any, storage_flag: str | None) -> str:
+    """The checks that need neither data, nor the study, nor Ray: the storage URL parses and the
+    folders the study writes are writable. Run first, so bad input stays one line.
+
+    Args:
+        cfg: the resolved :class:`~growsearch.search.study.StudyConfig`.
+        storage_flag: ``--storage`` (flag > ``$GROWSEARCH_STORAGE`` > config > default).
+
+    Returns:
+        The storage URL the study uses.
+
+    Raises:
+        ConfigError: a malformed storage URL (password redacted) or a folder that cannot be written.
+    """
+    from growsearch.search.storage import normalize_url, storage_url_from  # noqa: PLC0415 (optuna)
+
+    url = storage_url_from(storage_flag, cfg.storage, cfg.default_storage)
+    normalize_url(url)
+    check_writable(cfg.outputs_dir, "outputs")
+    check_writable(cfg.shared_dir, "execution.shared_dir" if cfg.execution.shared_dir else "outputs")
+    return url

@@ -34,9 +34,9 @@ from growsearch.errors import ConfigError, GrowsearchError, RunFailed
 from growsearch.metrics.flops_definition import mark_flops_definition
 from growsearch.paths import child_path
 from growsearch.redact import redact_url
-from growsearch.search.resources import check_trial_fits, check_writable
+from growsearch.search.resources import check_trial_fits, preflight
 from growsearch.search.searcher import StudySearcher
-from growsearch.search.storage import open_storage, storage_url_from
+from growsearch.search.storage import open_storage
 from growsearch.search.study import StudyConfig
 from growsearch.search.trainable import (
     TrialContext,
@@ -199,13 +199,11 @@ def run_study(
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    url = preflight(cfg, storage_url)  # storage URL and writable folders: one line, nothing to undo
     check_data(cfg.train.data, say)  # the corpus (layout, protocols, every file) before the study and Ray
-    url = storage_url_from(storage_url, cfg.storage, cfg.default_storage)
     versions = package_versions()
     say(f"[growsearch] creating the study {cfg.name!r} (or opening it to resume) in {redact_url(url)}")
     study = open_study(cfg, url, versions=versions)
-    check_writable(cfg.outputs_dir, "outputs")  # before any lease or trial: one line, nothing to undo
-    check_writable(cfg.shared_dir, "execution.shared_dir" if cfg.execution.shared_dir else "outputs")
     mixed = mark_flops_definition(study)  # what this study's FLOPs mean (README, cost)
     if mixed:
         say(f"[growsearch] warning: {mixed}")
