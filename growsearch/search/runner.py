@@ -30,10 +30,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from growsearch.errors import ConfigError, RunFailed
+from growsearch.errors import ConfigError, GrowsearchError, RunFailed
 from growsearch.redact import redact_url
+from growsearch.search.raywatch import RayGuard, start_local_ray
+from growsearch.search.sampling import TrialSeededSampler
 from growsearch.search.searcher import StudySearcher
-from growsearch.search.storage import open_storage, storage_url_from
+from growsearch.search.storage import open_storage, storage_fault, storage_url_from
 from growsearch.search.study import StudyConfig
 from growsearch.search.trainable import TrialContext, TrialFn, package_versions, run_trial
 
@@ -87,22 +89,27 @@ class RunSummary:
 
 
 def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
-    """The sampler the study config names, seeded.
+    """The sampler the study config names, reseeded for every trial from the seed and the
+    trial's number (:class:`~growsearch.search.sampling.TrialSeededSampler`), so that no run
+    or driver replays the proposals of another.
 
     Constraints reach the samplers through ``trial.set_constraint`` (Optuna 5 deprecates
     ``constraints_func``); the searcher records them before each tell.
     """
     s = cfg.sampler
     pop = s.population_size or max(4, min(50, (cfg.budget.trials or 50) // 3))
+    inner: optuna.samplers.BaseSampler
     if s.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=pop, seed=s.seed)
-    if s.name == "nsga3":
-        return optuna.samplers.NSGAIIISampler(population_size=pop, seed=s.seed)
-    if s.name == "tpe":
-        return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=min(10, max(2, pop)))
-    if s.name == "gp":
-        return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=min(10, max(2, pop)))
-    return optuna.samplers.RandomSampler(seed=s.seed)
+        inner = optuna.samplers.NSGAIISampler(population_size=pop, seed=s.seed)
+    elif s.name == "nsga3":
+        inner = optuna.samplers.NSGAIIISampler(population_size=pop, seed=s.seed)
+    elif s.name == "tpe":
+        inner = optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=min(10, max(2, pop)))
+    elif s.name == "gp":
+        inner = optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=min(10, max(2, pop)))
+    else:
+        inner = optuna.samplers.RandomSampler(seed=s.seed)
+    return TrialSeededSampler(inner, s.seed)
 
 
 def open_study(cfg: StudyConfig, storage_url: str, *, versions: dict[str, str] | None = None) -> optuna.Study:
@@ -180,13 +187,29 @@ def run_study(
 
     Raises:
         ConfigError: bad storage, a different config under the same study name.
-        RunFailed: every trial of this session failed and none is COMPLETE.
+        RunFailed: the session gave up with the budget unmet (too many failed trials, or
+            the sampler only repeated schedules the study has), or the storage failed
+            mid-run (read-only, disk full): one line naming the cause; rerunning the same
+            command resumes.
     """
+    url = storage_url_from(storage_url, cfg.storage, cfg.default_storage)
+    try:
+        return _run_study(cfg, url, trial_fn=trial_fn, log=log, progress_every=progress_every)
+    except GrowsearchError:
+        raise
+    except Exception as exc:
+        fault = storage_fault(exc)
+        if fault is None:
+            raise
+        raise RunFailed(f"storage {redact_url(url)}: {fault}; the session stopped") from None
+
+
+def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Callable[[str], None] | None,
+               progress_every: float) -> RunSummary:
     t_start = time.time()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    url = storage_url_from(storage_url, cfg.storage, cfg.default_storage)
     versions = package_versions()
     study = open_study(cfg, url, versions=versions)
     summary = RunSummary(cfg.name, redact_url(url))
@@ -215,6 +238,7 @@ def run_study(
 
     _quiet_ray()
     ex = cfg.execution
+    local_ray: RayGuard | None = None
     started_ray = False
     out_dir = cfg.outputs_dir
     shared = cfg.shared_dir
@@ -239,12 +263,12 @@ def run_study(
         if not ray.is_initialized():
             if ex.address:
                 ray.init(address=ex.address, log_to_driver=False, logging_level=logging.ERROR)
+                started_ray = True
             else:
-                # address="local": always a fresh local instance, never a cluster that a
-                # `ray start` on this machine happens to have registered in /tmp/ray
-                ray.init(address="local", num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, include_dashboard=False,
-                         log_to_driver=False, logging_level=logging.ERROR)
-            started_ray = True
+                # a fresh local instance in a private temp dir, never a cluster that a
+                # `ray start` on this machine registered in /tmp/ray; it ends with this driver
+                local_ray = start_local_ray(num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, include_dashboard=False,
+                                            log_to_driver=False, logging_level=logging.ERROR)
         progress = _make_progress(searcher, concurrency, cfg.budget.wall_time, progress_every, say)
         trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                         {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial})
@@ -275,24 +299,36 @@ def run_study(
             interrupted = True
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as exc:  # a storage fault raised outside the searcher (a callback): one line below
+        if not searcher._storage_fault(exc):
+            raise
     finally:
         reason = ("interrupted (Ctrl-C) before the trial finished; re-enqueued" if interrupted
                   else "stopped by the wall-time budget before it finished; re-enqueued")
-        summary.requeued += searcher.close(reason)
-        if started_ray:
-            try:
-                ray.shutdown()
-            except Exception:
-                pass
+        try:
+            summary.requeued += searcher.close(reason)
+        finally:
+            if local_ray is not None:
+                local_ray.close()
+            elif started_ray:
+                try:
+                    ray.shutdown()
+                except Exception:
+                    pass
     summary.interrupted = interrupted
     summary.failed_session = list(searcher.failures)
+    if searcher.storage_error is not None:
+        raise RunFailed(f"storage {redact_url(url)}: {searcher.storage_error}; the session stopped "
+                        "(trials it could not mark are re-enqueued by the next run)")
     _finish(summary, study, searcher, t_start)
     if interrupted:
         say(f"[growsearch] interrupted: {summary.complete} COMPLETE trials are kept; running trials were re-enqueued. "
             "Resume with the same command.")
-    elif summary.complete == 0 and summary.failed_session:
-        raise RunFailed(f"study {cfg.name!r}: all {len(summary.failed_session)} trials failed; first: "
-                        f"trial {summary.failed_session[0][0]}: {summary.failed_session[0][1]}")
+    elif searcher.gave_up is not None and not summary.budget_reached:
+        first = (f"; first failure: trial {summary.failed_session[0][0]}: {summary.failed_session[0][1]}"
+                 if summary.failed_session else "")
+        budget = f" of the budget of {searcher.budget_trials}" if searcher.budget_trials is not None else ""
+        raise RunFailed(f"study {cfg.name!r}: {searcher.gave_up}, with {summary.complete} COMPLETE trials{budget}{first}")
     return summary
 
 

@@ -1,15 +1,18 @@
 """The Ray Tune trainable: one Optuna trial = one ``train()`` run in a stable folder.
 
 The driver's :class:`~growsearch.search.searcher.StudySearcher` hands each Tune trial a
-config ``{trial_number, params, reference, schedule}``; the worker rebuilds the schedule
-from the parameters (``space.decode``) or takes the reference schedule, trains into
-``<trials_dir>/<trial number>`` (so a restarted trial resumes from its own checkpoint),
+config ``{trial_number, params, reference, schedule, resume_from}``; the worker rebuilds the
+schedule from the parameters (``space.decode``) or takes the reference schedule, trains into
+:func:`trial_dir` (so a restarted trial resumes from its own checkpoint, and a trial
+re-enqueued after its driver stopped resumes from the newest checkpoint of the trials it
+continues, ``resume_from``),
 reports each epoch to Tune and ends with one result carrying ``gs_final: True`` and a JSON
 payload (status, metrics, curves, node, fail reason) that the searcher tells to Optuna.
 
 A NaN loss is a result (``status: nan``), not an exception: Tune must not retry a
 deterministic failure; nor is an input error (a schedule the backbone refuses, bad data),
-which ends the trial FAIL with its message. Any other exception propagates, so Tune restarts the trial up to
+which ends the trial FAIL with its message; nor is a full disk or a refused memory allocation
+(:func:`deterministic_failure`). Any other exception propagates, so Tune restarts the trial up to
 ``max_failures`` times (the trainer resumes from the checkpoint).
 """
 
@@ -136,7 +139,15 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     from growsearch.train.state import CHECKPOINT_DIR, STATE_FILE
 
     resumed = (out / CHECKPOINT_DIR / STATE_FILE).is_file()
-    attempt_info = {"attempts": attempts, "resumed_checkpoint": resumed}
+    attempt_info: dict[str, Any] = {"attempts": attempts, "resumed_checkpoint": resumed}
+    extra: dict[str, Any] = {}
+    if not resumed:  # a rerun of an interrupted trial continues from its last checkpoint
+        for prev in config.get("resume_from") or ():
+            state = trial_dir(ctx.trials_dir, int(prev)) / CHECKPOINT_DIR / STATE_FILE
+            if state.is_file():
+                extra["resume_from"] = state
+                attempt_info.update(resumed_checkpoint=True, resumed_from_trial=int(prev))
+                break
 
     def on_epoch(record: dict[str, Any], checkpoint_dir: Path) -> None:
         marker = out / ".crashed_once"
@@ -150,7 +161,14 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             time.sleep(ctx.epoch_delay_s)
 
     try:
-        result = fn(ctx.train, schedule, out_dir=out, on_epoch=on_epoch, resume=True, prefix_cache=ctx.prefix_cache)
+        result = fn(ctx.train, schedule, out_dir=out, on_epoch=on_epoch, resume=True, prefix_cache=ctx.prefix_cache, **extra)
+    except (OSError, MemoryError, RuntimeError) as exc:
+        reason = deterministic_failure(exc)
+        if reason is None:
+            raise  # anything else may be a crash: Tune restarts the trial from its checkpoint
+        tune.report(_final({"status": "failed", "fail_reason": reason, "detail": str(exc)[:2000], "node": _node(),
+                            "curves": {}, "attempt": attempt_info}))
+        return
     except RunFailed as exc:
         metrics = _read_metrics(out)
         nan = metrics.get("status") == "nan" or "nonfinite" in type(exc).__name__.lower()
@@ -173,6 +191,20 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     if status != "ok":
         payload["fail_reason"] = status
     tune.report(_final(payload))
+
+
+def deterministic_failure(exc: BaseException) -> str | None:
+    """The fail reason of an error that a restart would only repeat (a full disk, a refused
+    memory allocation), or ``None``. Such a trial ends FAIL at once instead of being retried."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"disk full{where} ({exc.strerror})" if exc.errno != errno.EROFS else f"read-only file system{where}"
+    text = str(exc)
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text.lower():
+        return f"out of memory: {text.splitlines()[0][:300] if text else type(exc).__name__}"
+    return None
 
 
 def _read_metrics(out: Path) -> dict[str, Any]:
