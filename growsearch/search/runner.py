@@ -325,8 +325,8 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
         say(f"[growsearch] interrupted: {summary.complete} COMPLETE trials are kept; running trials were re-enqueued. "
             "Resume with the same command.")
     elif searcher.gave_up is not None and not summary.budget_reached:
-        first = (f"; first failure: trial {summary.failed_session[0][0]}: {summary.failed_session[0][1]}"
-                 if summary.failed_session else "")
+        first = (f"; first failure: trial {summary.failed_session[0][0]}: "
+                 f"{(summary.failed_session[0][1].strip().splitlines() or [''])[0][:300]}" if summary.failed_session else "")
         budget = f" of the budget of {searcher.budget_trials}" if searcher.budget_trials is not None else ""
         raise RunFailed(f"study {cfg.name!r}: {searcher.gave_up}, with {summary.complete} COMPLETE trials{budget}{first}")
     return summary

@@ -341,7 +341,11 @@ class StudySearcher(Searcher):
         return True
 
     def _requeue(self, params: dict[str, Any], attrs: dict[str, Any], number: int) -> None:
+        """Enqueue the rerun of trial ``number``; a trial that never got its proposal (its
+        driver died between ask and sampling) has nothing to rerun: a fresh ask replaces it."""
         keep = {k: attrs[k] for k in ("reference", "schedule") if k in attrs and attrs.get("reference")}
+        if not params and not keep:
+            return
         self.study.enqueue_trial(dict(params), user_attrs={**keep, "requeued_from": number}, skip_if_exists=False)
 
     # ---- Tune's searcher interface ------------------------------------------------------------
