@@ -502,6 +502,9 @@ def test_two_drivers_one_study(tmp_path: Path, corpus: Path) -> None:
                     execution={"num_cpus": 1, "max_concurrent": 1, **SLOW_TRIALS})
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
+    from growsearch.search.storage import open_storage
+
+    open_storage(url)  # the tables exist: two drivers creating a new database at once is tested on its own
     logs = [open(tmp_path / f"driver{i}.log", "w") for i in range(2)]
     procs = [subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=f, stderr=subprocess.STDOUT, env=env,
                               start_new_session=True) for f in logs]
