@@ -203,6 +203,30 @@ def _alive(procs: dict[int, str]) -> dict[int, str]:
     return out
 
 
+def _watchdog(procs: dict[int, str]) -> dict[int, str]:
+    """The Ray watchdog (:mod:`growsearch.search.raywatch`) among ``procs``."""
+    from growsearch.search import raywatch
+
+    script = Path(raywatch.__file__).resolve().name.encode()
+    out = {}
+    for pid, start in procs.items():
+        try:
+            if script in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out[pid] = start
+        except OSError:
+            pass
+    return out
+
+
+def _ray_ends_with_driver(procs: dict[int, str], watchdog: dict[int, str], log: Path | None = None) -> None:
+    """After the driver died: its watchdog (found among ``procs`` while the driver ran)
+    finishes (polled), and at that point no process of its local Ray is left. (Without the
+    watchdog, Ray's agents lived on for a minute or more, re-parented to PID 1.)"""
+    assert watchdog, f"no Ray watchdog among the driver's processes: {procs}"
+    _wait_for(lambda: not _alive(watchdog), 300, "the Ray watchdog to finish", log)
+    assert not _alive(procs), _alive(procs)
+
+
 def _kill_all(procs: dict[int, str]) -> None:
     for pid in _alive(procs):
         try:
@@ -249,13 +273,12 @@ def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
                   tmp_path / "first.log")
         _wait_for(running_with_checkpoint, 300, "one COMPLETE trial and a RUNNING one with a checkpoint", tmp_path / "first.log")
         ray_procs = _descendants(proc.pid)
-        names = _alive(ray_procs)
+        names, watchdog = _alive(ray_procs), _watchdog(ray_procs)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert any("raylet" in n or "gcs_server" in n for n in names.values()), names
         before = {t.number: t.values for t in load(url, "killed").trials if t.state == TrialState.COMPLETE}
-        # nothing of the dead driver's Ray stays (Ray's agents used to, re-parented to PID 1)
-        _wait_for(lambda: not _alive(ray_procs), 120, f"the killed driver's Ray processes to end: {_alive(ray_procs)}")
+        _ray_ends_with_driver(ray_procs, watchdog)  # nothing of the dead driver's Ray stays
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
@@ -275,13 +298,15 @@ def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
     assert failed and all("driver" in t.user_attrs["fail_reason"] for t in failed)
     by_number = {t.number: t for t in study.trials}
     reran = [t for t in study.trials if t.state == TrialState.COMPLETE and "requeued_from" in t.user_attrs]
-    # each interrupted trial that had its schedule ran again, once (one killed between ask and
+    # each interrupted trial that had its proposal ran again, once (one killed between ask and
     # sampling has nothing to rerun)
-    assert sorted(t.user_attrs["requeued_from"] for t in reran) == sorted(t.number for t in failed if "schedule" in t.user_attrs)
+    had = [t.number for t in failed if t.params or t.user_attrs.get("reference")]
+    assert sorted(t.user_attrs["requeued_from"] for t in reran) == sorted(had)
     resumed = [t for t in reran if t.user_attrs["attempt"].get("resumed_from_trial") is not None]
     assert resumed, [t.user_attrs["attempt"] for t in reran]
     for t in reran:
-        assert t.user_attrs["schedule"] == by_number[t.user_attrs["requeued_from"]].user_attrs["schedule"]
+        prev = by_number[t.user_attrs["requeued_from"]]
+        assert t.params == prev.params and t.user_attrs.get("reference") == prev.user_attrs.get("reference")
     # resuming is exact: an uninterrupted run of the same schedule gives the same values
     t = resumed[0]
     from growsearch.schedule import GrowthSchedule
@@ -429,6 +454,7 @@ def test_disk_full_mid_run_is_one_line_and_the_rerun_resumes(tmp_path: Path, cor
             _wait_for(lambda: (lambda c: c.get("COMPLETE", 0) >= 1 and c.get("RUNNING", 0) >= 1)(_counts(url, "full")),
                       300, "one COMPLETE and one RUNNING trial")
             ray_procs = _descendants(proc.pid)
+            watchdog = _watchdog(ray_procs)
             with open(fs / "filler", "wb") as f:  # fill the disk
                 try:
                     while True:
@@ -444,7 +470,7 @@ def test_disk_full_mid_run_is_one_line_and_the_rerun_resumes(tmp_path: Path, cor
             log.close()
             errlog.close()
         err = (tmp_path / "full.err").read_text()
-        _wait_for(lambda: not _alive(ray_procs), 120, f"the driver's Ray processes to end: {_alive(ray_procs)}")
+        _ray_ends_with_driver(ray_procs, watchdog)
         assert proc.returncode == 1, err[-3000:]
         errors = [ln for ln in err.splitlines() if ln.startswith("growsearch: error:")]
         assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
