@@ -17,6 +17,16 @@ Life cycle (driven by Tune; several drivers may run the same study at once)::
   new trial only while COMPLETE + RUNNING trials in the database are below it, so several
   drivers together stop at the budget. Two drivers asking the last free slot at the same
   instant may overshoot it by one trial each (there is no cross-process lock around ask).
+- No schedule is trained twice: a proposal whose decoded schedule equals a COMPLETE, RUNNING
+  or WAITING trial's is marked FAIL (``duplicate_of``, never trained) and another is asked
+  (:meth:`StudySearcher._twin`); after ``MAX_REPEATS`` such proposals in a row the session
+  gives up (``gave_up``). Resampled rather than told the earlier result again: a copy would
+  count twice toward the budget and stand twice on the Pareto front. The sampler itself is reseeded per trial
+  (:mod:`growsearch.search.sampling`), so runs and drivers do not replay each other.
+- References count only when COMPLETE (or still to run): one that FAILed is enqueued again
+  by the next session.
+- A storage fault (read-only database, full disk; :func:`~growsearch.search.storage.storage_fault`)
+  never reaches Tune: it is recorded in ``storage_error`` and the session stops asking.
 - Failed trials are replaced. A trial is never told twice: the stored state is checked before
   every tell, and a FAIL is a compare-and-swap on the trial's state (``_fail``), so of two
   drivers failing the same trial only one re-enqueues it.
