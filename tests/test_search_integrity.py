@@ -64,8 +64,11 @@ def _fake_values(params: dict) -> list[float]:
 def _config(tmp_path: Path, sampler: str) -> Path:
     data = {
         "name": f"repro-{sampler}",
-        "train": {"seed": 1, "data": {"dataset": "synthetic", "synth_size": "tiny", "root": str(tmp_path / "c")},
-                  "model": {"backbone": "lcgrnn", "preset": "tiny"}, "training": {"epochs": 5, "device": "cpu"}},
+        "train": {"seed": 1, "data": {"dataset": "synthetic", "synth_size": "tiny", "clip_samples": 4000,
+                                      "root": str(tmp_path / "c")},
+                  "model": {"backbone": "lcgrnn", "preset": "tiny"},
+                  "training": {"epochs": 5, "device": "cpu", "batch_size": 8, "max_batches_per_epoch": 2,
+                               "max_eval_batches": 2}},
         "space": str(ROOT / "search_spaces" / "quickstart.yaml"),
         "epochs": 5,
         "objectives": OBJ,
@@ -260,3 +263,41 @@ def test_cli_read_only_storage_is_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert "read-only" in lines[0] and "max length" not in lines[0]
     assert f"resume with: growsearch run {p} --storage sqlite:///{db}" in lines[0]
+
+
+def test_full_disk_inside_a_trial_fails_it_without_a_retry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real training into a trial folder on a full tmpfs: the trial ends with a final
+    ``failed`` result naming the full disk (a retry would only fail again), instead of an
+    exception that Ray Tune would retry as a crash."""
+    import ray.tune
+
+    from growsearch.search.runner import worker_train_config
+    from growsearch.search.trainable import TrialContext, run_trial, trial_dir
+
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(fs)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        cfg = load_study_config(_config(tmp_path, "random"))
+        ctx = TrialContext(train=worker_train_config(cfg.train), space=cfg.space, trials_dir=str(fs / "trials"))
+        out = trial_dir(ctx.trials_dir, 0)
+        out.mkdir(parents=True)
+        (out / ".attempts").write_text("0\n")
+        try:  # fill the disk
+            with open(fs / "filler", "wb") as f:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+        except OSError:
+            pass
+        reports: list[dict] = []
+        monkeypatch.setattr(ray.tune, "report", reports.append)  # what the trial tells Tune, recorded
+        run_trial({"trial_number": 0, "params": {}, "reference": "baseline",
+                   "schedule": GrowthSchedule.empty().to_dict()}, ctx)
+    finally:
+        subprocess.run(["umount", "-l", str(fs)], capture_output=True)
+    assert reports and reports[-1][FINAL_KEY] is True
+    payload = json.loads(reports[-1][PAYLOAD_KEY])
+    assert payload["status"] == "failed" and payload["fail_reason"].startswith("disk full"), payload

@@ -121,7 +121,14 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     number = int(config["trial_number"])
     out = trial_dir(ctx.trials_dir, number)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if deterministic_failure(exc) is None:
+            raise
+        tune.report(_final({"status": "failed", "fail_reason": deterministic_failure(exc), "detail": str(exc),
+                            "node": _node(), "curves": {}, "attempt": {"attempts": 1, "resumed_checkpoint": False}}))
+        return
     if config.get("schedule") is not None:
         schedule = GrowthSchedule.from_dict(config["schedule"], source=f"trial {number} schedule")
     else:
@@ -135,7 +142,11 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         attempts = int(attempts_file.read_text().strip() or 0) + 1
     except (OSError, ValueError):
         attempts = 1
-    attempts_file.write_text(f"{attempts}\n")
+    try:
+        attempts_file.write_text(f"{attempts}\n")
+    except OSError as exc:  # a full disk fails the trial below, where training writes
+        if deterministic_failure(exc) is None:
+            raise
     from growsearch.train.state import CHECKPOINT_DIR, STATE_FILE
 
     resumed = (out / CHECKPOINT_DIR / STATE_FILE).is_file()
