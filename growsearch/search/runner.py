@@ -329,6 +329,9 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
                  f"{(summary.failed_session[0][1].strip().splitlines() or [''])[0][:300]}" if summary.failed_session else "")
         budget = f" of the budget of {searcher.budget_trials}" if searcher.budget_trials is not None else ""
         raise RunFailed(f"study {cfg.name!r}: {searcher.gave_up}, with {summary.complete} COMPLETE trials{budget}{first}")
+    elif summary.complete == 0 and summary.failed_session:
+        raise RunFailed(f"study {cfg.name!r}: all {len(summary.failed_session)} trials failed; first: trial "
+                        f"{summary.failed_session[0][0]}: {(summary.failed_session[0][1].strip().splitlines() or [''])[0][:300]}")
     return summary
 
 

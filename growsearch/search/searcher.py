@@ -21,8 +21,9 @@ Life cycle (driven by Tune; several drivers may run the same study at once)::
   or WAITING trial's is marked FAIL (``duplicate_of``, never trained) and another is asked
   (:meth:`StudySearcher._twin`); after ``MAX_REPEATS`` such proposals in a row the session
   gives up (``gave_up``). Resampled rather than told the earlier result again: a copy would
-  count twice toward the budget and stand twice on the Pareto front. The sampler itself is reseeded per trial
-  (:mod:`growsearch.search.sampling`), so runs and drivers do not replay each other.
+  count twice toward the budget and stand twice on the Pareto front. The sampler itself is
+  reseeded per trial (:mod:`growsearch.search.sampling`), so runs and drivers do not replay
+  each other.
 - References count only when COMPLETE (or still to run): one that FAILed is enqueued again
   by the next session.
 - A storage fault (read-only database, full disk; :func:`~growsearch.search.storage.storage_fault`)
