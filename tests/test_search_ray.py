@@ -228,7 +228,12 @@ def _ray_ends_with_driver(procs: dict[int, str], watchdog: dict[int, str], log: 
 
 
 def _kill_all(procs: dict[int, str]) -> None:
+    """Teardown: kill what is left of ``procs``, but not the Ray watchdog (it cleans up and
+    exits once the driver is gone)."""
+    keep = _watchdog(procs)
     for pid in _alive(procs):
+        if pid in keep:
+            continue
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
