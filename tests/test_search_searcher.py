@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from growsearch.schedule import GrowthSchedule
+from growsearch.search.sampling import TrialSeededSampler
 from growsearch.search.searcher import FINAL_KEY, PAYLOAD_KEY, StudySearcher, driver_alive
 from growsearch.search.space import load_space
 from growsearch.search.storage import GRACE_PERIOD, open_storage
@@ -29,7 +30,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def _study(tmp_path: Path) -> optuna.Study:
     st = open_storage(f"sqlite:///{tmp_path}/study.db")
     return optuna.create_study(study_name="s", storage=st, directions=["minimize", "minimize"],
-                               sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True)
+                               sampler=TrialSeededSampler(optuna.samplers.RandomSampler(seed=0), 0), load_if_exists=True)
 
 
 def _searcher(study: optuna.Study, budget: int | None = 4) -> StudySearcher:

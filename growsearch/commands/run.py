@@ -12,6 +12,8 @@ import sys
 
 import click
 
+from growsearch.errors import RunFailed
+
 
 @click.command("run")
 @click.argument("study_file", type=click.Path(dir_okay=False))
@@ -40,6 +42,7 @@ def command(study_file: str, trials: int | None, storage: str | None, address: s
         if smoke:
             cfg = smoke_config(cfg)
         cfg = cfg.with_overrides(name=study_name, trials=trials, address=address)
+        resume = _resume_command(study_file, trials, storage, address, study_name, smoke)
         from growsearch.search.resources import preflight
 
         preflight(cfg, storage)  # a malformed storage URL or an unwritable folder: one line, before any progress
@@ -49,12 +52,28 @@ def command(study_file: str, trials: int | None, storage: str | None, address: s
         # stdout carries only the summary: Ray prints worker/raylet errors to stdout, send them to stderr
         with contextlib.redirect_stdout(sys.stderr):
             summary = run_study(cfg, storage_url=storage, log=console)  # flag > $GROWSEARCH_STORAGE > config > default
+    except RunFailed as exc:  # gave up, or a storage fault: rerunning resumes
+        raise RunFailed(f"{exc}; resume with: {resume}") from None
     finally:
         console.close()
     click.echo(json.dumps(summary.to_dict(), indent=2))
     if summary.interrupted:
-        from growsearch.redact import redact_text
-
-        argv = redact_text(" ".join(sys.argv[1:])) or f"run {study_file}"
-        click.echo(f"growsearch: interrupted; resume with: growsearch {argv}", err=True)
+        click.echo(f"growsearch: interrupted; resume with: {resume}", err=True)
         sys.exit(130)
+
+
+def _resume_command(study_file: str, trials: int | None, storage: str | None, address: str | None,
+                    study_name: str | None, smoke: bool) -> str:
+    """The command that resumes this run (the storage URL's password redacted)."""
+    import shlex
+
+    from growsearch.redact import redact_url
+
+    parts = ["growsearch", "run", study_file]
+    for flag, value in (("--trials", trials), ("--storage", redact_url(storage) if storage else None),
+                        ("--address", address), ("--study-name", study_name)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if smoke:
+        parts.append("--smoke")
+    return " ".join(shlex.quote(p) for p in parts)

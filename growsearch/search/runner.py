@@ -34,9 +34,11 @@ from growsearch.errors import ConfigError, GrowsearchError, RunFailed
 from growsearch.metrics.flops_definition import mark_flops_definition
 from growsearch.paths import child_path
 from growsearch.redact import redact_url
+from growsearch.search.raywatch import RayGuard, start_local_ray
 from growsearch.search.resources import check_trial_fits, preflight
+from growsearch.search.sampling import TrialSeededSampler
 from growsearch.search.searcher import StudySearcher
-from growsearch.search.storage import open_storage
+from growsearch.search.storage import open_storage, storage_fault
 from growsearch.search.study import StudyConfig
 from growsearch.search.trainable import (
     TrialContext,
@@ -97,22 +99,27 @@ class RunSummary:
 
 
 def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
-    """The sampler the study config names, seeded.
+    """The sampler the study config names, reseeded for every trial from the seed and the
+    trial's number (:class:`~growsearch.search.sampling.TrialSeededSampler`), so that no run
+    or driver replays the proposals of another.
 
     Constraints reach the samplers through ``trial.set_constraint`` (Optuna 5 deprecates
     ``constraints_func``); the searcher records them before each tell.
     """
     s = cfg.sampler
     pop = s.population_size or max(4, min(50, (cfg.budget.trials or 50) // 3))
+    inner: optuna.samplers.BaseSampler
     if s.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=pop, seed=s.seed)
-    if s.name == "nsga3":
-        return optuna.samplers.NSGAIIISampler(population_size=pop, seed=s.seed)
-    if s.name == "tpe":
-        return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=min(10, max(2, pop)))
-    if s.name == "gp":
-        return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=min(10, max(2, pop)))
-    return optuna.samplers.RandomSampler(seed=s.seed)
+        inner = optuna.samplers.NSGAIISampler(population_size=pop, seed=s.seed)
+    elif s.name == "nsga3":
+        inner = optuna.samplers.NSGAIIISampler(population_size=pop, seed=s.seed)
+    elif s.name == "tpe":
+        inner = optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=min(10, max(2, pop)))
+    elif s.name == "gp":
+        inner = optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=min(10, max(2, pop)))
+    else:
+        inner = optuna.samplers.RandomSampler(seed=s.seed)
+    return TrialSeededSampler(inner, s.seed)
 
 
 def open_study(cfg: StudyConfig, storage_url: str, *, versions: dict[str, str] | None = None) -> optuna.Study:
@@ -193,13 +200,29 @@ def run_study(
     Raises:
         ConfigError: bad storage, a different config under the same study name.
         DataError: the corpus cannot be used (checked before anything else, see :func:`check_data`).
-        RunFailed: every trial of this session failed and none is COMPLETE.
+        RunFailed: the session gave up with the budget unmet (too many failed trials, or
+            the sampler only repeated schedules the study has), or the storage failed
+            mid-run (read-only, disk full): one line naming the cause; rerunning the same
+            command resumes.
     """
+    url = preflight(cfg, storage_url)  # storage URL and writable folders: one line, nothing to undo
+    try:
+        return _run_study(cfg, url, trial_fn=trial_fn, log=log, progress_every=progress_every)
+    except GrowsearchError:
+        raise
+    except Exception as exc:
+        fault = storage_fault(exc)
+        if fault is None:
+            raise
+        raise RunFailed(f"storage {redact_url(url)}: {fault}; the session stopped") from None
+
+
+def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Callable[[str], None] | None,
+               progress_every: float) -> RunSummary:
     t_start = time.time()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    url = preflight(cfg, storage_url)  # storage URL and writable folders: one line, nothing to undo
     check_data(cfg.train.data, say)  # the corpus (layout, protocols, every file) before the study and Ray
     versions = package_versions()
     say(f"[growsearch] creating the study {cfg.name!r} (or opening it to resume) in {redact_url(url)}")
@@ -233,6 +256,7 @@ def run_study(
 
     _quiet_ray()
     ex = cfg.execution
+    local_ray: RayGuard | None = None
     started_ray = False
     shared = cfg.shared_dir
     try:
@@ -259,12 +283,12 @@ def run_study(
                 else f"[growsearch] starting Ray ({ex.num_cpus or os.cpu_count()} CPUs; takes a while on a busy machine)")
             if ex.address:
                 ray.init(address=ex.address, log_to_driver=False, logging_level=logging.ERROR)
+                started_ray = True
             else:
-                # address="local": always a fresh local instance, never a cluster that a
-                # `ray start` on this machine happens to have registered in /tmp/ray
-                ray.init(address="local", num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, include_dashboard=False,
-                         log_to_driver=False, logging_level=logging.ERROR)
-            started_ray = True
+                # a fresh local instance in a private temp dir, never a cluster that a
+                # `ray start` on this machine registered in /tmp/ray; it ends with this driver
+                local_ray = start_local_ray(num_cpus=ex.num_cpus, num_gpus=ex.num_gpus, include_dashboard=False,
+                                            log_to_driver=False, logging_level=logging.ERROR)
         check_trial_fits(ex.cpus_per_trial, ex.gpus_per_trial)  # else Tune would wait forever
         progress = _make_progress(searcher, concurrency, cfg.budget.wall_time, progress_every, say, cfg.epochs)
         trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
@@ -295,24 +319,35 @@ def run_study(
         except GrowsearchError:
             raise
         except Exception as exc:  # Ray/Tune itself failed (e.g. a worker killed mid-save): no raw traceback
-            ray_failed = _ray_failure(exc)
-            say(f"[growsearch] Ray Tune stopped: {ray_failed}")
+            if not searcher.record_storage_fault(exc):  # a storage fault is reported as one below
+                ray_failed = _ray_failure(exc)
+                say(f"[growsearch] Ray Tune stopped: {ray_failed}")
         if not ray_failed and searcher.live and not searcher.budget_reached and not _wall_done(cfg, t_start):
             interrupted = True
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as exc:  # a storage fault raised outside the searcher (a callback): one line below
+        if not searcher.record_storage_fault(exc):
+            raise
     finally:
         reason = ("interrupted (Ctrl-C) before the trial finished; re-enqueued" if interrupted
                   else f"Ray Tune stopped ({ray_failed}); re-enqueued" if ray_failed
                   else "stopped by the wall-time budget before it finished; re-enqueued")
-        summary.requeued += searcher.close(reason)
-        if started_ray:
-            try:
-                ray.shutdown()
-            except Exception:
-                pass
+        try:
+            summary.requeued += searcher.close(reason)
+        finally:
+            if local_ray is not None:
+                local_ray.close()
+            elif started_ray:
+                try:
+                    ray.shutdown()
+                except Exception:
+                    pass
     summary.interrupted = interrupted
     summary.failed_session = list(searcher.failures)
+    if searcher.storage_error is not None:
+        raise RunFailed(f"storage {redact_url(url)}: {searcher.storage_error}; the session stopped "
+                        "(trials it could not mark are re-enqueued by the next run)")
     _finish(summary, study, searcher, t_start)
     if interrupted:
         say(f"[growsearch] interrupted: {summary.complete} COMPLETE trials are kept; running trials were re-enqueued. "
@@ -320,9 +355,14 @@ def run_study(
     elif ray_failed:
         raise RunFailed(f"study {cfg.name!r}: Ray Tune stopped: {ray_failed}; {summary.complete} COMPLETE trials are kept, "
                         "running trials were re-enqueued; rerun the same command to resume")
+    elif searcher.gave_up is not None and not summary.budget_reached:
+        first = (f"; first failure: trial {summary.failed_session[0][0]}: "
+                 f"{(summary.failed_session[0][1].strip().splitlines() or [''])[0][:300]}" if summary.failed_session else "")
+        budget = f" of the budget of {searcher.budget_trials}" if searcher.budget_trials is not None else ""
+        raise RunFailed(f"study {cfg.name!r}: {searcher.gave_up}, with {summary.complete} COMPLETE trials{budget}{first}")
     elif summary.complete == 0 and summary.failed_session:
-        raise RunFailed(f"study {cfg.name!r}: all {len(summary.failed_session)} trials failed; first: "
-                        f"trial {summary.failed_session[0][0]}: {summary.failed_session[0][1]}")
+        raise RunFailed(f"study {cfg.name!r}: all {len(summary.failed_session)} trials failed; first: trial "
+                        f"{summary.failed_session[0][0]}: {(summary.failed_session[0][1].strip().splitlines() or [''])[0][:300]}")
     return summary
 
 

@@ -17,6 +17,17 @@ Life cycle (driven by Tune; several drivers may run the same study at once)::
   new trial only while COMPLETE + RUNNING trials in the database are below it, so several
   drivers together stop at the budget. Two drivers asking the last free slot at the same
   instant may overshoot it by one trial each (there is no cross-process lock around ask).
+- No schedule is trained twice: a proposal whose decoded schedule equals a COMPLETE, RUNNING
+  or WAITING trial's is marked FAIL (``duplicate_of``, never trained) and another is asked
+  (:meth:`StudySearcher._twin`); after ``MAX_REPEATS`` such proposals in a row the session
+  gives up (``gave_up``). Resampled rather than told the earlier result again: a copy would
+  count twice toward the budget and stand twice on the Pareto front. The sampler itself is
+  reseeded per trial (:mod:`growsearch.search.sampling`), so runs and drivers do not replay
+  each other.
+- References count only when COMPLETE (or still to run): one that FAILed is enqueued again
+  by the next session.
+- A storage fault (read-only database, full disk; :func:`~growsearch.search.storage.storage_fault`)
+  never reaches Tune: it is recorded in ``storage_error`` and the session stops asking.
 - Failed trials are replaced. A trial is never told twice: the stored state is checked before
   every tell, and a FAIL is a compare-and-swap on the trial's state (``_fail``), so of two
   drivers failing the same trial only one re-enqueues it.
@@ -49,7 +60,7 @@ from ray.tune.search import Searcher
 
 from growsearch.schedule import GrowthSchedule
 from growsearch.search.space import SearchSpace
-from growsearch.search.storage import GRACE_PERIOD, HEARTBEAT_INTERVAL
+from growsearch.search.storage import GRACE_PERIOD, HEARTBEAT_INTERVAL, storage_fault
 
 __all__ = ["StudySearcher", "driver_alive", "lease_key", "FINAL_KEY", "PAYLOAD_KEY", "LEASE_PREFIX"]
 
@@ -100,6 +111,12 @@ def _rdb_backend(storage: Any) -> optuna.storages.RDBStorage | None:
 
 #: Seconds ``suggest`` waits between database counts while the rest of the budget runs.
 IDLE_RECHECK = 1.0
+#: Proposals in a row repeating a schedule the study has before a session gives up.
+MAX_REPEATS = 25
+
+
+def _schedule_key(schedule: dict[str, Any]) -> str:
+    return json.dumps(schedule, sort_keys=True, default=str)
 
 
 class StudySearcher(Searcher):
@@ -156,6 +173,8 @@ class StudySearcher(Searcher):
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
         self._idle_until = 0.0  # suggest: waiting on other drivers' trials, next DB count after this
+        self.gave_up: str | None = None  # why this session stopped asking before the budget
+        self.storage_error: str | None = None  # a storage fault (read-only, disk full) that ended it
         self.on_told: Callable[[optuna.trial.FrozenTrial], None] | None = None
 
     # ---- driver lease and heartbeats -----------------------------------------------------
@@ -192,8 +211,9 @@ class StudySearcher(Searcher):
                         storage.record_heartbeat(tid)
                 with self._lock:
                     self.n_requeued += self.reap()
-            except Exception:  # a transient DB error must not kill the driver; retried next beat
-                pass
+            except Exception as exc:  # a transient DB error must not kill the driver; retried next beat
+                with self._lock:
+                    self.record_storage_fault(exc)  # a read-only database or a full disk stops the session
 
     def start_heartbeats(self) -> None:
         if self._hb_thread is None:
@@ -222,11 +242,17 @@ class StudySearcher(Searcher):
             # references: enqueue the missing ones (re-read right before, so a driver that
             # started a moment earlier is seen; a duplicate that still slips through is
             # skipped when asked, see _duplicate_reference)
-            have = {t.user_attrs.get("reference") for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("reference")}
-            for label, sched in self.references:
-                if label not in have:
-                    self.study.enqueue_trial({}, user_attrs={"reference": label, "schedule": sched.to_dict()}, skip_if_exists=False)
+            # A reference counts only when COMPLETE, or still to run (WAITING, or RUNNING in a
+            # live driver: dead drivers' trials were just reaped): one that FAILed after its
+            # retries is enqueued again. Nothing is enqueued once the budget is met (nothing runs).
             self.n_complete = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            have = {t.user_attrs.get("reference") for t in self.study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))}
+            if not self.budget_reached:
+                for label, sched in self.references:
+                    if label not in have:
+                        self.study.enqueue_trial({}, user_attrs={"reference": label, "schedule": sched.to_dict()},
+                                                 skip_if_exists=False)
             waiting = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
             return {"complete": self.n_complete, "requeued": requeued, "waiting": waiting}
 
@@ -326,7 +352,11 @@ class StudySearcher(Searcher):
         return True
 
     def _requeue(self, params: dict[str, Any], attrs: dict[str, Any], number: int) -> None:
+        """Enqueue the rerun of trial ``number``; a trial that never got its proposal (its
+        driver died between ask and sampling) has nothing to rerun: a fresh ask replaces it."""
         keep = {k: attrs[k] for k in ("reference", "schedule") if k in attrs and attrs.get("reference")}
+        if not params and not keep:
+            return
         self.study.enqueue_trial(dict(params), user_attrs={**keep, "requeued_from": number}, skip_if_exists=False)
 
     # ---- Tune's searcher interface ------------------------------------------------------------
@@ -351,23 +381,45 @@ class StudySearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         with self._lock:
-            busy = len(self.live) + len(self._pending_error)
-            if self._stop:
+            try:
+                return self._suggest(trial_id)
+            except Exception as exc:
+                if self.record_storage_fault(exc):
+                    return None if self.live or self._pending_error else Searcher.FINISHED
+                raise
+
+    def record_storage_fault(self, exc: BaseException) -> bool:
+        """Record a storage fault (read-only database, full disk) and stop asking; False for
+        any other error. The runner ends the session with one line naming it."""
+        fault = storage_fault(exc)
+        if fault is None:
+            return False
+        if self.storage_error is None:
+            self.storage_error = fault
+        self._stop = True
+        return True
+
+    def _suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        busy = len(self.live) + len(self._pending_error)
+        if self._stop:
+            return None if busy else Searcher.FINISHED
+        if self.n_failed >= self.max_failures:
+            if self.gave_up is None:
+                self.gave_up = f"gave up after {self.n_failed} failed trials in this session (the limit is {self.max_failures})"
+            return None if busy else Searcher.FINISHED
+        if self.budget_trials is not None:
+            if time.time() < self._idle_until:
+                return None  # the rest of the budget is running; recount shortly
+            complete, running = self._count()
+            self.n_complete = complete
+            if complete >= self.budget_trials:
                 return None if busy else Searcher.FINISHED
-            if self.n_failed >= self.max_failures:
-                return None if busy else Searcher.FINISHED
-            if self.budget_trials is not None:
-                if time.time() < self._idle_until:
-                    return None  # the rest of the budget is running; recount shortly
-                complete, running = self._count()
-                self.n_complete = complete
-                if complete >= self.budget_trials:
-                    return None if busy else Searcher.FINISHED
-                if complete + running >= self.budget_trials:
-                    # the rest of the budget is running (here or in other drivers): wait, a
-                    # failed or reaped trial is replaced; our own trial ending recounts at once
-                    self._idle_until = time.time() + IDLE_RECHECK
-                    return None
+            if complete + running >= self.budget_trials:
+                # the rest of the budget is running (here or in other drivers): wait, a
+                # failed or reaped trial is replaced; our own trial ending recounts at once
+                self._idle_until = time.time() + IDLE_RECHECK
+                return None
+        for _ in range(MAX_REPEATS):
             trial = self._ask()
             trial.set_user_attr("driver", self.driver["token"])  # first: other drivers' reap reads it
             attrs = trial.user_attrs
@@ -379,22 +431,74 @@ class StudySearcher(Searcher):
                 params = dict(trial.params)
                 sched = self.space.decode(params)
             trial.set_user_attr("schedule", sched.to_dict())
-            trial.set_user_attr("ray_trial_id", trial_id)
-            if self.seed is not None:
-                trial.set_user_attr("seed", self.seed)
-            if self.versions:
-                trial.set_user_attr("versions", self.versions)
-            st = self.study._storage
-            if isinstance(st, optuna.storages._heartbeat.BaseHeartbeat) and st.get_heartbeat_interval():
-                st.record_heartbeat(trial._trial_id)
-            self.live[trial_id] = trial
-            self.started[trial_id] = time.time()
-            return {
-                "trial_number": trial.number,
-                "params": params,
-                "reference": label,
-                "schedule": sched.to_dict() if label else None,
-            }
+            if label is not None:
+                break
+            twin = self._twin(trial, sched, enqueued=bool(getattr(trial, "_fixed_params", None)) or "requeued_from" in attrs)
+            if twin is None:
+                break
+            trial.set_user_attr("duplicate_of", twin[0])
+            self._fail(trial._trial_id, f"duplicate schedule: trial {twin[0]} ({twin[1]}) has the same schedule; not trained")
+        else:
+            self.gave_up = (f"the sampler proposed {MAX_REPEATS} schedules in a row that the study already has; "
+                            "the search space looks exhausted")
+            self._stop = True
+            return None if busy else Searcher.FINISHED
+        requeued = self._resume_chain(attrs)
+        trial.set_user_attr("ray_trial_id", trial_id)
+        if self.seed is not None:
+            trial.set_user_attr("seed", self.seed)
+        if self.versions:
+            trial.set_user_attr("versions", self.versions)
+        st = self.study._storage
+        if isinstance(st, optuna.storages._heartbeat.BaseHeartbeat) and st.get_heartbeat_interval():
+            st.record_heartbeat(trial._trial_id)
+        self.live[trial_id] = trial
+        self.started[trial_id] = time.time()
+        return {
+            "trial_number": trial.number,
+            "params": params,
+            "reference": label,
+            "schedule": sched.to_dict() if label else None,
+            "resume_from": requeued,
+        }
+
+    def _twin(self, trial: optuna.Trial, sched: GrowthSchedule, *, enqueued: bool) -> tuple[int, str] | None:
+        """Another trial of the study with the same decoded schedule: ``(number, state)``.
+
+        A fresh proposal yields to any COMPLETE, RUNNING or WAITING trial with its schedule
+        (a WAITING one is compared through its enqueued parameters); an enqueued trial (a rerun
+        of an interrupted one) yields only to a COMPLETE one. Each trial writes its schedule
+        before it looks, so of two drivers proposing the same schedule at the same instant at
+        least one sees the other.
+        """
+        key = _schedule_key(sched.to_dict())
+        states = (TrialState.COMPLETE,) if enqueued else (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        for t in self.study._storage.get_all_trials(self.study._study_id, deepcopy=False, states=states):
+            if t.number == trial.number:
+                continue
+            d = t.user_attrs.get("schedule")
+            if d is None and t.state == TrialState.WAITING and t.system_attrs.get("fixed_params"):
+                try:
+                    d = self.space.decode(t.system_attrs["fixed_params"]).to_dict()
+                except Exception:  # parameters of another space version: not comparable
+                    d = None
+            if d is not None and _schedule_key(d) == key:
+                return t.number, t.state.name
+        return None
+
+    def _resume_chain(self, attrs: dict[str, Any]) -> list[int]:
+        """The trials a re-enqueued trial continues, newest first (``requeued_from`` links):
+        the worker resumes from the newest of their folders that holds a checkpoint."""
+        chain: list[int] = []
+        n = attrs.get("requeued_from")
+        while isinstance(n, int) and n not in chain and len(chain) < 100:
+            chain.append(n)
+            try:
+                n = self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(
+                    self.study._study_id, n)).user_attrs.get("requeued_from")
+            except KeyError:
+                break
+        return chain
 
     def _ask(self) -> optuna.Trial:
         """``study.ask()``, skipping duplicate reference trials (two drivers that started
@@ -420,62 +524,73 @@ class StudySearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         with self._lock:
-            self._idle_until = 0.0
-            trial = self.live.pop(trial_id, None)
-            if trial is None:
-                return
-            t0 = self.started.pop(trial_id, None)
-            if error:
-                # the message arrives in the progress callback's on_trial_error right after
-                self._pending_error[trial_id] = trial
-                return
-            if not result or not result.get(FINAL_KEY):
-                reason = "stopped before it finished (interrupt or wall-time budget); re-enqueued"
-                ft = self.study._storage.get_trial(trial._trial_id)
-                if self._fail(trial._trial_id, reason):
-                    self._requeue(ft.params, ft.user_attrs, ft.number)
-                    self.n_requeued += 1
-                return
-            payload = json.loads(result.get(PAYLOAD_KEY) or "{}")
-            if payload.get("status") != "ok":
-                reason = str(payload.get("fail_reason") or payload.get("status") or "failed")
-                self._record_failure(trial, reason)
-                return
-            metrics = payload.get("metrics") or {}
             try:
-                values = [float(metrics[name]) for name in self.objectives]
-            except (KeyError, TypeError, ValueError):
-                self._record_failure(trial, f"metrics lack an objective; need {self.objectives}, got {sorted(metrics)}")
-                return
-            if not all(math.isfinite(v) for v in values):
-                self._record_failure(trial, "nan")
-                return
-            if self.study._storage.get_trial(trial._trial_id).state.is_finished():
-                return  # never tell twice
-            for key in ("metrics", "curves", "node", "attempt"):
-                if key in payload:
-                    trial.set_user_attr(key, payload[key])
-            if self.constraint_fn is not None:
-                cons = self.constraint_fn(metrics)
-                trial.set_user_attr("constraint", list(cons.values()))
-                for key, val in cons.items():
-                    trial.set_constraint(key, val)
-            try:
-                self.study.tell(trial, values)
-            except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
-                return
-            self.n_complete += 1
-            if t0 is not None:
-                self.durations.append(time.time() - t0)
-            if self.on_told is not None:
-                self.on_told(self.study._storage.get_trial(trial._trial_id))
+                self._on_trial_complete(trial_id, result, error)
+            except Exception as exc:
+                if not self.record_storage_fault(exc):
+                    raise
+
+    def _on_trial_complete(self, trial_id: str, result: dict | None, error: bool) -> None:
+        self._idle_until = 0.0
+        trial = self.live.pop(trial_id, None)
+        if trial is None:
+            return
+        t0 = self.started.pop(trial_id, None)
+        if error:
+            # the message arrives in the progress callback's on_trial_error right after
+            self._pending_error[trial_id] = trial
+            return
+        if not result or not result.get(FINAL_KEY):
+            reason = "stopped before it finished (interrupt or wall-time budget); re-enqueued"
+            ft = self.study._storage.get_trial(trial._trial_id)
+            if self._fail(trial._trial_id, reason):
+                self._requeue(ft.params, ft.user_attrs, ft.number)
+                self.n_requeued += 1
+            return
+        payload = json.loads(result.get(PAYLOAD_KEY) or "{}")
+        if payload.get("status") != "ok":
+            reason = str(payload.get("fail_reason") or payload.get("status") or "failed")
+            self._record_failure(trial, reason)
+            return
+        metrics = payload.get("metrics") or {}
+        try:
+            values = [float(metrics[name]) for name in self.objectives]
+        except (KeyError, TypeError, ValueError):
+            self._record_failure(trial, f"metrics lack an objective; need {self.objectives}, got {sorted(metrics)}")
+            return
+        if not all(math.isfinite(v) for v in values):
+            self._record_failure(trial, "nan")
+            return
+        if self.study._storage.get_trial(trial._trial_id).state.is_finished():
+            return  # never tell twice
+        for key in ("metrics", "curves", "node", "attempt"):
+            if key in payload:
+                trial.set_user_attr(key, payload[key])
+        if self.constraint_fn is not None:
+            cons = self.constraint_fn(metrics)
+            trial.set_user_attr("constraint", list(cons.values()))
+            for key, val in cons.items():
+                trial.set_constraint(key, val)
+        try:
+            self.study.tell(trial, values)
+        except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            return
+        self.n_complete += 1
+        if t0 is not None:
+            self.durations.append(time.time() - t0)
+        if self.on_told is not None:
+            self.on_told(self.study._storage.get_trial(trial._trial_id))
 
     def fail_pending(self, trial_id: str, reason: str) -> None:
         """Finish a trial Tune gave up on (after its retries) with ``reason``."""
         with self._lock:
             trial = self._pending_error.pop(trial_id, None)
             if trial is not None:
-                self._record_failure(trial, reason)
+                try:
+                    self._record_failure(trial, reason)
+                except Exception as exc:
+                    if not self.record_storage_fault(exc):
+                        raise
 
     def _record_failure(self, trial: optuna.Trial, reason: str) -> None:
         if self._fail(trial._trial_id, reason[:500]):
@@ -484,18 +599,22 @@ class StudySearcher(Searcher):
 
     def close(self, reason: str) -> int:
         """Fail and re-enqueue every trial still running; flush pending errors. Returns how many."""
+        self.stop_heartbeats()
         with self._lock:
             for rid in list(self._pending_error):
                 self.fail_pending(rid, "error")
             n = 0
             for rid, trial in list(self.live.items()):
-                ft = self.study._storage.get_trial(trial._trial_id)
-                if self._fail(trial._trial_id, reason):
-                    self._requeue(ft.params, ft.user_attrs, ft.number)
-                    n += 1
+                try:  # mark what can be marked: a faulty storage leaves it to the next run's reap
+                    ft = self.study._storage.get_trial(trial._trial_id)
+                    if self._fail(trial._trial_id, reason):
+                        self._requeue(ft.params, ft.user_attrs, ft.number)
+                        n += 1
+                except Exception as exc:
+                    if not self.record_storage_fault(exc):
+                        raise
                 self.live.pop(rid, None)
             self.n_requeued += n
-        self.stop_heartbeats()
         try:
             self.study.set_user_attr(self.lease_key, {**self.driver, "beat": 0, "stopped": True, "ended": time.time()})
         except Exception:
@@ -524,4 +643,5 @@ class StudySearcher(Searcher):
         self.__dict__.update(state)
         self._metric = self._mode = None
         self.live, self._pending_error, self._stop = {}, {}, True
+        self.gave_up = self.storage_error = None
         self._lock = threading.RLock()

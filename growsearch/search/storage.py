@@ -170,6 +170,42 @@ def _creation_lock(url: str) -> Iterator[None]:
             os.close(fd)  # closing the descriptor releases the lock
 
 
+#: Database errors that repeat on every retry (the storage must be fixed first), by a
+#: fragment of the driver's message, with what to tell the user.
+_FAULTS = (
+    ("readonly database", "the database is read-only"),
+    ("read-only", "the database is read-only"),
+    ("database or disk is full", "the disk is full"),
+    ("no space left", "the disk is full"),
+    ("disk i/o error", "disk I/O error"),
+    ("unable to open database file", "cannot open the database file"),
+    ("database disk image is malformed", "the database file is corrupt"),
+)
+
+
+def storage_fault(exc: BaseException) -> str | None:
+    """A one-line description of a storage fault behind ``exc`` (read-only database, full
+    disk, I/O error), or ``None``. Optuna re-raises such a commit error as
+    ``StorageInternalError("... e.g. exceeding max length")``; the cause is read from the
+    exception chain instead, and the message is redacted."""
+    import errno
+
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            what = "the disk is full" if e.errno != errno.EROFS else "the file system is read-only"
+            return f"{what} ({e.strerror}{': ' + str(e.filename) if e.filename else ''})"
+        text = str(getattr(e, "orig", None) or e).splitlines()[0].lower() if str(e) else ""
+        for frag, what in _FAULTS:
+            if frag in text:
+                detail = redact_url(str(getattr(e, "orig", None) or e).splitlines()[0])
+                return f"{what} ({detail})"
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def storage_url_from(flag: str | None, config_value: str | None, default: str) -> str:
     """Pick the storage URL: command-line flag, then $GROWSEARCH_STORAGE, then the config, then the default."""
     return flag or os.environ.get(STORAGE_ENV) or config_value or default

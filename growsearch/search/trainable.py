@@ -1,16 +1,18 @@
 """The Ray Tune trainable: one Optuna trial = one ``train()`` run in a stable folder.
 
 The driver's :class:`~growsearch.search.searcher.StudySearcher` hands each Tune trial a
-config ``{trial_number, params, reference, schedule}``; the worker rebuilds the schedule
-from the parameters (``space.decode``) or takes the reference schedule, trains into
+config ``{trial_number, params, reference, schedule, resume_from}``; the worker rebuilds the
+schedule from the parameters (``space.decode``) or takes the reference schedule, trains into
 :func:`trial_dir` ``<trials_dir>/<trial number:05d>`` (so a restarted trial resumes from its
-own checkpoint),
+own checkpoint, and a trial re-enqueued after its driver stopped resumes from the newest
+checkpoint of the trials it continues, ``resume_from``),
 reports each epoch to Tune and ends with one result carrying ``gs_final: True`` and a JSON
 payload (status, metrics, curves, node, fail reason) that the searcher tells to Optuna.
 
 A NaN loss is a result (``status: nan``), not an exception: Tune must not retry a
 deterministic failure; nor is an input error (a schedule the backbone refuses, bad data),
-which ends the trial FAIL with its message. Any other exception propagates, so Tune restarts the trial up to
+which ends the trial FAIL with its message; nor is a full disk or a refused memory allocation
+(:func:`deterministic_failure`). Any other exception propagates, so Tune restarts the trial up to
 ``max_failures`` times (the trainer resumes from the checkpoint).
 
 Trial folders belong to their study: ``trials_dir`` is :func:`study_trials_dir`
@@ -196,7 +198,14 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     number = int(config["trial_number"])
     out = trial_dir(ctx.trials_dir, number)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if deterministic_failure(exc) is None:
+            raise
+        tune.report(_final({"status": "failed", "fail_reason": deterministic_failure(exc), "detail": str(exc),
+                            "node": _node(), "curves": {}, "attempt": {"attempts": 1, "resumed_checkpoint": False}}))
+        return
     foreign = check_study_record(out, ctx.study)
     if foreign is not None:  # another study's folder: never load its state (deterministic, no retry)
         tune.report(_final({"status": "failed", "fail_reason": f"foreign checkpoint: {foreign}", "detail": foreign,
@@ -215,11 +224,23 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         attempts = int(attempts_file.read_text().strip() or 0) + 1
     except (OSError, ValueError):
         attempts = 1
-    attempts_file.write_text(f"{attempts}\n")
+    try:
+        attempts_file.write_text(f"{attempts}\n")
+    except OSError as exc:  # a full disk fails the trial below, where training writes
+        if deterministic_failure(exc) is None:
+            raise
     from growsearch.train.state import CHECKPOINT_DIR, STATE_FILE
 
     resumed = (out / CHECKPOINT_DIR / STATE_FILE).is_file()
-    attempt_info = {"attempts": attempts, "resumed_checkpoint": resumed}
+    attempt_info: dict[str, Any] = {"attempts": attempts, "resumed_checkpoint": resumed}
+    extra: dict[str, Any] = {}
+    if not resumed:  # a rerun of an interrupted trial continues from its last checkpoint
+        for prev in config.get("resume_from") or ():
+            state = trial_dir(ctx.trials_dir, int(prev)) / CHECKPOINT_DIR / STATE_FILE
+            if state.is_file():
+                extra["resume_from"] = state
+                attempt_info.update(resumed_checkpoint=True, resumed_from_trial=int(prev))
+                break
 
     def on_epoch(record: dict[str, Any], checkpoint_dir: Path) -> None:
         marker = out / ".crashed_once"
@@ -233,7 +254,14 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             time.sleep(ctx.epoch_delay_s)
 
     try:
-        result = fn(ctx.train, schedule, out_dir=out, on_epoch=on_epoch, resume=True, prefix_cache=ctx.prefix_cache)
+        result = fn(ctx.train, schedule, out_dir=out, on_epoch=on_epoch, resume=True, prefix_cache=ctx.prefix_cache, **extra)
+    except (OSError, MemoryError, RuntimeError) as exc:
+        reason = deterministic_failure(exc)
+        if reason is None:
+            raise  # anything else may be a crash: Tune restarts the trial from its checkpoint
+        tune.report(_final({"status": "failed", "fail_reason": reason, "detail": str(exc)[:2000], "node": _node(),
+                            "curves": {}, "attempt": attempt_info}))
+        return
     except RunFailed as exc:
         metrics = _read_metrics(out)
         nan = metrics.get("status") == "nan" or "nonfinite" in type(exc).__name__.lower()
@@ -256,6 +284,20 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     if status != "ok":
         payload["fail_reason"] = status
     tune.report(_final(payload))
+
+
+def deterministic_failure(exc: BaseException) -> str | None:
+    """The fail reason of an error that a restart would only repeat (a full disk, a refused
+    memory allocation), or ``None``. Such a trial ends FAIL at once instead of being retried."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"disk full{where} ({exc.strerror})" if exc.errno != errno.EROFS else f"read-only file system{where}"
+    text = str(exc)
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text.lower():
+        return f"out of memory: {text.splitlines()[0][:300] if text else type(exc).__name__}"
+    return None
 
 
 def _read_metrics(out: Path) -> dict[str, Any]:

@@ -1,0 +1,94 @@
+"""The study's sampler, reseeded for every trial from ``(sampler.seed, trial number)``.
+
+Optuna samplers draw from a random state seeded once, when the sampler is built. Every
+``growsearch run`` builds a new one, so each driver (each run, each of several drivers on one
+study) replayed the same random sequence and proposed the schedules earlier runs had already
+trained. :class:`TrialSeededSampler` wraps the configured sampler and, before each trial,
+seeds every random state the sampler holds (the sampler's own, its fallback random sampler's,
+NSGA-II's child-generation strategy's, found by walking the sampler's attributes) from the
+seed and the trial's number. What a trial is proposed then depends only on the seed, its
+number and the study's history, never on which run or driver asked for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.samplers._lazy_random_state import LazyRandomState
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["TrialSeededSampler", "random_states", "trial_seed"]
+
+
+def trial_seed(seed: int, number: int, index: int = 0) -> int:
+    """The seed of random state ``index`` of a sampler for trial ``number``."""
+    return int(np.random.SeedSequence([int(seed), int(number), int(index)]).generate_state(1)[0])
+
+
+def random_states(obj: Any) -> list[np.random.RandomState]:
+    """Every numpy random state reachable from ``obj`` through Optuna objects' attributes,
+    in a fixed order (attribute names sorted), each once (shared states stay shared)."""
+    out: list[np.random.RandomState] = []
+    seen: set[int] = set()
+
+    def walk(o: Any) -> None:
+        if id(o) in seen:
+            return
+        seen.add(id(o))
+        if isinstance(o, LazyRandomState):
+            out.append(o.rng)
+        elif isinstance(o, np.random.RandomState):
+            out.append(o)
+        elif isinstance(o, list | tuple):
+            for x in o:
+                walk(x)
+        elif type(o).__module__.split(".")[0] == "optuna" and hasattr(o, "__dict__"):
+            for key in sorted(vars(o)):
+                walk(vars(o)[key])
+
+    walk(obj)
+    return out
+
+
+class TrialSeededSampler(BaseSampler):
+    """``inner`` with its random states reseeded from ``(seed, trial.number)`` before each
+    trial (see the module docstring). ``seed=None`` leaves ``inner`` as it is."""
+
+    def __init__(self, inner: BaseSampler, seed: int | None) -> None:
+        self.inner = inner
+        self.seed = seed
+
+    def __str__(self) -> str:
+        return f"{self.inner} (reseeded per trial from seed {self.seed})"
+
+    def reseed_for(self, number: int) -> None:
+        if self.seed is None:
+            return
+        for i, rng in enumerate(random_states(self.inner)):
+            rng.seed(trial_seed(self.seed, number, i))
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self.reseed_for(trial.number)
+        self.inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self.inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self.inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+
