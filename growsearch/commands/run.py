@@ -43,15 +43,18 @@ def command(study_file: str, trials: int | None, storage: str | None, address: s
             cfg = smoke_config(cfg)
         cfg = cfg.with_overrides(name=study_name, trials=trials, address=address)
         resume = _resume_command(study_file, trials, storage, address, study_name, smoke)
-        from growsearch.search.resources import preflight
+        from growsearch.search.resources import check_data, preflight
 
         preflight(cfg, storage)  # a malformed storage URL or an unwritable folder: one line, before any progress
+        # the corpus, decoded before Ray starts (bad data: one line); on a terminal a note that is erased again
+        console.region([f"[growsearch] checking the corpus of {study_file} (every file decoded once; unchanged files cached)"])
+        check_data(cfg.train.data, console)
         console.phase(f"read {study_file}; importing Ray Tune")
         from growsearch.search.runner import run_study
 
         # stdout carries only the summary: Ray prints worker/raylet errors to stdout, send them to stderr
         with contextlib.redirect_stdout(sys.stderr):
-            summary = run_study(cfg, storage_url=storage, log=console)  # flag > $GROWSEARCH_STORAGE > config > default
+            summary = run_study(cfg, storage_url=storage, log=console, data_checked=True)  # flag > $GROWSEARCH_STORAGE > config > default
     except RunFailed as exc:  # gave up, or a storage fault: rerunning resumes
         raise RunFailed(f"{exc}; resume with: {resume}") from None
     finally:

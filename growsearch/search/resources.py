@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from growsearch.errors import ConfigError
@@ -77,3 +78,20 @@ def preflight(cfg: Any, storage_flag: str | None) -> str:
     check_writable(cfg.outputs_dir, "outputs")
     check_writable(cfg.shared_dir, "execution.shared_dir" if cfg.execution.shared_dir else "outputs")
     return url
+
+
+def check_data(data: Any, say: Callable[[str], None]) -> None:
+    """Load the corpus as every trial will (decoding each listed file; cached verdicts of
+    unchanged files are reused, and the trials on this machine reuse these), so bad data
+    stops the run with one line before Ray starts.
+
+    Raises:
+        DataError: missing root or protocol, a bad protocol line, or an unusable file under
+            ``on_bad_file: error`` (names the file and its protocol line).
+    """
+    from growsearch.data.splits import build_splits
+
+    splits = build_splits(data, seed=0)
+    counts = "/".join(str(len(ds)) for _, ds in splits)
+    skipped = f"; {len(splits.skipped)} unusable file(s) skipped (on_bad_file: skip)" if splits.skipped else ""
+    say(f"[growsearch] data: {counts} train/dev/eval utterances, every file decoded{skipped}")

@@ -35,7 +35,7 @@ from growsearch.metrics.flops_definition import mark_flops_definition
 from growsearch.paths import child_path
 from growsearch.redact import redact_url
 from growsearch.search.raywatch import RayGuard, start_local_ray
-from growsearch.search.resources import check_trial_fits, preflight
+from growsearch.search.resources import check_data, check_trial_fits, preflight
 from growsearch.search.sampling import TrialSeededSampler
 from growsearch.search.searcher import StudySearcher
 from growsearch.search.storage import open_storage, storage_fault
@@ -185,6 +185,7 @@ def run_study(
     trial_fn: TrialFn | None = None,
     log: Callable[[str], None] | None = None,
     progress_every: float = 10.0,
+    data_checked: bool = False,
 ) -> RunSummary:
     """Run or resume ``cfg`` until its budget; see the module docstring.
 
@@ -196,10 +197,12 @@ def run_study(
             an internal hook for benchmarks.
         log: where progress lines go (default stderr).
         progress_every: seconds between status lines.
+        data_checked: the caller already ran :func:`~growsearch.search.resources.check_data`
+            on ``cfg.train.data`` (the run command does, before any progress line).
 
     Raises:
         ConfigError: bad storage, a different config under the same study name.
-        DataError: the corpus cannot be used (checked before anything else, see :func:`check_data`).
+        DataError: the corpus cannot be used (checked before anything else, see :func:`~growsearch.search.resources.check_data`).
         RunFailed: the session gave up with the budget unmet (too many failed trials, or
             the sampler only repeated schedules the study has), or the storage failed
             mid-run (read-only, disk full): one line naming the cause; rerunning the same
@@ -207,7 +210,7 @@ def run_study(
     """
     url = preflight(cfg, storage_url)  # storage URL and writable folders: one line, nothing to undo
     try:
-        return _run_study(cfg, url, trial_fn=trial_fn, log=log, progress_every=progress_every)
+        return _run_study(cfg, url, trial_fn=trial_fn, log=log, progress_every=progress_every, data_checked=data_checked)
     except GrowsearchError:
         raise
     except Exception as exc:
@@ -218,12 +221,13 @@ def run_study(
 
 
 def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Callable[[str], None] | None,
-               progress_every: float) -> RunSummary:
+               progress_every: float, data_checked: bool) -> RunSummary:
     t_start = time.time()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    check_data(cfg.train.data, say)  # the corpus (layout, protocols, every file) before the study and Ray
+    if not data_checked:
+        check_data(cfg.train.data, say)  # the corpus (layout, protocols, every file) before the study and Ray
     versions = package_versions()
     say(f"[growsearch] creating the study {cfg.name!r} (or opening it to resume) in {redact_url(url)}")
     study = open_study(cfg, url, versions=versions)
@@ -381,22 +385,6 @@ def worker_train_config(train: Any) -> Any:
         ensure_corpus(root, seed=data.synth_seed, size=data.synth_size)
     return train.model_copy(update={"data": data.model_copy(update={"root": str(root)})})
 
-
-def check_data(data: Any, say: Callable[[str], None]) -> None:
-    """Load the corpus as every trial will (decoding each listed file; cached verdicts of
-    unchanged files are reused, and the trials on this machine reuse these), so bad data
-    stops the run with one line before Ray starts.
-
-    Raises:
-        DataError: missing root or protocol, a bad protocol line, or an unusable file under
-            ``on_bad_file: error`` (names the file and its protocol line).
-    """
-    from growsearch.data.splits import build_splits
-
-    splits = build_splits(data, seed=0)
-    counts = "/".join(str(len(ds)) for _, ds in splits)
-    skipped = f"; {len(splits.skipped)} unusable file(s) skipped (on_bad_file: skip)" if splits.skipped else ""
-    say(f"[growsearch] data: {counts} train/dev/eval utterances, every file decoded{skipped}")
 
 
 def _ray_failure(exc: BaseException) -> str:
