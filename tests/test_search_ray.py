@@ -253,7 +253,6 @@ def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
     every COMPLETE trial is a distinct schedule, and an interrupted trial continues from its
     last checkpoint with the result an uninterrupted run gives."""
     from growsearch.search.runner import worker_train_config
-    from growsearch.search.trainable import trial_dir
     from growsearch.train.loop import train
     from growsearch.train.state import CHECKPOINT_DIR, STATE_FILE
 
@@ -262,7 +261,7 @@ def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
     p = write_study(tmp_path, corpus, "killed", budget=budget, epochs=EPOCHS_LONG, execution={"epoch_delay_s": 0.5})
     cfg = load_study_config(p)
     url = cfg.default_storage
-    trials_dir = cfg.shared_dir / "trials"
+    trials_dir = study_trials_dir(cfg.shared_dir, url, "killed")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -389,10 +388,9 @@ def test_wall_time_budget_stops_and_next_session_resumes(tmp_path: Path, corpus:
     for t in reran:
         if not t.user_attrs.get("reference"):
             assert t.params == by_number[t.user_attrs["requeued_from"]].params
-    from growsearch.search.trainable import trial_dir
     from growsearch.train.state import CHECKPOINT_DIR, STATE_FILE
 
-    trials_dir = load_study_config(p).shared_dir / "trials"
+    trials_dir = study_trials_dir(load_study_config(p).shared_dir, url, "walled")
     for t in reran:  # each continued from the checkpoint its cut-off predecessor left, if any
         prev = t.user_attrs["requeued_from"]
         if (trial_dir(trials_dir, prev) / CHECKPOINT_DIR / STATE_FILE).is_file():

@@ -17,6 +17,8 @@ from optuna.trial import TrialState
 
 from growsearch.search.progress import last_error_line, system_kill_reason
 from growsearch.search.runner import _ray_failure
+from growsearch.search.study import load_study_config
+from growsearch.search.trainable import study_trials_dir, trial_dir
 from test_search_ray import GROWSEARCH, write_study
 
 
@@ -58,7 +60,8 @@ def test_worker_killed_like_the_memory_monitor_fails_the_trial(tmp_path: Path) -
     proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, cwd=tmp_path)
     try:
-        ckpt = tmp_path / "out" / "trials" / "00000" / "checkpoint" / "state.pt"
+        cfg = load_study_config(p)
+        ckpt = trial_dir(study_trials_dir(cfg.shared_dir, cfg.default_storage, "oom"), 0) / "checkpoint" / "state.pt"
         _wait_for(lambda: ckpt.is_file())  # the first trial is training (epoch 0 done)
         pids = _wait_for(lambda: _trial_workers(proc.pid))
         for pid in pids:
