@@ -15,9 +15,10 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from growsearch.cli import main
 from growsearch.errors import ConfigError
 from growsearch.search.resources import check_trial_fits
+
+from cli_run import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
@@ -34,14 +35,6 @@ def _set(d: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     cur[parts[-1]] = value
     return d
 
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        rc = main(argv)
-    except SystemExit as exc:
-        rc = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def _one_line(rc: int, out: str, err: str) -> str:
@@ -77,7 +70,7 @@ TRAIN_CASES = [
 def test_bad_training_config(key: str, value: Any, words: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(_set(TRAIN, key, value)))
-    line = _one_line(*_run(["train", str(p), "--out", str(tmp_path / "o")], capsys))
+    line = _one_line(*run_cli(["train", str(p), "--out", str(tmp_path / "o")], capsys))
     assert str(p) in line
     for w in words:
         assert w in line, line
@@ -88,10 +81,10 @@ def test_model_size_limit_is_configurable(tmp_path: Path, capsys: pytest.Capture
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(_set(TRAIN, "model.max_params", 100)))
-    assert "over the limit of 100" in _one_line(*_run(["train", str(p), "--out", str(tmp_path / "o")], capsys))
+    assert "over the limit of 100" in _one_line(*run_cli(["train", str(p), "--out", str(tmp_path / "o")], capsys))
     monkeypatch.setenv("GROWSEARCH_MAX_PARAMS", "200")
     p.write_text(yaml.safe_dump(TRAIN))
-    assert "over the limit of 200" in _one_line(*_run(["train", str(p), "--out", str(tmp_path / "o")], capsys))
+    assert "over the limit of 200" in _one_line(*run_cli(["train", str(p), "--out", str(tmp_path / "o")], capsys))
 
 
 def test_max_params_is_not_part_of_the_config_identity() -> None:
@@ -104,7 +97,7 @@ def test_max_params_is_not_part_of_the_config_identity() -> None:
 
 @pytest.mark.parametrize("argv", [["--seed", "-1"], ["--seed", str(2**32)]])
 def test_bad_seed_flag(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    line = _one_line(*_run(["train", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(tmp_path / "o"), *argv], capsys))
+    line = _one_line(*run_cli(["train", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(tmp_path / "o"), *argv], capsys))
     assert "--seed" in line and "4294967295" in line
 
 
@@ -112,7 +105,7 @@ def test_bad_seed_flag(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFi
 def test_bad_export_item_seed(seed: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "best.yaml"
     f.write_text(yaml.safe_dump({"growsearch_export": 1, "schedules": [{"trial": 3, "seed": seed, "schedule": {"events": []}}]}))
-    line = _one_line(*_run(["train", str(ROOT / "configs" / "quickstart.yaml"), "--schedule", str(f), "--out",
+    line = _one_line(*run_cli(["train", str(ROOT / "configs" / "quickstart.yaml"), "--schedule", str(f), "--out",
                             str(tmp_path / "o")], capsys))
     assert "schedules[0].seed" in line
 
@@ -120,13 +113,13 @@ def test_bad_export_item_seed(seed: Any, tmp_path: Path, capsys: pytest.CaptureF
 def test_a_schedule_file_too_large_to_allocate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "big.yaml"
     f.write_text(yaml.safe_dump({"events": BIG}))
-    line = _one_line(*_run(["train", str(ROOT / "configs" / "quickstart.yaml"), "--schedule", str(f), "--out",
+    line = _one_line(*run_cli(["train", str(ROOT / "configs" / "quickstart.yaml"), "--schedule", str(f), "--out",
                             str(tmp_path / "o")], capsys))
     assert str(f) in line and "parameters" in line
 
 
 def test_bad_synth_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    line = _one_line(*_run(["data", "synth", "--out", str(tmp_path / "s"), "--seed", "-1"], capsys))
+    line = _one_line(*run_cli(["data", "synth", "--out", str(tmp_path / "s"), "--seed", "-1"], capsys))
     assert "--seed" in line
 
 
@@ -159,7 +152,7 @@ def test_bad_study(key: str, value: Any, words: list[str], tmp_path: Path, capsy
     data[key] = yaml.safe_load(yaml.safe_dump(value).replace("{tmp}", str(tmp_path)))
     p = tmp_path / "s.yaml"
     p.write_text(yaml.safe_dump(data))
-    rc, out, err = _run(["run", str(p)], capsys)
+    rc, out, err = run_cli(["run", str(p)], capsys)
     err = "\n".join(x for x in err.splitlines() if not x.startswith("[growsearch] study "))  # the storage line may come first
     line = _one_line(rc, out, err)
     for w in words:

@@ -7,24 +7,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from growsearch.cli import main
 from growsearch.report.export import export_document
 from growsearch.report.front import load_study_data
 from growsearch.search.runner import open_study
 from growsearch.search.study import load_study_config
 from growsearch.train.config import load_train_config
 
+from cli_run import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "quickstart.yaml"
 
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        rc = main(argv)
-    except SystemExit as exc:
-        rc = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def _export(tmp_path: Path, train_hash: str | None) -> Path:
@@ -47,7 +40,7 @@ def test_study_records_and_export_carries_the_train_config_hash(tmp_path: Path) 
 
 def test_replay_on_another_config_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     exp = _export(tmp_path, "ffffffffffffffff")
-    rc, out, err = _run(["train", str(CONFIG), "--schedule", str(exp), "--out", str(tmp_path / "o")], capsys)
+    rc, out, err = run_cli(["train", str(CONFIG), "--schedule", str(exp), "--out", str(tmp_path / "o")], capsys)
     assert rc == 2 and out == "" and "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "ffffffffffffffff" in lines[0] and "--force" in lines[0] and str(CONFIG) in lines[0]
@@ -60,7 +53,7 @@ def test_force_replays_anyway_and_says_so(tmp_path: Path, capsys: pytest.Capture
     c = tmp_path / "c.yaml"
     c.write_text(yaml.safe_dump(cfg))
     exp = _export(tmp_path, load_train_config(CONFIG).config_hash())
-    rc, _, err = _run(["train", str(c), "--schedule", str(exp), "--out", str(tmp_path / "o"), "--force"], capsys)
+    rc, _, err = run_cli(["train", str(c), "--schedule", str(exp), "--out", str(tmp_path / "o"), "--force"], capsys)
     assert "warning:" in err and "training anyway (--force)" in err
     assert rc == 2 and "no-corpus" in err.strip().splitlines()[-1]  # got past the check, to the data
 

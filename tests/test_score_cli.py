@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from growsearch.cli import main
 from growsearch.errors import DataError
 from growsearch.metrics.eer import eer
 from growsearch.metrics.scores import (
@@ -23,6 +22,8 @@ from growsearch.metrics.scores import (
     write_scores,
 )
 from growsearch.metrics.tdcf import min_tdcf, min_tdcf_from_constants
+
+from cli_run import run_cli
 
 # bona fide [3, 4, 5] vs spoof [1, 2, 3.5, 6] -> EER 7/24 (DATA.md); A01 = {1, 6}, A02 = {2, 3.5}
 ROWS = [
@@ -38,14 +39,6 @@ ASV_TEXT = "LA_0001 target 5\nLA_0001 target 6\nLA_0002 target 7\nLA_0002 target
            "LA_0003 nontarget 0\nLA_0003 nontarget 1\nLA_0004 nontarget 2\nLA_0004 nontarget 4\n" \
            "LA_0001 spoof 3\nLA_0002 spoof 5\nLA_0003 spoof 1\n"
 
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -104,10 +97,10 @@ def test_write_errors(tmp_path: Path) -> None:
 
 
 def test_cli_text_and_json(scorefile: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(["score", str(scorefile)], capsys)
+    code, out, err = run_cli(["score", str(scorefile)], capsys)
     assert code == 0 and err == ""
     assert out.startswith("EER       29.1667 %") and "A01" in out
-    code, out, _ = _run(["score", str(scorefile), "--json"], capsys)
+    code, out, _ = run_cli(["score", str(scorefile), "--json"], capsys)
     data = json.loads(out)
     assert code == 0 and data["eer"] == pytest.approx(7 / 24) and data["n_spoof"] == 4
     assert "min_tdcf" not in data
@@ -120,14 +113,14 @@ def test_cli_tdcf_with_asv_scores_and_constants(scorefile: Path, tmp_path: Path,
     tar, non, spf = a
     assert tar.tolist() == [5, 6, 7, 3] and non.tolist() == [0, 1, 2, 4] and spf.tolist() == [3, 5, 1]
     for form in ("legacy", "revised"):
-        code, out, _ = _run(["score", str(scorefile), "--json", "--asv-scores", str(asv), "--tdcf-form", form], capsys)
+        code, out, _ = run_cli(["score", str(scorefile), "--json", "--asv-scores", str(asv), "--tdcf-form", form], capsys)
         assert code == 0
         want = min_tdcf([3, 4, 5], [1, 2, 3.5, 6], asv_tar=a.target, asv_non=a.nontarget, asv_spoof=a.spoof, form=form)
         assert json.loads(out)["min_tdcf"] == pytest.approx(want)
-    code, out, _ = _run(["score", str(scorefile), "--json", "--tdcf-constants", "legacy-la"], capsys)
+    code, out, _ = run_cli(["score", str(scorefile), "--json", "--tdcf-constants", "legacy-la"], capsys)
     assert code == 0
     assert json.loads(out)["min_tdcf"] == pytest.approx(min_tdcf_from_constants([3, 4, 5], [1, 2, 3.5, 6], 0, 2.40595, 1))
-    code, out, _ = _run(["score", str(scorefile), "--tdcf-constants", "revised-la"], capsys)
+    code, out, _ = run_cli(["score", str(scorefile), "--tdcf-constants", "revised-la"], capsys)
     assert code == 0 and "min t-DCF" in out
 
 
@@ -148,7 +141,7 @@ def test_cli_bad_input_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.Monke
     if setup is not None:
         (tmp_path / "f.txt").write_text(setup)
     (tmp_path / "asv.txt").write_text("LA_0001 genuine 1.0\n")
-    code, out, err = _run(["score", *args], capsys)
+    code, out, err = run_cli(["score", *args], capsys)
     assert code == 2 and out == ""
     assert err.startswith("growsearch: error: ") and needle in err and err.count("\n") == 1
 
@@ -165,27 +158,27 @@ def test_cli_subprocess(scorefile: Path, tmp_path: Path) -> None:
 def test_all_equal_scores_say_why_the_eer_is_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "flat.txt"
     f.write_text("u1 - bonafide 0.5\nu2 A01 spoof 0.5\nu3 A02 spoof 0.5\n")
-    code, out, _ = _run(["score", str(f)], capsys)
+    code, out, _ = run_cli(["score", str(f)], capsys)
     assert code == 0 and "EER       100.0000 %" in out
     assert "note      all 3 scores are equal (0.5)" in out and "official scorer's convention" in out
-    code, out, _ = _run(["score", str(f), "--json"], capsys)
+    code, out, _ = run_cli(["score", str(f), "--json"], capsys)
     doc = json.loads(out)
     assert doc["eer"] == 1.0 and doc["note"].startswith("all 3 scores are equal")
     ok = tmp_path / "ok.txt"
     ok.write_text("u1 - bonafide 1\nu2 A01 spoof 0\n")
-    code, out, _ = _run(["score", str(ok), "--json"], capsys)
+    code, out, _ = run_cli(["score", str(ok), "--json"], capsys)
     assert "note" not in json.loads(out)
 
 
 def test_tdcf_refusal_for_too_few_distinct_scores_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "binary.txt"
     f.write_text("u1 - bonafide 1\nu2 A01 spoof 0\nu3 A01 spoof 0\n")
-    code, out, err = _run(["score", str(f), "--tdcf-constants", "legacy-la"], capsys)
+    code, out, err = run_cli(["score", str(f), "--tdcf-constants", "legacy-la"], capsys)
     assert code == 2 and out == "" and err.count("\n") == 1
     assert err.startswith(f"growsearch: error: {f}: CM scores have only 2 unique value(s)")
     asv = tmp_path / "asv.txt"
     asv.write_text(ASV_TEXT)
-    code, out, err = _run(["score", str(f), "--asv-scores", str(asv)], capsys)
+    code, out, err = run_cli(["score", str(f), "--asv-scores", str(asv)], capsys)
     assert code == 2 and err.startswith(f"growsearch: error: {f}: CM scores have only 2 unique")
 
 
@@ -194,14 +187,14 @@ def test_cli_tdcf_undefined_when_asv_accepts_no_spoofs(scorefile: Path, tmp_path
     returns NaN): the EER is still reported, the t-DCF is undefined with the reason, exit 0."""
     asv = tmp_path / "asv_nospoof.txt"
     asv.write_text(ASV_TEXT.replace("spoof 3\n", "spoof -10\n").replace("spoof 5\n", "spoof -9\n").replace("spoof 1\n", "spoof -8\n"))
-    code, out, err = _run(["score", str(scorefile), "--asv-scores", str(asv)], capsys)
+    code, out, err = run_cli(["score", str(scorefile), "--asv-scores", str(asv)], capsys)
     assert code == 0 and err == ""
     assert out.startswith("EER       29.1667 %")
     assert "min t-DCF undefined" in out and "accepts no spoofed trials" in out and "NaN" in out
-    code, out, err = _run(["score", str(scorefile), "--asv-scores", str(asv), "--json"], capsys)
+    code, out, err = run_cli(["score", str(scorefile), "--asv-scores", str(asv), "--json"], capsys)
     data = json.loads(out)
     assert code == 0 and data["eer"] == pytest.approx(7 / 24)
     assert data["min_tdcf"] is None and "Pfa_spoof = 0" in data["tdcf"]["undefined"]
     # the revised form stays defined (its C0 > 0), so it is a number
-    code, out, _ = _run(["score", str(scorefile), "--asv-scores", str(asv), "--json", "--tdcf-form", "revised"], capsys)
+    code, out, _ = run_cli(["score", str(scorefile), "--asv-scores", str(asv), "--json", "--tdcf-form", "revised"], capsys)
     assert code == 0 and isinstance(json.loads(out)["min_tdcf"], float)

@@ -9,9 +9,10 @@ import optuna
 import pytest
 import yaml
 
-from growsearch.cli import main
 from growsearch.search.runner import open_study
 from growsearch.search.study import load_study_config
+
+from cli_run import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -29,18 +30,10 @@ def _study(tmp_path: Path, **changes: object) -> Path:
     return p
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        rc = main(argv)
-    except SystemExit as exc:
-        rc = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return rc, out, err
-
 
 def test_bad_study_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = _study(tmp_path, sampler={"name": "cmaes"})
-    rc, out, err = _run(["run", str(p)], capsys)
+    rc, out, err = run_cli(["run", str(p)], capsys)
     assert rc == 2 and out == ""
     assert err.startswith("growsearch: error: ") and "sampler.name" in err and str(p) in err
     assert "Traceback" not in err
@@ -52,7 +45,7 @@ def test_other_config_same_name_refused_before_ray(tmp_path: Path, capsys: pytes
     url = f"sqlite:///{tmp_path}/s.db"
     open_study(load_study_config(_study(tmp_path)), url)
     p = _study(tmp_path, sampler={"name": "random", "seed": 5})
-    rc, out, err = _run(["run", str(p), "--storage", url], capsys)
+    rc, out, err = run_cli(["run", str(p), "--storage", url], capsys)
     assert rc == 2 and "config_hash" in err and "--study-name" in err
 
 
@@ -65,11 +58,11 @@ def test_budget_met_runs_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[s
     for _ in range(2):
         t = study.ask()
         study.tell(t, [0.3, 100.0, 1000.0])
-    rc, out, err = _run(["run", str(p), "--storage", good, "--trials", "2"], capsys)
+    rc, out, err = run_cli(["run", str(p), "--storage", good, "--trials", "2"], capsys)
     assert rc == 0, err
     summary = json.loads(out)
     assert summary["complete"] == 2 and summary["budget_reached"] is True
     assert "budget reached" in err
     # ... and a URL with a password is only ever printed redacted
-    rc, out, err = _run(["run", str(p)], capsys)
+    rc, out, err = run_cli(["run", str(p)], capsys)
     assert rc == 2 and "s3cret" not in err and "***" in err
