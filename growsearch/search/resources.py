@@ -95,3 +95,39 @@ def check_data(data: Any, say: Callable[[str], None]) -> None:
     counts = "/".join(str(len(ds)) for _, ds in splits)
     skipped = f"; {len(splits.skipped)} unusable file(s) skipped (on_bad_file: skip)" if splits.skipped else ""
     say(f"[growsearch] data: {counts} train/dev/eval utterances, every file decoded{skipped}")
+
+
+def refuse_other_config(cfg: Any, study: Any, storage_url: str) -> None:
+    """Refuse ``cfg`` for an existing ``study`` created with another config or other directions.
+
+    Raises:
+        ConfigError: the stored ``config_hash`` or the directions differ.
+    """
+    from growsearch.redact import redact_url  # noqa: PLC0415
+
+    old, h = study.user_attrs.get("config_hash"), cfg.config_hash()
+    if old is not None and old != h:
+        raise ConfigError(
+            f"{cfg.path or 'study'}: study {cfg.name!r} in {redact_url(storage_url)} was created with another config "
+            f"(config_hash {old}, this config {h}); pass --study-name NEW to start a new study, or run the original config"
+        )
+    have = [d.name.lower() for d in study.directions]
+    if have != [o.direction for o in cfg.objectives]:
+        raise ConfigError(f"{cfg.path or 'study'}: study {cfg.name!r} has directions {have}; the config asks for {cfg.directions}")
+
+
+def check_existing_study(cfg: Any, storage_url: str) -> None:
+    """Before any progress: if the storage already holds ``cfg.name``, it must have been made
+    with this config (:func:`refuse_other_config`). Opens (and for a new SQLite file creates)
+    the storage; creates no study.
+
+    Raises:
+        ConfigError: the stored study has another config or other directions.
+    """
+    import optuna  # noqa: PLC0415
+
+    from growsearch.search.storage import open_storage  # noqa: PLC0415
+
+    storage = open_storage(storage_url, heartbeat=False)  # only a look: no heartbeat settings (and no warning about them)
+    if cfg.name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}:
+        refuse_other_config(cfg, optuna.load_study(study_name=cfg.name, storage=storage), storage_url)

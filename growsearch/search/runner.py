@@ -30,12 +30,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from growsearch.errors import ConfigError, GrowsearchError, RunFailed
+from growsearch.errors import GrowsearchError, RunFailed
 from growsearch.metrics.flops_definition import mark_flops_definition
 from growsearch.paths import child_path
 from growsearch.redact import redact_url
 from growsearch.search.raywatch import RayGuard, start_local_ray
-from growsearch.search.resources import check_data, check_trial_fits, preflight
+from growsearch.search.resources import check_data, check_trial_fits, preflight, refuse_other_config
 from growsearch.search.sampling import TrialSeededSampler
 from growsearch.search.searcher import StudySearcher
 from growsearch.search.storage import open_storage, storage_fault
@@ -134,14 +134,7 @@ def open_study(cfg: StudyConfig, storage_url: str, *, versions: dict[str, str] |
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if cfg.name in existing:
         study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=make_sampler(cfg))
-        old = study.user_attrs.get("config_hash")
-        if old is not None and old != h:
-            raise ConfigError(
-                f"{cfg.path or 'study'}: study {cfg.name!r} in {redact_url(storage_url)} was created with another config "
-                f"(config_hash {old}, this config {h}); pass --study-name NEW to start a new study, or run the original config"
-            )
-        if [d.name.lower() for d in study.directions] != [o.direction for o in cfg.objectives]:
-            raise ConfigError(f"{cfg.path or 'study'}: study {cfg.name!r} has directions {[d.name.lower() for d in study.directions]}; the config asks for {cfg.directions}")
+        refuse_other_config(cfg, study, storage_url)
     else:
         study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=make_sampler(cfg),
                                     directions=cfg.directions, load_if_exists=True)
