@@ -58,12 +58,7 @@ def test_dashboard_serves_study_with_names_and_figure(tmp_path: Path) -> None:
         figs = {g["id"]: g for g in d["plotly_graph_objects"]}
         assert FIGURE_ID in figs and json.loads(figs[FIGURE_ID]["graph_object"])["layout"]["xaxis"]["title"]["text"] == "params"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
     assert proc.returncode == 0, proc.stderr.read()
     assert _snapshot(optuna.load_study(study_name="dash", storage=st)) == before  # trials untouched
 
@@ -126,12 +121,7 @@ def test_dashboard_beyond_loopback_warns_and_read_only_refuses_delete(tmp_path: 
         sid = {s["study_name"]: s["study_id"] for s in _get(base + "/api/studies")["study_summaries"]}["keep"]
         status = _request(f"{base}/api/studies/{sid}", "DELETE")
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
     err = proc.stderr.read()
     assert "WARNING" in err and "0.0.0.0" in err and "unauthenticated" in err.replace("no authentication", "unauthenticated")
     names = optuna.get_all_study_names(open_storage(url, heartbeat=False))
@@ -157,3 +147,13 @@ def test_dashboard_is_part_of_the_default_install() -> None:
 
     deps = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
     assert any(d.replace(" ", "").startswith("optuna-dashboard") for d in deps), deps
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C the dashboard, as a user would; kill it if it does not stop within 20 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
