@@ -343,7 +343,7 @@ def test_trial_without_driver_is_reaped_when_its_heartbeat_is_stale(tmp_path: Pa
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from growsearch.search import searcher as searcher_mod
+    from growsearch.search import lease as lease_mod
 
     study = _study(tmp_path)
     live = _searcher(_study(tmp_path), budget=None)
@@ -352,7 +352,7 @@ def test_trial_without_driver_is_reaped_when_its_heartbeat_is_stale(tmp_path: Pa
     beating = study.ask()
     study._storage.record_heartbeat(beating._trial_id)
     assert live.reap() == 0  # younger than the grace period
-    monkeypatch.setattr(searcher_mod, "GRACE_PERIOD", 1)
+    monkeypatch.setattr(lease_mod, "GRACE_PERIOD", 1)
     time.sleep(1.2)
     study._storage.record_heartbeat(beating._trial_id)
     assert live.reap() == 1
@@ -364,9 +364,9 @@ def test_heartbeat_thread_refreshes_the_lease_and_reaps(tmp_path: Path, monkeypa
     """A running driver takes a dead driver's trials over by itself (no restart needed)."""
     import time
 
-    from growsearch.search import searcher as searcher_mod
+    from growsearch.search import lease as lease_mod
 
-    monkeypatch.setattr(searcher_mod, "HEARTBEAT_INTERVAL", 0.2)
+    monkeypatch.setattr(lease_mod, "HEARTBEAT_INTERVAL", 0.2)
     _study(tmp_path)
     dead = _searcher(_study(tmp_path), budget=4)
     dead.resync()

@@ -270,9 +270,10 @@ def _finish(
 
 def _load_fast(study: optuna.Study, rdb: Any) -> StudyData:
     from growsearch.report.fastread import read_rows  # noqa: PLC0415
+    from growsearch.search.optuna_private import study_id_of  # noqa: PLC0415
 
     objectives = objectives_of(study)
-    rows = read_rows(rdb, study._study_id, len(objectives), user_keys=("reference", "fail_reason"), system_keys=("fail_reason",))
+    rows = read_rows(rdb, study_id_of(study), len(objectives), user_keys=("reference", "fail_reason"), system_keys=("fail_reason",))
     counts = Counter(rows.states)
     complete = np.asarray([s == "COMPLETE" for s in rows.states], dtype=bool)
     ok = complete & np.all(np.isfinite(rows.values), axis=1) if rows.values.size else complete
