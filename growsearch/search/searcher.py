@@ -55,6 +55,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
+from ray.tune.stopper import Stopper
 
 from growsearch.schedule import GrowthSchedule
 from growsearch.search import optuna_private as op
@@ -76,6 +77,19 @@ MAX_REPEATS = 25
 
 def _schedule_key(schedule: dict[str, Any]) -> str:
     return json.dumps(schedule, sort_keys=True, default=str)
+
+
+class LeaseStopper(Stopper):
+    """Stops the whole Tune run once the searcher's lease is lost (its heartbeat kept failing)."""
+
+    def __init__(self, searcher: StudySearcher) -> None:
+        self.searcher = searcher
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.searcher.lease_lost is not None
 
 
 class StudySearcher(Searcher):
@@ -172,6 +186,10 @@ class StudySearcher(Searcher):
 
     def _reaped(self, n: int) -> None:
         self.n_requeued += n
+
+    def stopper(self) -> LeaseStopper:
+        """A Tune ``Stopper`` (``RunConfig(stop=...)``) that ends the run when the lease is lost."""
+        return LeaseStopper(self)
 
     def _lease_lost(self, message: str) -> None:
         """The heartbeat kept failing: ask nothing more; the runner stops Tune and the session."""
@@ -376,7 +394,7 @@ class StudySearcher(Searcher):
             try:
                 self._on_trial_complete(trial_id, result, error)
             except Exception as exc:
-                if not self.record_storage_fault(exc):
+                if not self.record_storage_fault(exc) and self.lease_lost is None:
                     raise
 
     def _on_trial_complete(self, trial_id: str, result: dict | None, error: bool) -> None:
@@ -390,7 +408,8 @@ class StudySearcher(Searcher):
             self._pending_error[trial_id] = trial
             return
         if not result or not result.get(FINAL_KEY):
-            reason = "stopped before it finished (interrupt or wall-time budget); re-enqueued"
+            reason = ("stopped before it finished: its driver's heartbeat kept failing; re-enqueued" if self.lease_lost
+                      else "stopped before it finished (interrupt or wall-time budget); re-enqueued")
             ft = op.storage_of(self.study).get_trial(op.trial_id_of(trial))
             if self._fail(op.trial_id_of(trial), reason):
                 self._requeue(ft.params, ft.user_attrs, ft.number)
@@ -460,8 +479,8 @@ class StudySearcher(Searcher):
                         self._requeue(ft.params, ft.user_attrs, ft.number)
                         n += 1
                 except Exception as exc:
-                    if not self.record_storage_fault(exc):
-                        raise
+                    if not self.record_storage_fault(exc) and self.lease_lost is None:
+                        raise  # a lost lease: what cannot be marked is reaped by the next run
                 self.live.pop(rid, None)
             self.n_requeued += n
         self.lease.release()
