@@ -98,7 +98,7 @@ class DriverLease:
         max_failures: int = HEARTBEAT_MAX_FAILURES,
     ) -> None:
         self.study = study
-        self.driver = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex[:12]}
+        self.driver: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex[:12]}
         self.lock = lock
         self.running_ids = running_ids
         self.on_reaped = on_reaped
@@ -263,7 +263,7 @@ class DriverLease:
     def requeue(self, params: dict[str, Any], attrs: dict[str, Any], number: int) -> None:
         """Enqueue the rerun of trial ``number``; a trial that never got its proposal (its
         driver died between ask and sampling) has nothing to rerun: a fresh ask replaces it."""
-        keep = {k: attrs[k] for k in ("reference", "schedule") if k in attrs and attrs.get("reference")}
+        keep: dict[str, Any] = {k: attrs[k] for k in ("reference", "schedule") if k in attrs and attrs.get("reference")}
         if not params and not keep:
             return
         self.study.enqueue_trial(dict(params), user_attrs={**keep, "requeued_from": number}, skip_if_exists=False)
