@@ -490,6 +490,47 @@ def test_disk_full_mid_run_is_one_line_and_the_rerun_resumes(tmp_path: Path, cor
         subprocess.run(["umount", "-l", str(fs)], capture_output=True)
 
 
+def test_a_driver_whose_heartbeat_keeps_failing_stops_and_the_rerun_resumes(tmp_path: Path, corpus: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once trials run, every heartbeat of the driver fails: after
+    ``execution.heartbeat_max_failures`` in a row the run ends (RunFailed naming it), its running
+    trials FAIL with the reason and are re-enqueued, its lease is released; a rerun finishes."""
+    from growsearch.search import lease as lease_mod
+
+    real_beat = lease_mod.DriverLease.beat
+
+    def failing_beat(self: lease_mod.DriverLease) -> None:
+        with self.lock:
+            running = list(self.running_ids())
+        if running:
+            raise OSError("injected: the heartbeat cannot reach the database")
+        real_beat(self)
+
+    monkeypatch.setattr(lease_mod, "HEARTBEAT_INTERVAL", 0.5)
+    monkeypatch.setattr(lease_mod.DriverLease, "beat", failing_beat)
+    p = write_study(tmp_path, corpus, "beatless", budget=2, epochs=EPOCHS_LONG,
+                    execution={"heartbeat_max_failures": 3, "epoch_delay_s": 0.5})
+    cfg = load_study_config(p)
+    t0 = time.time()
+    with pytest.raises(RunFailed, match="heartbeat failed 3 times in a row") as exc:
+        run_study(cfg)
+    assert "rerun the same command to resume" in str(exc.value) and "injected" in str(exc.value)
+    assert time.time() - t0 < 240  # it stopped: 2 trials of 20 epochs at 0.5 s would take longer
+    url = cfg.default_storage
+    study = load(url, "beatless")
+    trials = study.get_trials()
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and all("heartbeat kept failing" in t.user_attrs["fail_reason"] for t in failed), \
+        [t.user_attrs.get("fail_reason") for t in failed]
+    assert len([t for t in trials if t.state == TrialState.WAITING]) == len(failed)
+    leases = [v for k, v in study.user_attrs.items() if k.startswith("driver:")]
+    assert leases and all(v.get("stopped") for v in leases)
+    monkeypatch.undo()
+    run_study(cfg)
+    check_consistent(load(url, "beatless"), 2, epochs=EPOCHS_LONG)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

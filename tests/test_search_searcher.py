@@ -343,7 +343,7 @@ def test_trial_without_driver_is_reaped_when_its_heartbeat_is_stale(tmp_path: Pa
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from growsearch.search import searcher as searcher_mod
+    from growsearch.search import lease as lease_mod
 
     study = _study(tmp_path)
     live = _searcher(_study(tmp_path), budget=None)
@@ -352,7 +352,7 @@ def test_trial_without_driver_is_reaped_when_its_heartbeat_is_stale(tmp_path: Pa
     beating = study.ask()
     study._storage.record_heartbeat(beating._trial_id)
     assert live.reap() == 0  # younger than the grace period
-    monkeypatch.setattr(searcher_mod, "GRACE_PERIOD", 1)
+    monkeypatch.setattr(lease_mod, "GRACE_PERIOD", 1)
     time.sleep(1.2)
     study._storage.record_heartbeat(beating._trial_id)
     assert live.reap() == 1
@@ -364,9 +364,9 @@ def test_heartbeat_thread_refreshes_the_lease_and_reaps(tmp_path: Path, monkeypa
     """A running driver takes a dead driver's trials over by itself (no restart needed)."""
     import time
 
-    from growsearch.search import searcher as searcher_mod
+    from growsearch.search import lease as lease_mod
 
-    monkeypatch.setattr(searcher_mod, "HEARTBEAT_INTERVAL", 0.2)
+    monkeypatch.setattr(lease_mod, "HEARTBEAT_INTERVAL", 0.2)
     _study(tmp_path)
     dead = _searcher(_study(tmp_path), budget=4)
     dead.resync()
@@ -410,3 +410,101 @@ def test_constraints_recorded_for_the_sampler(tmp_path: Path) -> None:
     assert a.constraints == {"max_params": -20.0} and b.constraints == {"max_params": 30.0}
     # the infeasible trial, though better on EER, is not on the (feasible) Pareto front
     assert [t.number for t in study.best_trials] == [a.number]
+
+
+def _failing_heartbeats(study: optuna.Study, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make the storage's heartbeat write (and only it) fail as a locked database does."""
+    import sqlalchemy
+
+    from growsearch.search.optuna_private import rdb_of
+
+    calls: list[int] = []
+
+    def record_heartbeat(trial_id: int) -> None:
+        calls.append(trial_id)
+        raise sqlalchemy.exc.OperationalError("UPDATE trial_heartbeats", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(rdb_of(study), "record_heartbeat", record_heartbeat)
+    return calls
+
+
+@pytest.mark.parametrize(("max_failures", "logged"), [(3, 1), (11, 2)])
+def test_a_failing_heartbeat_is_logged_then_stops_the_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture,
+                                                              max_failures: int, logged: int) -> None:
+    """The first failure and every tenth are logged; after ``max_failures`` in a row the
+    session stops (lease_lost), asks nothing more, and its live trial is re-enqueued."""
+    import logging
+    import time
+
+    from growsearch.search import lease as lease_mod
+
+    monkeypatch.setattr(lease_mod, "HEARTBEAT_INTERVAL", 0.02)
+    study = _study(tmp_path)
+    s = StudySearcher(study, load_space(ROOT / "search_spaces" / "quickstart.yaml", epochs=5), objectives=OBJ,
+                      budget_trials=4, heartbeat_max_failures=max_failures)
+    s.resync()
+    cfg = s.suggest("r0")
+    calls = _failing_heartbeats(study, monkeypatch)
+    stopper = s.stopper()
+    assert not stopper.stop_all()
+    with caplog.at_level(logging.WARNING, logger="growsearch.search.lease"):
+        s.start_heartbeats()
+        deadline = time.time() + 20
+        while time.time() < deadline and s.lease_lost is None:
+            time.sleep(0.02)
+        time.sleep(0.1)  # the thread has ended: no further beats
+    assert s.lease_lost is not None, "the driver did not stop"
+    assert f"failed {max_failures} times in a row" in s.lease_lost and "heartbeat_max_failures" in s.lease_lost
+    assert "database is locked" in s.lease_lost
+    assert len(calls) == max_failures  # one failing write per beat, none after the driver stopped
+    msgs = [r.getMessage() for r in caplog.records if r.name == "growsearch.search.lease"]
+    assert len(msgs) == logged and "(1 in a row" in msgs[0] and "database is locked" in msgs[0], msgs
+    assert stopper.stop_all()  # Tune ends the run
+    assert s.suggest("r1") is None  # the live trial is still busy; nothing new is asked
+    assert s.storage_error is None  # a locked database is no storage fault: this is the heartbeat's own stop
+    # Tune stops the live trial: it is FAILed with the reason and re-enqueued; the lease is released
+    s.on_trial_complete("r0", {"dev_eer": 0.5})
+    assert s.suggest("r2") == Searcher.FINISHED
+    s.close("test over")
+    trials = _study(tmp_path).get_trials()
+    assert [t.state for t in trials[:2]] == [TrialState.FAIL, TrialState.WAITING]
+    assert "heartbeat kept failing" in trials[0].user_attrs["fail_reason"]
+    assert trials[1].user_attrs["requeued_from"] == cfg["trial_number"]
+    assert _study(tmp_path).user_attrs[s.lease_key]["stopped"] is True
+
+
+def test_a_heartbeat_that_recovers_resets_the_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Failures count in a row: a heartbeat failing every other beat never stops the driver."""
+    import time
+
+    import sqlalchemy
+
+    from growsearch.search import lease as lease_mod
+    from growsearch.search.optuna_private import rdb_of
+
+    monkeypatch.setattr(lease_mod, "HEARTBEAT_INTERVAL", 0.02)
+    study = _study(tmp_path)
+    s = StudySearcher(study, load_space(ROOT / "search_spaces" / "quickstart.yaml", epochs=5), objectives=OBJ,
+                      budget_trials=4, heartbeat_max_failures=2)
+    s.resync()
+    s.suggest("r0")
+    real = rdb_of(study).record_heartbeat
+    calls: list[int] = []
+
+    def flaky(trial_id: int) -> None:
+        calls.append(trial_id)
+        if len(calls) % 2:
+            raise sqlalchemy.exc.OperationalError("UPDATE trial_heartbeats", {}, Exception("database is locked"))
+        real(trial_id)
+
+    monkeypatch.setattr(rdb_of(study), "record_heartbeat", flaky)
+    s.start_heartbeats()
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and len(calls) < 12:
+            time.sleep(0.02)
+    finally:
+        s.close("test over")
+    assert len(calls) >= 12 and s.lease.beat_failures >= 6
+    assert s.lease_lost is None

@@ -54,6 +54,8 @@ def _write(tmp_path: Path, **changes: object) -> Path:
         ({"epochs": 2}, "epoch.high: 2 is beyond the run"),
         ({"reference": ["baseline", {"label": "x", "schedule": {"events": [{"point": "gru7", "epoch": 1, "neurons": 4}]}}]}, "reference[1]"),
         ({"execution": {"cpus_per_trial": 0}}, "execution.cpus_per_trial"),
+        ({"execution": {"heartbeat_max_failures": 0}}, "execution.heartbeat_max_failures"),
+        ({"execution": {"heartbeat_max_failures": "often"}}, "execution.heartbeat_max_failures"),
         ({"train": {"seed": 1}}, "train"),
     ],
 )

@@ -5,8 +5,9 @@ for the few that a report shows.
 values) through the SQLAlchemy ORM for every trial: ~4.5 s of CPU for 10,000 trials here.
 A report needs full trials only for the Pareto members and the reference trials; for the
 rest, number, state and values are enough. :func:`read_rows` selects exactly those from
-Optuna's own tables (read-only; the table objects come from ``optuna.storages._rdb.models``,
-so a schema change breaks loudly here, and :func:`growsearch.report.front.load_study_data`
+Optuna's own tables (read-only; the table objects come from
+:func:`growsearch.search.optuna_private.trial_tables`, so a schema change breaks loudly here
+and in ``tests/test_optuna_private.py``, and :func:`growsearch.report.front.load_study_data`
 then falls back to ``study.get_trials``). Full trials are then fetched one by one with the
 public ``storage.get_trial(trial_id)``.
 """
@@ -21,7 +22,8 @@ import numpy as np
 import optuna
 import sqlalchemy as sa
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import models
+
+from growsearch.search import optuna_private
 
 
 @dataclass
@@ -50,9 +52,7 @@ class Rows:
 
 def rdb_of(study: optuna.Study) -> RDBStorage | None:
     """The RDB storage behind ``study`` (Optuna wraps it in a cache), or ``None``."""
-    st: Any = study._storage
-    st = getattr(st, "_backend", st)
-    return st if isinstance(st, RDBStorage) else None
+    return optuna_private.rdb_of(study)
 
 
 def read_rows(rdb: RDBStorage, study_id: int, n_objectives: int, *, user_keys: tuple[str, ...] = (), system_keys: tuple[str, ...] = ()) -> Rows:
@@ -61,10 +61,7 @@ def read_rows(rdb: RDBStorage, study_id: int, n_objectives: int, *, user_keys: t
     Raises:
         sqlalchemy.exc.SQLAlchemyError: the database does not have Optuna's schema.
     """
-    T = models.TrialModel.__table__
-    V = models.TrialValueModel.__table__
-    UA = models.TrialUserAttributeModel.__table__
-    SA = models.TrialSystemAttributeModel.__table__
+    T, V, UA, SA = optuna_private.trial_tables()
     with rdb.engine.connect() as c:
         trials = c.execute(sa.select(T.c.trial_id, T.c.number, T.c.state).where(T.c.study_id == study_id).order_by(T.c.number)).all()
         vals = c.execute(

@@ -4,7 +4,7 @@
 reports stay fast at 10,000 trials; everything else here works on that snapshot with numpy.
 The Pareto set is the same as ``study.best_trials`` (COMPLETE trials only, non-dominated
 under the study's directions; duplicates of a front point are all on the front), computed
-with optuna's vectorised ``_is_pareto_front`` instead of per-trial Python comparisons.
+with moocore's vectorised ``is_nondominated`` instead of per-trial Python comparisons.
 As in ``study.best_trials``, a constrained study (trials with ``set_constraint`` /
 ``constraints`` values) has its front among the *feasible* trials (every constraint <= 0).
 One difference: trials with an infinite objective value are left out of every report
@@ -23,10 +23,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import moocore
 import numpy as np
 import optuna
 from optuna.study import StudyDirection
-from optuna.study._multi_objective import _is_pareto_front
 from optuna.trial import FrozenTrial, TrialState
 
 from growsearch.errors import ConfigError
@@ -174,7 +174,8 @@ def pareto_mask(values: np.ndarray, objectives: list[Objective]) -> np.ndarray:
     """Non-dominated rows of ``values`` ``(n, m)``: boolean ``(n,)``; O(n log n) in 2-D."""
     if values.shape[0] == 0:
         return np.zeros(0, dtype=bool)
-    return np.asarray(_is_pareto_front(loss_matrix(values, objectives), assume_unique_lexsorted=False), dtype=bool)
+    # keep_weakly: duplicates of a front point are all on the front, as in study.best_trials
+    return np.asarray(moocore.is_nondominated(loss_matrix(values, objectives), keep_weakly=True), dtype=bool)
 
 
 def _point(t: FrozenTrial) -> TrialPoint:
@@ -269,9 +270,10 @@ def _finish(
 
 def _load_fast(study: optuna.Study, rdb: Any) -> StudyData:
     from growsearch.report.fastread import read_rows  # noqa: PLC0415
+    from growsearch.search.optuna_private import study_id_of  # noqa: PLC0415
 
     objectives = objectives_of(study)
-    rows = read_rows(rdb, study._study_id, len(objectives), user_keys=("reference", "fail_reason"), system_keys=("fail_reason",))
+    rows = read_rows(rdb, study_id_of(study), len(objectives), user_keys=("reference", "fail_reason"), system_keys=("fail_reason",))
     counts = Counter(rows.states)
     complete = np.asarray([s == "COMPLETE" for s in rows.states], dtype=bool)
     ok = complete & np.all(np.isfinite(rows.values), axis=1) if rows.values.size else complete

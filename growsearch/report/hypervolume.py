@@ -1,7 +1,7 @@
-"""The one wrapper around Optuna's (private) hypervolume code.
+"""The one wrapper around the hypervolume code (moocore's ``hypervolume``).
 
 Everything in growsearch that needs a hypervolume calls :func:`hypervolume` or
-:func:`hypervolume_history`; only this module imports ``optuna._hypervolume``.
+:func:`hypervolume_history`; only this module computes one.
 
 Conventions (documented choice, selectable with ``reference=``):
 
@@ -31,9 +31,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import moocore
 import numpy as np
-from optuna._hypervolume import compute_hypervolume as _optuna_hv
-from optuna.study._multi_objective import _is_pareto_front
 
 from growsearch.errors import ConfigError
 from growsearch.report.front import EER, Objective, loss_matrix
@@ -102,7 +101,7 @@ def hypervolume_normalised(z: np.ndarray) -> float:
     m = z.shape[1]
     if m == 1:
         return float(1.0 - z.min())
-    return float(_optuna_hv(z, np.ones(m), assume_pareto=False))
+    return float(moocore.hypervolume(z, ref=np.ones(m)))
 
 
 def hypervolume(
@@ -156,7 +155,7 @@ def hypervolume_history(
             out[i] = hv
             continue
         front = np.vstack([front[~np.all(p <= front, axis=1)], p])
-        front = front[_is_pareto_front(front, assume_unique_lexsorted=False)]
+        front = front[moocore.is_nondominated(front, keep_weakly=True)]
         hv = hypervolume_normalised(front)
         out[i] = hv
     return out

@@ -237,6 +237,7 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
         constraint_fn=cfg.constraints.values if cfg.constraints.active() else None,
         seed=cfg.train.seed,
         versions=versions,
+        heartbeat_max_failures=cfg.execution.heartbeat_max_failures,
     )
     info = searcher.resync()
     searcher.start_heartbeats()  # the lease stays fresh while Ray starts (other drivers read it)
@@ -305,6 +306,7 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
                 name=child_path(shared / "ray", f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", "study name").name,
                 storage_path=str(shared / "ray"),
                 failure_config=tune.FailureConfig(max_failures=ex.retries),
+                stop=searcher.stopper(),  # a lost lease (the heartbeat kept failing) ends the run
                 verbose=0,
                 callbacks=[progress],
             ),
@@ -327,7 +329,8 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
         if not searcher.record_storage_fault(exc):
             raise
     finally:
-        reason = ("interrupted (Ctrl-C) before the trial finished; re-enqueued" if interrupted
+        reason = ("stopped: this driver's heartbeat kept failing; re-enqueued" if searcher.lease_lost
+                  else "interrupted (Ctrl-C) before the trial finished; re-enqueued" if interrupted
                   else f"Ray Tune stopped ({ray_failed}); re-enqueued" if ray_failed
                   else "stopped by the wall-time budget before it finished; re-enqueued")
         try:
@@ -346,6 +349,9 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
         raise RunFailed(f"storage {redact_url(url)}: {searcher.storage_error}; the session stopped "
                         "(trials it could not mark are re-enqueued by the next run)")
     _finish(summary, study, searcher, t_start)
+    if searcher.lease_lost is not None:
+        raise RunFailed(f"study {cfg.name!r}: {searcher.lease_lost}; this driver stopped: {summary.complete} COMPLETE "
+                        "trials are kept, running trials were re-enqueued; rerun the same command to resume")
     if interrupted:
         say(f"[growsearch] interrupted: {summary.complete} COMPLETE trials are kept; running trials were re-enqueued. "
             "Resume with the same command.")

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
-from optuna.samplers._lazy_random_state import LazyRandomState
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
+
+from growsearch.search.optuna_private import LazyRandomState
 
 __all__ = ["TrialSeededSampler", "random_states", "trial_seed"]
 

@@ -33,34 +33,35 @@ Life cycle (driven by Tune; several drivers may run the same study at once)::
   drivers failing the same trial only one re-enqueues it.
 - Only a result carrying ``final: True`` (sent by the trainable when ``train()`` returned)
   completes a trial; a trial stopped early (time budget, interrupt) never pollutes the front.
-- Leases: each driver owns the study user attr ``driver:<token>`` = ``{host, pid, beat,
-  token}`` (its own key, so drivers never overwrite each other); every trial carries the user
-  attr ``driver`` = token. A thread refreshes the lease and records an Optuna heartbeat for
-  every running trial, and reaps dead drivers' trials (:meth:`StudySearcher.reap`) as it goes.
-  ``close`` marks the lease ``stopped``.
+- Leases, heartbeats and the reaping of dead drivers' trials live in
+  :mod:`growsearch.search.lease` (:class:`~growsearch.search.lease.DriverLease`); the searcher
+  keeps one and hands it the trials it runs. A heartbeat that keeps failing
+  (``execution.heartbeat_max_failures`` in a row) stops the session (``lease_lost``): the
+  runner ends it, running trials re-enqueued, with one line and a non-zero exit.
+- Optuna's private names (storage ids, the RDB tables) are reached only through
+  :mod:`growsearch.search.optuna_private`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
+from ray.tune.stopper import Stopper
 
 from growsearch.schedule import GrowthSchedule
+from growsearch.search import optuna_private as op
+from growsearch.search.lease import HEARTBEAT_MAX_FAILURES, LEASE_PREFIX, DriverLease, driver_alive, lease_key
 from growsearch.search.space import SearchSpace
-from growsearch.search.storage import GRACE_PERIOD, HEARTBEAT_INTERVAL, storage_fault
+from growsearch.search.storage import storage_fault
 
 __all__ = ["StudySearcher", "driver_alive", "lease_key", "FINAL_KEY", "PAYLOAD_KEY", "LEASE_PREFIX"]
 
@@ -68,47 +69,6 @@ __all__ = ["StudySearcher", "driver_alive", "lease_key", "FINAL_KEY", "PAYLOAD_K
 FINAL_KEY = "gs_final"
 #: Result key holding the JSON payload of the last report (metrics, curves, node, ...).
 PAYLOAD_KEY = "gs_payload"
-#: Study user attr prefix of a driver's lease: ``driver:<token>``.
-LEASE_PREFIX = "driver:"
-
-
-def lease_key(token: str) -> str:
-    """The study user attr holding the lease of the driver with ``token``."""
-    return LEASE_PREFIX + token
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def driver_alive(lease: dict[str, Any] | None, *, now: float | None = None) -> bool:
-    """Whether the driver that wrote ``lease`` (study user attr ``driver:<token>``) still runs.
-
-    A lease marked ``stopped`` (clean close) is dead. Same host: its pid exists and its beat
-    is fresh (within the grace period; a stale beat means the pid was reused). Another host:
-    its beat is fresh.
-    """
-    if not lease or lease.get("stopped"):
-        return False
-    now = time.time() if now is None else now
-    fresh = now - float(lease.get("beat", 0)) < GRACE_PERIOD
-    if lease.get("host") == socket.gethostname():
-        return fresh and _pid_alive(int(lease.get("pid", -1)))
-    return fresh
-
-
-def _rdb_backend(storage: Any) -> optuna.storages.RDBStorage | None:
-    """The RDB storage under ``storage`` (Optuna wraps it in a cache), or ``None``."""
-    backend = getattr(storage, "_backend", storage)
-    return backend if isinstance(backend, optuna.storages.RDBStorage) else None
-
-
 #: Seconds ``suggest`` waits between database counts while the rest of the budget runs.
 IDLE_RECHECK = 1.0
 #: Proposals in a row repeating a schedule the study has before a session gives up.
@@ -117,6 +77,19 @@ MAX_REPEATS = 25
 
 def _schedule_key(schedule: dict[str, Any]) -> str:
     return json.dumps(schedule, sort_keys=True, default=str)
+
+
+class LeaseStopper(Stopper):
+    """Stops the whole Tune run once the searcher's lease is lost (its heartbeat kept failing)."""
+
+    def __init__(self, searcher: StudySearcher) -> None:
+        self.searcher = searcher
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.searcher.lease_lost is not None
 
 
 class StudySearcher(Searcher):
@@ -134,6 +107,8 @@ class StudySearcher(Searcher):
         seed: the training seed, recorded as the ``seed`` user attr.
         versions: package versions, recorded as the ``versions`` user attr.
         max_failures: give up (FINISHED) after this many failed trials in this session.
+        heartbeat_max_failures: stop the session (``lease_lost``) after this many failed
+            heartbeats in a row.
     """
 
     def __init__(
@@ -148,6 +123,7 @@ class StudySearcher(Searcher):
         seed: int | None = None,
         versions: dict[str, str] | None = None,
         max_failures: int | None = None,
+        heartbeat_max_failures: int = HEARTBEAT_MAX_FAILURES,
     ) -> None:
         super().__init__(metric=None, mode=None)
         self.study = study
@@ -159,7 +135,6 @@ class StudySearcher(Searcher):
         self.seed = seed
         self.versions = dict(versions or {})
         self.max_failures = max_failures if max_failures is not None else max(3, budget_trials or 3)
-        self.driver = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex[:12]}
         self.n_complete = 0
         self.n_failed = 0  # this session
         self.n_requeued = 0
@@ -170,61 +145,57 @@ class StudySearcher(Searcher):
         self._pending_error: dict[str, optuna.Trial] = {}
         self._stop = False
         self._lock = threading.RLock()
-        self._hb_stop = threading.Event()
-        self._hb_thread: threading.Thread | None = None
+        self.lease = DriverLease(study, lock=self._lock, running_ids=self._running_ids, on_reaped=self._reaped,
+                                 on_fault=self.record_storage_fault, on_lost=self._lease_lost,
+                                 max_failures=heartbeat_max_failures)
+        self.driver = self.lease.driver
+        self.lease_lost: str | None = None  # the heartbeat kept failing: the session stops
         self._idle_until = 0.0  # suggest: waiting on other drivers' trials, next DB count after this
         self.gave_up: str | None = None  # why this session stopped asking before the budget
         self.storage_error: str | None = None  # a storage fault (read-only, disk full) that ended it
         self.on_told: Callable[[optuna.trial.FrozenTrial], None] | None = None
 
-    # ---- driver lease and heartbeats -----------------------------------------------------
+    # ---- driver lease and heartbeats (growsearch.search.lease) ----------------------------
     @property
     def lease_key(self) -> str:
         """This driver's study user attr (``driver:<token>``)."""
-        return lease_key(self.driver["token"])
-
-    def _write_lease(self) -> None:
-        self.study.set_user_attr(self.lease_key, {**self.driver, "beat": time.time()})
+        return self.lease.key
 
     def leases(self) -> dict[str, dict[str, Any]]:
-        """Every driver lease recorded on the study, by token (one query).
+        """Every driver lease recorded on the study, by token (:meth:`DriverLease.leases`)."""
+        return self.lease.leases()
 
-        The single study-level ``driver`` attr of older growsearch versions counts too.
-        """
-        attrs = self.study._storage.get_study_user_attrs(self.study._study_id)
-        out = {v["token"]: v for k, v in attrs.items()
-               if k.startswith(LEASE_PREFIX) and isinstance(v, dict) and v.get("token")}
-        legacy = attrs.get("driver")
-        if isinstance(legacy, dict) and legacy.get("token") and legacy["token"] not in out:
-            out[legacy["token"]] = legacy
-        return out
+    def reap(self, *, now: float | None = None) -> int:
+        """Fail and re-enqueue dead drivers' RUNNING trials (:meth:`DriverLease.reap`)."""
+        return self.lease.reap(now=now)
 
-    def _heartbeat_loop(self) -> None:
-        storage = self.study._storage
-        while not self._hb_stop.wait(HEARTBEAT_INTERVAL):
-            try:
-                with self._lock:
-                    ids = [t._trial_id for t in (*self.live.values(), *self._pending_error.values())]
-                self._write_lease()
-                if isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat) and storage.get_heartbeat_interval():
-                    for tid in ids:
-                        storage.record_heartbeat(tid)
-                with self._lock:
-                    self.n_requeued += self.reap()
-            except Exception as exc:  # a transient DB error must not kill the driver; retried next beat
-                with self._lock:
-                    self.record_storage_fault(exc)  # a read-only database or a full disk stops the session
+    def _fail(self, trial_id: int, reason: str) -> bool:
+        return self.lease.fail(trial_id, reason)
+
+    def _requeue(self, params: dict[str, Any], attrs: dict[str, Any], number: int) -> None:
+        self.lease.requeue(params, attrs, number)
 
     def start_heartbeats(self) -> None:
-        if self._hb_thread is None:
-            self._hb_thread = threading.Thread(target=self._heartbeat_loop, name="growsearch-heartbeat", daemon=True)
-            self._hb_thread.start()
+        self.lease.start()
 
     def stop_heartbeats(self) -> None:
-        self._hb_stop.set()
-        if self._hb_thread is not None:
-            self._hb_thread.join(timeout=5)
-            self._hb_thread = None
+        self.lease.stop()
+
+    def _running_ids(self) -> list[int]:
+        return [op.trial_id_of(t) for t in (*self.live.values(), *self._pending_error.values())]
+
+    def _reaped(self, n: int) -> None:
+        self.n_requeued += n
+
+    def stopper(self) -> LeaseStopper:
+        """A Tune ``Stopper`` (``RunConfig(stop=...)``) that ends the run when the lease is lost."""
+        return LeaseStopper(self)
+
+    def _lease_lost(self, message: str) -> None:
+        """The heartbeat kept failing: ask nothing more; the runner stops Tune and the session."""
+        with self._lock:
+            self.lease_lost = message
+            self._stop = True
 
     # ---- taking the study over --------------------------------------------------------------
     def resync(self) -> dict[str, int]:
@@ -236,7 +207,7 @@ class StudySearcher(Searcher):
         enqueued. Returns counts: ``complete``, ``requeued``, ``waiting``.
         """
         with self._lock:
-            self._write_lease()
+            self.lease.write()
             requeued = self.reap()
             self.n_requeued += requeued
             # references: enqueue the missing ones (re-read right before, so a driver that
@@ -256,109 +227,6 @@ class StudySearcher(Searcher):
             waiting = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
             return {"complete": self.n_complete, "requeued": requeued, "waiting": waiting}
 
-    def reap(self, *, now: float | None = None) -> int:
-        """Fail and re-enqueue the RUNNING trials whose driver is dead; returns how many.
-
-        A trial's driver is its user attr ``driver`` (a token) and that token's lease
-        (:func:`driver_alive`). A trial with no token or no lease (asked by hand, an older
-        growsearch) is dead when its Optuna heartbeat is older than the grace period, or it has
-        none and started longer than the grace period ago. This driver's own trials are alive.
-        Of several drivers reaping the same trial, only the one whose FAIL lands re-enqueues it.
-        """
-        now = time.time() if now is None else now
-        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if not running:
-            return 0
-        leases = self.leases()
-        ages: dict[int, float] | None = None
-        requeued = 0
-        for ft in running:
-            token = ft.user_attrs.get("driver")
-            if token == self.driver["token"]:
-                continue
-            lease = leases.get(token) if token else None
-            if lease is not None:
-                if driver_alive(lease, now=now):
-                    continue
-                who = f"{lease.get('host')}:{lease.get('pid')}"
-            else:
-                if ages is None:
-                    ages = self._heartbeat_ages([t._trial_id for t in running])
-                age = ages.get(ft._trial_id)
-                if age is None and ft.datetime_start is not None:
-                    age = (datetime.now() - ft.datetime_start).total_seconds()
-                if age is None or age < GRACE_PERIOD:
-                    continue
-                who = "unknown, no heartbeat for " + f"{age:.0f} s"
-            reason = f"interrupted: the driver ({who}) stopped before the trial finished; re-enqueued"
-            if self._fail(ft._trial_id, reason):
-                self._requeue(ft.params, ft.user_attrs, ft.number)
-                requeued += 1
-        return requeued
-
-    def _heartbeat_ages(self, trial_ids: list[int]) -> dict[int, float]:
-        """Seconds since each trial's last Optuna heartbeat (database clock); absent: none."""
-        backend = _rdb_backend(self.study._storage)
-        if backend is None or not trial_ids:
-            return {}
-        import sqlalchemy
-        from optuna.storages._rdb import models
-
-        with backend.engine.connect() as conn:
-            now = conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
-            rows = conn.execute(
-                sqlalchemy.select(models.TrialHeartbeatModel.trial_id, models.TrialHeartbeatModel.heartbeat)
-                .where(models.TrialHeartbeatModel.trial_id.in_(trial_ids))
-            ).all()
-        if now is None:
-            return {}
-        if isinstance(now, str):  # some SQLite builds hand CURRENT_TIMESTAMP back as text
-            now = datetime.fromisoformat(now)
-        now = now.replace(tzinfo=None)
-        return {int(tid): (now - hb.replace(tzinfo=None)).total_seconds() for tid, hb in rows if hb is not None}
-
-    def _fail(self, trial_id: int, reason: str) -> bool:
-        """Mark a RUNNING (or WAITING) trial FAIL with ``reason``; False if it was finished.
-
-        On an RDB storage this is one ``UPDATE ... WHERE state IN (RUNNING, WAITING)``, a
-        compare-and-swap: of two processes failing the same trial exactly one gets True (the
-        read-then-write of Optuna's ``set_trial_state_values`` is not atomic on SQLite).
-        """
-        storage = self.study._storage
-        backend = _rdb_backend(storage)
-        try:
-            if backend is None:
-                if storage.get_trial(trial_id).state.is_finished():
-                    return False
-                storage.set_trial_user_attr(trial_id, "fail_reason", reason)
-                return bool(storage.set_trial_state_values(trial_id, state=TrialState.FAIL))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            return False
-        import sqlalchemy
-        from optuna.storages._rdb import models
-
-        attr = models.TrialUserAttributeModel
-        with backend.engine.begin() as conn:  # one transaction: the state swap and its reason
-            res = conn.execute(
-                sqlalchemy.update(models.TrialModel)
-                .where(models.TrialModel.trial_id == trial_id,
-                       models.TrialModel.state.in_([TrialState.RUNNING, TrialState.WAITING]))
-                .values(state=TrialState.FAIL, datetime_complete=datetime.now())
-            )
-            if res.rowcount != 1:
-                return False
-            conn.execute(sqlalchemy.delete(attr).where(attr.trial_id == trial_id, attr.key == "fail_reason"))
-            conn.execute(sqlalchemy.insert(attr).values(trial_id=trial_id, key="fail_reason", value_json=json.dumps(reason)))
-        return True
-
-    def _requeue(self, params: dict[str, Any], attrs: dict[str, Any], number: int) -> None:
-        """Enqueue the rerun of trial ``number``; a trial that never got its proposal (its
-        driver died between ask and sampling) has nothing to rerun: a fresh ask replaces it."""
-        keep = {k: attrs[k] for k in ("reference", "schedule") if k in attrs and attrs.get("reference")}
-        if not params and not keep:
-            return
-        self.study.enqueue_trial(dict(params), user_attrs={**keep, "requeued_from": number}, skip_if_exists=False)
-
     # ---- Tune's searcher interface ------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
@@ -374,8 +242,8 @@ class StudySearcher(Searcher):
     def _count(self) -> tuple[int, int]:
         """COMPLETE and RUNNING trials in the whole study, every driver's (one query: the
         cached storage re-reads only unfinished and new trials)."""
-        trials = self.study._storage.get_all_trials(
-            self.study._study_id, deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        trials = op.storage_of(self.study).get_all_trials(
+            op.study_id_of(self.study), deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
         complete = sum(1 for t in trials if t.state == TrialState.COMPLETE)
         return complete, len(trials) - complete
 
@@ -433,11 +301,11 @@ class StudySearcher(Searcher):
             trial.set_user_attr("schedule", sched.to_dict())
             if label is not None:
                 break
-            twin = self._twin(trial, sched, enqueued=bool(getattr(trial, "_fixed_params", None)) or "requeued_from" in attrs)
+            twin = self._twin(trial, sched, enqueued=bool(op.fixed_params_of(trial)) or "requeued_from" in attrs)
             if twin is None:
                 break
             trial.set_user_attr("duplicate_of", twin[0])
-            self._fail(trial._trial_id, f"duplicate schedule: trial {twin[0]} ({twin[1]}) has the same schedule; not trained")
+            self._fail(op.trial_id_of(trial), f"duplicate schedule: trial {twin[0]} ({twin[1]}) has the same schedule; not trained")
         else:
             self.gave_up = (f"the sampler proposed {MAX_REPEATS} schedules in a row that the study already has; "
                             "the search space looks exhausted")
@@ -449,9 +317,7 @@ class StudySearcher(Searcher):
             trial.set_user_attr("seed", self.seed)
         if self.versions:
             trial.set_user_attr("versions", self.versions)
-        st = self.study._storage
-        if isinstance(st, optuna.storages._heartbeat.BaseHeartbeat) and st.get_heartbeat_interval():
-            st.record_heartbeat(trial._trial_id)
+        self.lease.record_heartbeat(op.trial_id_of(trial))
         self.live[trial_id] = trial
         self.started[trial_id] = time.time()
         return {
@@ -473,7 +339,7 @@ class StudySearcher(Searcher):
         """
         key = _schedule_key(sched.to_dict())
         states = (TrialState.COMPLETE,) if enqueued else (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-        for t in self.study._storage.get_all_trials(self.study._study_id, deepcopy=False, states=states):
+        for t in op.storage_of(self.study).get_all_trials(op.study_id_of(self.study), deepcopy=False, states=states):
             if t.number == trial.number:
                 continue
             d = t.user_attrs.get("schedule")
@@ -494,8 +360,9 @@ class StudySearcher(Searcher):
         while isinstance(n, int) and n not in chain and len(chain) < 100:
             chain.append(n)
             try:
-                n = self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(
-                    self.study._study_id, n)).user_attrs.get("requeued_from")
+                storage = op.storage_of(self.study)
+                n = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(
+                    op.study_id_of(self.study), n)).user_attrs.get("requeued_from")
             except KeyError:
                 break
         return chain
@@ -517,7 +384,7 @@ class StudySearcher(Searcher):
                          and (t.state == TrialState.COMPLETE or t.number < trial.number)), None)
             if twin is None:
                 return trial
-            self._fail(trial._trial_id, f"duplicate reference {label!r}: trial {twin.number} runs it; skipped")
+            self._fail(op.trial_id_of(trial), f"duplicate reference {label!r}: trial {twin.number} runs it; skipped")
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         pass
@@ -527,7 +394,7 @@ class StudySearcher(Searcher):
             try:
                 self._on_trial_complete(trial_id, result, error)
             except Exception as exc:
-                if not self.record_storage_fault(exc):
+                if not self.record_storage_fault(exc) and self.lease_lost is None:
                     raise
 
     def _on_trial_complete(self, trial_id: str, result: dict | None, error: bool) -> None:
@@ -541,9 +408,10 @@ class StudySearcher(Searcher):
             self._pending_error[trial_id] = trial
             return
         if not result or not result.get(FINAL_KEY):
-            reason = "stopped before it finished (interrupt or wall-time budget); re-enqueued"
-            ft = self.study._storage.get_trial(trial._trial_id)
-            if self._fail(trial._trial_id, reason):
+            reason = ("stopped before it finished: its driver's heartbeat kept failing; re-enqueued" if self.lease_lost
+                      else "stopped before it finished (interrupt or wall-time budget); re-enqueued")
+            ft = op.storage_of(self.study).get_trial(op.trial_id_of(trial))
+            if self._fail(op.trial_id_of(trial), reason):
                 self._requeue(ft.params, ft.user_attrs, ft.number)
                 self.n_requeued += 1
             return
@@ -561,7 +429,7 @@ class StudySearcher(Searcher):
         if not all(math.isfinite(v) for v in values):
             self._record_failure(trial, "nan")
             return
-        if self.study._storage.get_trial(trial._trial_id).state.is_finished():
+        if op.storage_of(self.study).get_trial(op.trial_id_of(trial)).state.is_finished():
             return  # never tell twice
         for key in ("metrics", "curves", "node", "attempt"):
             if key in payload:
@@ -579,7 +447,7 @@ class StudySearcher(Searcher):
         if t0 is not None:
             self.durations.append(time.time() - t0)
         if self.on_told is not None:
-            self.on_told(self.study._storage.get_trial(trial._trial_id))
+            self.on_told(op.storage_of(self.study).get_trial(op.trial_id_of(trial)))
 
     def fail_pending(self, trial_id: str, reason: str) -> None:
         """Finish a trial Tune gave up on (after its retries) with ``reason``."""
@@ -593,7 +461,7 @@ class StudySearcher(Searcher):
                         raise
 
     def _record_failure(self, trial: optuna.Trial, reason: str) -> None:
-        if self._fail(trial._trial_id, reason[:500]):
+        if self._fail(op.trial_id_of(trial), reason[:500]):
             self.n_failed += 1
             self.failures.append((trial.number, reason[:500]))
 
@@ -606,19 +474,16 @@ class StudySearcher(Searcher):
             n = 0
             for rid, trial in list(self.live.items()):
                 try:  # mark what can be marked: a faulty storage leaves it to the next run's reap
-                    ft = self.study._storage.get_trial(trial._trial_id)
-                    if self._fail(trial._trial_id, reason):
+                    ft = op.storage_of(self.study).get_trial(op.trial_id_of(trial))
+                    if self._fail(op.trial_id_of(trial), reason):
                         self._requeue(ft.params, ft.user_attrs, ft.number)
                         n += 1
                 except Exception as exc:
-                    if not self.record_storage_fault(exc):
-                        raise
+                    if not self.record_storage_fault(exc) and self.lease_lost is None:
+                        raise  # a lost lease: what cannot be marked is reaped by the next run
                 self.live.pop(rid, None)
             self.n_requeued += n
-        try:
-            self.study.set_user_attr(self.lease_key, {**self.driver, "beat": 0, "stopped": True, "ended": time.time()})
-        except Exception:
-            pass
+        self.lease.release()
         return n
 
     # Tune may pickle the searcher for its experiment checkpoint; the study is the state.
@@ -643,5 +508,5 @@ class StudySearcher(Searcher):
         self.__dict__.update(state)
         self._metric = self._mode = None
         self.live, self._pending_error, self._stop = {}, {}, True
-        self.gave_up = self.storage_error = None
+        self.gave_up = self.storage_error = self.lease_lost = None
         self._lock = threading.RLock()

@@ -174,6 +174,9 @@ class Execution(BaseModel):
         cpus_per_trial / gpus_per_trial: resources of one trial (``tune.with_resources``).
         max_concurrent: trials at once (``None``: as many as resources allow).
         retries: restarts of a crashed trial (Tune ``max_failures``) before it is FAIL.
+        heartbeat_max_failures: failed heartbeats in a row (one every ``HEARTBEAT_INTERVAL``
+            seconds) after which this driver stops, its running trials re-enqueued, rather
+            than let its lease go stale while other drivers reap its live trials.
         shared_dir: a folder every node sees, for trial checkpoints and the prefix cache
             (``None``: the outputs folder).
         prefix_reuse: reuse the trained shared prefix of schedules (baseline epochs).
@@ -193,6 +196,7 @@ class Execution(BaseModel):
     gpus_per_trial: float = Field(default=0.0, ge=0, le=GPUS_MAX)
     max_concurrent: int | None = Field(default=None, gt=0, le=TRIALS_MAX)
     retries: int = Field(default=2, ge=0, le=1000)
+    heartbeat_max_failures: int = Field(default=10, ge=1, le=1000)
     shared_dir: str | None = None
     prefix_reuse: bool = True
     crash_at_epoch: int | None = Field(default=None, ge=0, le=EPOCHS_MAX)
