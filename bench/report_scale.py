@@ -88,7 +88,8 @@ def main() -> None:
     for name, argv in cmds.items():
         t = time.perf_counter()
         cpu0 = _children_cpu()
-        r = subprocess.run([sys.executable, "-m", "growsearch", *argv], capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        r = subprocess.run([sys.executable, "-m", "growsearch", *argv], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
         times[name] = round(time.perf_counter() - t, 3)
         cpu[name] = round(_children_cpu() - cpu0, 3)
         if r.returncode != 0:

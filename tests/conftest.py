@@ -13,3 +13,6 @@ os.environ.setdefault("GROWSEARCH_CACHE_DIR", tempfile.mkdtemp(prefix="growsearc
 
 # Two cores: keep torch from oversubscribing them in tests.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# The ``toy_registered`` fixture (tests/growth_toy.py) for the growth-machinery tests.
+pytest_plugins = ["growth_toy"]

@@ -258,7 +258,8 @@ def test_cli_unknown_study_exit_2(small: tuple[str, optuna.Study], tmp_path: Pat
     r = subprocess.run([sys.executable, "-m", "growsearch", "pareto", "nope"], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["growsearch: error: no study named 'nope' in this storage; studies: small"]
-    r = subprocess.run([sys.executable, "-m", "growsearch", "show", "x", "--storage", f"sqlite:///{tmp_path / 'missing.db'}"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "growsearch", "show", "x", "--storage", f"sqlite:///{tmp_path / 'missing.db'}"],
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "does not exist" in r.stderr and not (tmp_path / "missing.db").exists()
 
 
