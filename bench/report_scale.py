@@ -54,8 +54,10 @@ def main() -> None:
 
     import optuna
 
-    from growsearch.report.synthetic import build_demo_study
     from growsearch.search.storage import open_storage
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic-study builder is a test helper
+    from synthetic_study import build_demo_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore")

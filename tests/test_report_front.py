@@ -21,10 +21,11 @@ from growsearch.errors import ConfigError
 from growsearch.report.export import export_document, knee_point, parse_pick, pick_members, write_export
 from growsearch.report.front import Objective, load_study_data, pareto_mask
 from growsearch.report.hypervolume import hv_space, hypervolume, hypervolume_history
-from growsearch.report.synthetic import build_demo_study, create_study, make_trial
 from growsearch.report.timeline import Mark, Segment, run_epochs, schedule_timeline
 from growsearch.schedule import load_schedules
 from growsearch.search.storage import open_storage
+
+from synthetic_study import build_demo_study, create_study, make_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -25,7 +25,8 @@ from growsearch.report.html import (
     write_report,
 )
 from growsearch.report.hypervolume import hypervolume
-from growsearch.report.synthetic import build_demo_study, create_study, make_trial
+
+from synthetic_study import build_demo_study, create_study, make_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
