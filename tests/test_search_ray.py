@@ -31,11 +31,6 @@ GROWSEARCH = str(Path(sys.executable).with_name("growsearch"))
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("synth") / "synth"
-
-
 def write_study(tmp_path: Path, corpus: Path, name: str, *, budget: int | None = 3, storage: str | None = None,
                 reference: list[Any] | None = None, execution: dict[str, Any] | None = None,
                 epochs: int = 3, wall_time: float | None = None) -> Path:
