@@ -115,10 +115,10 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((r["preset"], r["variant"]), []).append(r)
     out = []
     for (preset, variant), rs in groups.items():
-        def mean(k: str) -> float:
+        def mean(k: str, rs: list[dict[str, Any]] = rs) -> float:
             return float(statistics.fmean(r[k] for r in rs))
 
-        def sd(k: str) -> float:
+        def sd(k: str, rs: list[dict[str, Any]] = rs) -> float:
             return float(statistics.stdev(r[k] for r in rs)) if len(rs) > 1 else 0.0
 
         out.append({

@@ -54,8 +54,10 @@ def main() -> None:
 
     import optuna
 
-    from growsearch.report.synthetic import build_demo_study
     from growsearch.search.storage import open_storage
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic-study builder is a test helper
+    from synthetic_study import build_demo_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -88,7 +90,8 @@ def main() -> None:
     for name, argv in cmds.items():
         t = time.perf_counter()
         cpu0 = _children_cpu()
-        r = subprocess.run([sys.executable, "-m", "growsearch", *argv], capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        r = subprocess.run([sys.executable, "-m", "growsearch", *argv], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
         times[name] = round(time.perf_counter() - t, 3)
         cpu[name] = round(_children_cpu() - cpu0, 3)
         if r.returncode != 0:

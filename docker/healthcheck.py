@@ -59,7 +59,7 @@ def raylet_running() -> bool:
 def check_http(port: int, path: str = "/api/studies") -> bool:
     """``GET http://127.0.0.1:<port><path>`` answers 200."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:  # loopback only
             return resp.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from growsearch.errors import GrowsearchError, ConfigError, DataError, ScheduleError
+from growsearch.errors import ConfigError, DataError, GrowsearchError, ScheduleError
 from growsearch.schedule import GrowthEvent, GrowthSchedule
 
 __all__ = [

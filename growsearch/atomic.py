@@ -23,7 +23,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], *, binary: 
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -39,4 +39,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], *, binary: 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    return atomic_write(path, lambda fh: fh.write(text))
+    def write(fh: IO[Any]) -> None:
+        fh.write(text)
+
+    return atomic_write(path, write)

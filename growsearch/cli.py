@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(130)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            click.echo(f"growsearch: error: disk full: {exc.filename or ''} ({exc.strerror}); free space and rerun the same command to resume", err=True)
+            click.echo(f"growsearch: error: disk full: {exc.filename or ''} ({exc.strerror}); "
+                       "free space and rerun the same command to resume", err=True)
             sys.exit(1)
         raise
 

@@ -136,7 +136,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             msg = record.getMessage()
-        except Exception:  # a malformed record: leave it to the handler's own error path
+        except Exception:  # noqa: BLE001 - a malformed record: leave it to the handler's own error path
             return True
         red = redact_text(msg)
         if red != msg or record.args:

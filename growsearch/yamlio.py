@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,7 +36,7 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 MAX_DEPTH = 100
 
 
-class LineDict(dict):  # type: ignore[type-arg]
+class LineDict(dict[Any, Any]):
     """A mapping read from YAML: ``lines[key]`` is the 1-based line of each key, ``line`` of the mapping."""
 
     lines: dict[Any, int]
@@ -46,7 +46,7 @@ class LineDict(dict):  # type: ignore[type-arg]
         return (dict, (), None, None, iter(self.items()))
 
 
-class LineList(list):  # type: ignore[type-arg]
+class LineList(list[Any]):
     """A list read from YAML: ``lines[i]`` is the 1-based line of item ``i``, ``line`` of the list."""
 
     lines: list[int]
@@ -102,7 +102,7 @@ class _Loader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102
+    def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -112,7 +112,7 @@ class _Loader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:  # noqa: D102
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first: dict[Any, int] = {}
         for key_node, _ in node.value:  # the file's own keys (merged ``<<`` keys may be overridden)
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
@@ -135,7 +135,7 @@ class _Loader(yaml.SafeLoader):
             out.lines[key] = key_node.start_mark.line + 1
         return out
 
-    def construct_yaml_seq(self, node: yaml.SequenceNode) -> Iterable[list[Any]]:  # noqa: D102
+    def construct_yaml_seq(self, node: yaml.SequenceNode) -> Generator[list[Any], None, None]:
         data = LineList()
         data.line = node.start_mark.line + 1
         data.lines = [n.start_mark.line + 1 for n in node.value]

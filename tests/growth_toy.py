@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from growsearch.backbones.base import Backbone, GrowthPoint
 from growsearch.backbones import registry
+from growsearch.backbones.base import Backbone, GrowthPoint
 from growsearch.data.features import Raw
 from growsearch.growth.surgery import SurgeryResult, TensorChange
 
@@ -73,7 +73,8 @@ class ToyMLP(Backbone):
         self._replace(mod, attr, new, param=param)
         res.changed[name] = ch
 
-    def grow(self, point: str, neurons: int, *, form: str = "inplace", init: str = "random", generator: torch.Generator | None = None) -> SurgeryResult:
+    def grow(self, point: str, neurons: int, *, form: str = "inplace", init: str = "random",
+             generator: torch.Generator | None = None) -> SurgeryResult:
         g = generator
         res = SurgeryResult(point, "grow", neurons)
         fan_out = (lambda s: torch.zeros(s)) if init == "zero_fanout" else (lambda s: _rand(s, g))

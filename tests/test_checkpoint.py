@@ -14,8 +14,6 @@ from growsearch.growth.checkpoint import atomic_torch_save, load_model, read_che
 from growsearch.growth.freeze import FreezePolicy
 from growsearch.schedule import GrowthEvent
 
-from growth_toy import toy_registered  # noqa: F401  (fixture)
-
 TOY_EVENTS = [
     GrowthEvent(point="fc1", epoch=1, neurons=2, form="parallel"),
     GrowthEvent(point="fc1", epoch=1, neurons=3),
@@ -114,7 +112,7 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path: Path) -> None:
     atomic_torch_save({"a": torch.ones(2)}, path)
 
     class Boom:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):

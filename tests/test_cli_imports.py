@@ -31,7 +31,7 @@ print(json.dumps({"rc": rc, "heavy": sorted(m for m in ("torch", "ray", "torchau
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A study YAML (the quickstart's, outputs in a temp folder) whose SQLite study exists."""
-    from growsearch.report.synthetic import build_demo_study
+    from synthetic_study import build_demo_study
 
     tmp = tmp_path_factory.mktemp("imports")
     data = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from growsearch.backbones import create_backbone, list_backbones
-from growsearch.metrics.cost import SAMPLE_RATE, _CUSTOM, count_flops, count_params, train_flops_per_sample
+from growsearch.metrics.cost import _CUSTOM, SAMPLE_RATE, count_flops, count_params, train_flops_per_sample
 
 
 class Framer(nn.Module):

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from growsearch.data import DataConfig, build_splits
-from growsearch.data import synthetic
+from growsearch.data import DataConfig, build_splits, synthetic
 from growsearch.errors import DataError
 
 

@@ -28,15 +28,6 @@ SCHEDULE = GrowthSchedule.of([
 ], label="tiny-plasticity")
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from growsearch.data.synthetic import ensure_corpus
-
-    root = tmp_path_factory.mktemp("synth") / "tiny"
-    ensure_corpus(root, seed=0, size="tiny")
-    return root
-
-
 def _config(root: Path, **training: Any) -> dict[str, Any]:
     return {
         "seed": 3,

@@ -120,12 +120,12 @@ def test_all_tied_is_one(nb: int, ns: int, v: float) -> None:
 def _naive_eer(b: list[float], s: list[float]) -> float:
     """The official rule spelled out with loops: stable order (bona fide first on ties)."""
     pairs = sorted([(x, 0) for x in b] + [(x, 1) for x in s])  # ties: bona fide (0) first
-    best, best_k = None, 0
+    best = None
     for k in range(len(pairs) + 1):
         frr = sum(1 for _, c in pairs[:k] if c == 0) / len(b)
         far = sum(1 for _, c in pairs[k:] if c == 1) / len(s)
         if best is None or abs(frr - far) < best[0]:
-            best, best_k = (abs(frr - far), (frr + far) / 2), k
+            best = (abs(frr - far), (frr + far) / 2)
     assert best is not None
     return best[1]
 

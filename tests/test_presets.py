@@ -43,15 +43,6 @@ def _points(cfg: TrainConfig) -> dict[str, Any]:
     return model.growth_points()
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from growsearch.data.synthetic import ensure_corpus
-
-    root = tmp_path_factory.mktemp("synth") / "tiny"
-    ensure_corpus(root, seed=0, size="tiny")
-    return root
-
-
 def _on_corpus(cfg: TrainConfig, corpus: Path, **training: Any) -> TrainConfig:
     """The same config on the tiny generated corpus with half-second clips."""
     data = cfg.data.model_copy(update={"root": corpus, "synth_size": "tiny", "clip_samples": 8000})

@@ -151,11 +151,11 @@ def test_callback_shows_each_trial_epoch_and_eer(tmp_path: Path, terminal: bool)
 
 
 # ---- the command end to end (real Ray) ------------------------------------------------------------
-def _tiny_study(tmp_path: Path) -> Path:
+def _tiny_study(tmp_path: Path, corpus: Path) -> Path:
     data = {
         "name": "progress",
         "train": {"seed": 1, "data": {"dataset": "synthetic", "synth_size": "tiny", "clip_samples": 4000,
-                                      "root": str(tmp_path / "synth")},
+                                      "root": str(corpus)},
                   "model": {"backbone": "lcgrnn", "preset": "tiny"},
                   "training": {"epochs": 3, "batch_size": 8, "device": "cpu", "max_batches_per_epoch": 2, "max_eval_batches": 2}},
         "space": str(ROOT / "search_spaces" / "quickstart.yaml"), "epochs": 3,
@@ -169,8 +169,8 @@ def _tiny_study(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_run_progress_in_a_pipe_and_on_a_terminal(tmp_path: Path) -> None:
-    study = _tiny_study(tmp_path)
+def test_run_progress_in_a_pipe_and_on_a_terminal(tmp_path: Path, corpus: Path) -> None:
+    study = _tiny_study(tmp_path, corpus)
     cmd = [sys.executable, "-m", "growsearch", "run", str(study)]
     r = subprocess.run([*cmd, "--verbose"], capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert r.returncode == 0, r.stderr

@@ -31,7 +31,7 @@ def follow_up_block() -> list[str]:
 
 
 def _project(tmp: Path) -> None:
-    from growsearch.report.synthetic import create_study, make_trial
+    from synthetic_study import create_study, make_trial
 
     (tmp / "studies").mkdir()
     (tmp / "configs").mkdir()

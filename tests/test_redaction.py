@@ -193,6 +193,7 @@ def test_open_storage_error_hides_password(url: str) -> None:
 def test_password_from_pgpassword_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The compose/KubeRay pattern: a password-less URL plus $PGPASSWORD reaches a real server,
     and a wrong password in the URL is reported without it."""
+    import sqlalchemy as sa
     from sqlalchemy.engine import URL, make_url
 
     from growsearch.search.storage import open_storage
@@ -204,7 +205,8 @@ def test_password_from_pgpassword_env(monkeypatch: pytest.MonkeyPatch) -> None:
     bare = bare.render_as_string(hide_password=False)
     assert url.password not in bare
     storage = open_storage(bare, heartbeat=False)
-    assert storage.get_all_studies() is not None
+    with storage.engine.connect() as conn:  # a session logged in as the URL's user, with $PGPASSWORD's password
+        assert conn.execute(sa.text("SELECT current_user")).scalar() == url.username
     storage.engine.dispose()
 
     monkeypatch.delenv("PGPASSWORD")

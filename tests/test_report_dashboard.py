@@ -16,8 +16,9 @@ import optuna
 import pytest
 
 from growsearch.report.dashboard import FIGURE_ID
-from growsearch.report.synthetic import build_demo_study, create_study, make_trial
 from growsearch.search.storage import open_storage
+
+from synthetic_study import build_demo_study, create_study, make_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -21,10 +21,11 @@ from growsearch.errors import ConfigError
 from growsearch.report.export import export_document, knee_point, parse_pick, pick_members, write_export
 from growsearch.report.front import Objective, load_study_data, pareto_mask
 from growsearch.report.hypervolume import hv_space, hypervolume, hypervolume_history
-from growsearch.report.synthetic import build_demo_study, create_study, make_trial
 from growsearch.report.timeline import Mark, Segment, run_epochs, schedule_timeline
 from growsearch.schedule import load_schedules
 from growsearch.search.storage import open_storage
+
+from synthetic_study import build_demo_study, create_study, make_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -258,7 +259,8 @@ def test_cli_unknown_study_exit_2(small: tuple[str, optuna.Study], tmp_path: Pat
     r = subprocess.run([sys.executable, "-m", "growsearch", "pareto", "nope"], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["growsearch: error: no study named 'nope' in this storage; studies: small"]
-    r = subprocess.run([sys.executable, "-m", "growsearch", "show", "x", "--storage", f"sqlite:///{tmp_path / 'missing.db'}"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "growsearch", "show", "x", "--storage", f"sqlite:///{tmp_path / 'missing.db'}"],
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "does not exist" in r.stderr and not (tmp_path / "missing.db").exists()
 
 

@@ -25,7 +25,8 @@ from growsearch.report.html import (
     write_report,
 )
 from growsearch.report.hypervolume import hypervolume
-from growsearch.report.synthetic import build_demo_study, create_study, make_trial
+
+from synthetic_study import build_demo_study, create_study, make_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -43,7 +44,8 @@ def study3() -> optuna.Study:
     s = create_study(None, "h3")
     s.add_trials([
         make_trial((0.30, 100.0, 10.0), reference="baseline", curves={"dev_eer": [0.5, 0.4, 0.35, 0.3]}),
-        make_trial((0.20, 200.0, 20.0), reference="paper-dropin", schedule={"version": 1, "events": [{"point": "stage2", "epoch": 2, "neurons": 64}]}),
+        make_trial((0.20, 200.0, 20.0), reference="paper-dropin",
+                   schedule={"version": 1, "events": [{"point": "stage2", "epoch": 2, "neurons": 64}]}),
         make_trial((0.10, 150.0, 15.0), schedule=GROW, curves={"dev_eer": [0.5, 0.3, 0.2, 0.1]}),
         make_trial((0.40, 300.0, 30.0)),
     ])

@@ -14,7 +14,7 @@ import optuna
 import pytest
 import yaml
 
-from growsearch.report.synthetic import create_study, make_trial
+from synthetic_study import create_study, make_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -76,7 +76,8 @@ def test_queries() -> None:
         ({"events": [{"point": "gru2", "epoch": -1, "neurons": 2}]}, r"epoch.*got -1"),
         ({"events": [{"point": "gru2", "epoch": 0, "neurons": 2, "init": "gradmax"}]}, r"init.*got 'gradmax'"),
         ({"events": [{"point": "gru2", "epoch": 0, "neurons": 2, "colour": 1}]}, "colour"),
-        ({"events": [{"point": "gru2", "epoch": 2, "neurons": 2}, {"point": "gru2", "epoch": 2, "neurons": 4}]}, "both change point 'gru2' at epoch 2"),
+        ({"events": [{"point": "gru2", "epoch": 2, "neurons": 2}, {"point": "gru2", "epoch": 2, "neurons": 4}]},
+         "both change point 'gru2' at epoch 2"),
         (
             {"events": [{"point": "gru2", "epoch": 2, "neurons": 2}, {"point": "stage2", "epoch": 2, "neurons": 4, "freeze": "new_only"}]},
             "disagree on freeze",
@@ -107,7 +108,8 @@ def test_malformed_text_names_the_line(tmp_path: Path) -> None:
         ([{"point": "gru2", "epoch": 10, "neurons": 2}], r"epoch 10 is outside the training run \(0..9 for 10 epochs\)"),
         ([{"point": "gru2", "epoch": 0, "neurons": 2, "form": "parallel"}], r"cannot grow 'parallel'; it supports inplace"),
         ([{"point": "gru2", "epoch": 0, "neurons": 2, "init": "net2net"}], r"does not support init 'net2net'; it supports random, zero_fanout"),
-        ([{"point": "stage2", "epoch": 0, "neurons": 2, "form": "parallel", "init": "net2net"}], r"init 'net2net' with form 'parallel'; it supports random, zero_fanout"),
+        ([{"point": "stage2", "epoch": 0, "neurons": 2, "form": "parallel", "init": "net2net"}],
+         r"init 'net2net' with form 'parallel'; it supports random, zero_fanout"),
         ([{"point": "gru2", "epoch": 1, "action": "shrink", "neurons": 2}], "nothing was grown there before"),
         (
             [{"point": "gru2", "epoch": 0, "neurons": 2}, {"point": "gru2", "epoch": 1, "action": "shrink", "neurons": 3}],
@@ -161,7 +163,7 @@ def _schedules(draw: st.DrawFn, name: str) -> GrowthSchedule:
         p = points[point]
         rules = [r for r in p.shrink_rules if not (r == "appended" and split[point])]
         if grown[point] and rules and draw(st.booleans()):
-            n = draw(st.one_of(st.none(), st.integers(1, grown[point] // p.step).map(lambda j: j * p.step)))
+            n = draw(st.one_of(st.none(), st.integers(1, grown[point] // p.step).map(lambda j, s=p.step: j * s)))
             rule = draw(st.sampled_from(rules))
             events.append({"point": point, "epoch": epoch, "action": "shrink", "neurons": n, "rule": rule})
             grown[point] = 0 if n is None else grown[point] - n

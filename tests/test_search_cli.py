@@ -50,7 +50,7 @@ def test_other_config_same_name_refused_before_ray(tmp_path: Path, capsys: pytes
 
 
 def test_budget_met_runs_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"postgresql://user:s3cret@127.0.0.1:1/x"  # a flag beats the environment ...
+    url = "postgresql://user:s3cret@127.0.0.1:1/x"  # a flag beats the environment ...
     monkeypatch.setenv("GROWSEARCH_STORAGE", url)
     p = _study(tmp_path)
     good = f"sqlite:///{tmp_path}/s.db"

@@ -199,7 +199,7 @@ def test_failed_reference_is_rerun_by_the_next_session(tmp_path: Path) -> None:
     it again (and counts it as waiting); once the budget is met nothing is enqueued."""
     s = _searcher(_study(tmp_path), budget=2)
     assert s.resync()["waiting"] == 1
-    c0, c1 = s.suggest("a"), s.suggest("b")
+    c0, _ = s.suggest("a"), s.suggest("b")
     assert c0["reference"] == "baseline"
     s.on_trial_complete("a", NAN)
     s.on_trial_complete("b", _ok(0.2, 10))

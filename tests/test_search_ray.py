@@ -31,11 +31,6 @@ GROWSEARCH = str(Path(sys.executable).with_name("growsearch"))
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("synth") / "synth"
-
-
 def write_study(tmp_path: Path, corpus: Path, name: str, *, budget: int | None = 3, storage: str | None = None,
                 reference: list[Any] | None = None, execution: dict[str, Any] | None = None,
                 epochs: int = 3, wall_time: float | None = None) -> Path:
@@ -159,7 +154,7 @@ def _wait_for(pred: Any, timeout: float, what: str, log: Path | None = None) -> 
 def _counts(url: str, name: str) -> dict[str, int]:
     try:
         study = load(url, name)
-    except Exception:
+    except Exception:  # noqa: BLE001 - not created yet (or locked mid-write): no counts this time
         return {}
     out: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
@@ -263,7 +258,7 @@ def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
     url = cfg.default_storage
     trials_dir = study_trials_dir(cfg.shared_dir, url, "killed")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    log = open(tmp_path / "first.log", "w")
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115 - the driver writes it for the whole test
     proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     ray_procs: dict[int, str] = {}
 
@@ -452,7 +447,7 @@ def test_disk_full_mid_run_is_one_line_and_the_rerun_resumes(tmp_path: Path, cor
         budget = 4
         p = write_study(tmp_path, corpus, "full", budget=budget, storage=url, epochs=EPOCHS_LONG, execution=SLOW_TRIALS)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        log, errlog = open(tmp_path / "full.out", "w"), open(tmp_path / "full.err", "w")
+        log, errlog = open(tmp_path / "full.out", "w"), open(tmp_path / "full.err", "w")  # noqa: SIM115 - the driver's, for the test
         proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=log, stderr=errlog, env=env, start_new_session=True)
         try:
             _wait_for(lambda: (lambda c: c.get("COMPLETE", 0) >= 1 and c.get("RUNNING", 0) >= 1)(_counts(url, "full")),
@@ -545,7 +540,7 @@ def _postgres_url() -> str | None:
 
     try:
         open_storage(url)
-    except Exception:
+    except Exception:  # noqa: BLE001 - no usable server: the test skips
         return None
     return url
 
@@ -576,7 +571,7 @@ def test_two_drivers_one_study(tmp_path: Path, corpus: Path) -> None:
     from growsearch.search.storage import open_storage
 
     open_storage(url)  # the tables exist: two drivers creating a new database at once is tested on its own
-    logs = [open(tmp_path / f"driver{i}.log", "w") for i in range(2)]
+    logs = [open(tmp_path / f"driver{i}.log", "w") for i in range(2)]  # noqa: SIM115 - the drivers', for the test
     procs = [subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=f, stderr=subprocess.STDOUT, env=env,
                               start_new_session=True) for f in logs]
     try:
@@ -633,7 +628,7 @@ def test_two_node_cluster(tmp_path: Path, corpus: Path) -> None:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     nodes: list[subprocess.Popen] = []
-    logs = [open(tmp_path / f"node{i}.log", "w") for i in range(2)]
+    logs = [open(tmp_path / f"node{i}.log", "w") for i in range(2)]  # noqa: SIM115 - the nodes', for the test
     probe = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
              "print(len([n for n in ray.nodes() if n['Alive']]))")
 

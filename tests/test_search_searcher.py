@@ -150,7 +150,7 @@ def _run_together(*fns: Callable[[], Any]) -> list[Any]:
         barrier.wait()
         try:
             out[i] = fns[i]()
-        except BaseException as exc:  # surfaced below
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
             errors.append(exc)
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(len(fns))]
@@ -178,7 +178,7 @@ def test_two_live_drivers_share_one_study(tmp_path: Path) -> None:
     assert a.driver["token"] != b.driver["token"]
     a.resync()
     assert b.resync() == {"complete": 0, "requeued": 0, "waiting": 1}  # the reference, once
-    ca0, cb0, ca1, cb1 = a.suggest("a0"), b.suggest("b0"), a.suggest("a1"), b.suggest("b1")
+    ca0, cb0, _, _ = a.suggest("a0"), b.suggest("b0"), a.suggest("a1"), b.suggest("b1")
     assert ca0["reference"] == "baseline" and cb0["reference"] is None
     assert b.suggest("b2") is None and a.suggest("a2") is None  # the whole budget is running
     # a driver joining (or re-syncing) now leaves the other's live trials alone
@@ -288,7 +288,7 @@ def test_fail_is_a_compare_and_swap(tmp_path: Path) -> None:
     study = _study(tmp_path)
     for k in range(10):
         trial = study.ask()
-        wins = _run_together(*[lambda d=d: d._fail(trial._trial_id, f"reaped by {d.driver['token']}") for d in drivers])
+        wins = _run_together(*[lambda d=d, tid=trial._trial_id: d._fail(tid, f"reaped by {d.driver['token']}") for d in drivers])
         assert sum(wins) == 1, (k, wins)
         ft = study._storage.get_trial(trial._trial_id)
         winner = drivers[wins.index(True)]

@@ -112,12 +112,11 @@ def test_a_folder_recorded_for_another_study_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_studies_in_one_outputs_folder(tmp_path: Path) -> None:
+def test_two_studies_in_one_outputs_folder(tmp_path: Path, corpus: Path) -> None:
     """The issue's scenario through the CLI: a study runs; its config changes; the refusal
     says "pass --study-name NEW"; the new study in the same outputs folder (and the same
     study.db) trains every trial from scratch in its own folders, never on the first
     study's checkpoints."""
-    corpus = tmp_path / "synth"
     out = tmp_path / "out"
 
     def study(lr: float) -> Path:

@@ -29,15 +29,6 @@ REQUIRED = ("eval_eer", "dev_eer", "params", "flops", "train_flops", "train_flop
             "status", "best_epoch", "skipped_files", "schedule", "prefix_epochs_reused", "train_flops_saved")
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from growsearch.data.synthetic import ensure_corpus
-
-    root = tmp_path_factory.mktemp("synth") / "tiny"
-    ensure_corpus(root, seed=0, size="tiny")
-    return root
-
-
 def make_config(corpus: Path, **training: Any) -> TrainConfig:
     t = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "max_batches_per_epoch": 2, "device": "cpu", **training}
     return TrainConfig.model_validate({

@@ -16,15 +16,6 @@ from growsearch.train.loop import train
 CONFIGS = sorted(p for p in (Path(__file__).parent.parent / "configs").glob("*.yaml") if "schedule" not in p.name)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from growsearch.data.synthetic import ensure_corpus
-
-    root = tmp_path_factory.mktemp("synth") / "tiny"
-    ensure_corpus(root, seed=0, size="tiny")
-    return root
-
-
 @pytest.mark.parametrize("backbone", list_backbones())
 def test_backbone_trains_and_grows(backbone: str, corpus: Path, tmp_path: Path) -> None:
     point = next(iter(create_backbone(backbone, "tiny").growth_points().values()))

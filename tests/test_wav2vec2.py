@@ -310,7 +310,8 @@ def test_pretrained_bad_files(tmp_path: Path) -> None:
     sd["encoder.transformer.layers.7.attention.q_proj.bias"] = torch.zeros(32)
     partial = tmp_path / "partial.pt"
     torch.save(sd, partial)
-    with pytest.raises(ConfigError, match=r"missing from the file: encoder\.transformer\.layers\.1\.attention\.q_proj\.bias.*unexpected keys: encoder\.transformer\.layers\.7"):
+    with pytest.raises(ConfigError, match=r"missing from the file: encoder\.transformer\.layers\.1\.attention\.q_proj\.bias"
+                                          r".*unexpected keys: encoder\.transformer\.layers\.7"):
         load_pretrained(m, partial)
     empty = tmp_path / "empty.pt"
     torch.save({"step": 3}, empty)

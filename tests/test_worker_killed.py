@@ -22,7 +22,6 @@ from growsearch.search.trainable import study_trials_dir, trial_dir
 from test_search_ray import GROWSEARCH, write_study
 
 
-
 def _trial_workers(session: int) -> list[int]:
     """PIDs of the Ray worker processes running a Tune trial (``ray::ImplicitFunc...``) in
     the session of the driver ``session`` (started with ``start_new_session``), so other Ray

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -18,7 +19,7 @@ def command(name: str | None, preset: str | None, as_json: bool) -> None:
     from growsearch.metrics.cost import count_params
 
     names = [name] if name else list_backbones()
-    out = []
+    out: list[dict[str, Any]] = []
     for n in names:
         entry = get_entry(n)
         p = preset if (name and preset) else entry.default_preset
@@ -36,4 +37,5 @@ def command(name: str | None, preset: str | None, as_json: bool) -> None:
         click.echo(f"{b['backbone']}  (presets: {', '.join(b['presets'])}; input: {b['input']}; "
                    f"{b['preset']}: {b['params']:,} parameters)")
         for gp in b["growth_points"]:
-            click.echo(f"  {gp['name']:<16} width {gp['base_width']:>5} {gp['unit']}s  forms: {','.join(gp['forms'])}  inits: {','.join(gp['inits'])}")
+            click.echo(f"  {gp['name']:<16} width {gp['base_width']:>5} {gp['unit']}s  "
+                       f"forms: {','.join(gp['forms'])}  inits: {','.join(gp['inits'])}")

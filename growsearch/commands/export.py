@@ -14,7 +14,8 @@ from growsearch.report.study_ref import resolve_study, storage_option
 @click.argument("study")
 @click.argument("budget", required=False, default=None, metavar="[N]")
 @storage_option
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True, help="YAML file to write (read by growsearch train --schedule).")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True,
+              help="YAML file to write (read by growsearch train --schedule).")
 @click.option("--pick", "pick", default="knee", show_default=True, metavar="|".join(PICKS),
               help="knee (closest to utopia after normalising), min-eer, max-params:N (best EER with <= N parameters), all.")
 @click.option("--max-params", "max_params", type=float, default=None, metavar="N", help="Parameter budget for --pick max-params.")
@@ -33,9 +34,9 @@ def command(study: str, budget: str | None, storage: str | None, output: str, pi
             raise ConfigError(f"--pick max-params N: N must be a number (got {budget!r})") from None
     ref = resolve_study(study, storage)
     data = load_study_data(ref.load())
-    kind, budget = parse_pick(pick, max_params)
-    members = pick_members(data, kind, budget)
-    label = kind if budget is None else f"{kind}:{budget:g}"
+    kind, limit = parse_pick(pick, max_params)
+    members = pick_members(data, kind, limit)
+    label = kind if limit is None else f"{kind}:{limit:g}"
     p = write_export(output, export_document(data, members, pick=label, storage=ref.url))
     click.echo(f"exported {len(members)} schedule(s) (trials {', '.join(str(m.number) for m in members)}) to {p}", err=True)
     click.echo(str(p))

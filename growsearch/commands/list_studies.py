@@ -15,7 +15,7 @@ from growsearch.search.storage import STORAGE_ENV, open_storage
 from growsearch.search.study import STUDY_NAME
 
 
-def study_summary(data) -> dict:  # type: ignore[no-untyped-def]
+def study_summary(data) -> dict:
     """Counts by state (non-zero only), best value per objective, Pareto size."""
     best = {}
     for o in data.objectives:

@@ -10,7 +10,7 @@ from growsearch.report.front import front_csv, front_records, front_table, load_
 from growsearch.report.study_ref import resolve_study, storage_option
 
 
-def reference_option(f):  # type: ignore[no-untyped-def]
+def reference_option(f):
     return click.option(
         "--reference-point",
         "reference",
@@ -43,7 +43,7 @@ def command(study: str, storage: str | None, fmt: str | None, html_path: str | N
     else:
         click.echo(front_table(data))
     if html_path:
-        from growsearch.report.html import write_report  # noqa: PLC0415
+        from growsearch.report.html import write_report
 
         p = write_report(html_path, data, reference=reference, storage=ref.redacted_url)
         click.echo(f"wrote {p}", err=True)

@@ -33,7 +33,8 @@ def show_data(data: StudyData, reference: str = "nadir") -> dict[str, Any]:
     out["config_hash"] = data.user_attrs.get("config_hash")
     vals = data.values_array()
     out["hypervolume"] = hypervolume(vals, data.objectives, reference)
-    out["hv_reference_point"] = {"mode": reference, "values": dict(zip(data.names, (float(x) for x in hv_space(vals, data.objectives, reference).reference)))}
+    ref_values = (float(x) for x in hv_space(vals, data.objectives, reference).reference)
+    out["hv_reference_point"] = {"mode": reference, "values": dict(zip(data.names, ref_values))}
     b = data.best(EER) if EER in data.names else None
     out["best_eer"] = None if b is None else {"value": b.values[data.index(EER)], "trial": b.number}
     out["references"] = [{"trial": p.number, "reference": p.reference} for p in data.references]
@@ -47,7 +48,8 @@ def show_data(data: StudyData, reference: str = "nadir") -> dict[str, Any]:
 @click.argument("study")
 @storage_option
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
-@click.option("--reference-point", "reference", type=click.Choice(["nadir", "fixed"]), default="nadir", show_default=True, help="Hypervolume reference point.")
+@click.option("--reference-point", "reference", type=click.Choice(["nadir", "fixed"]), default="nadir", show_default=True,
+              help="Hypervolume reference point.")
 def command(study: str, storage: str | None, as_json: bool, reference: str) -> None:
     """Summarise STUDY (a study name with --storage, or a study YAML)."""
     ref = resolve_study(study, storage)

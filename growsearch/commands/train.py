@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-
 from typing import Any
 
 import click
@@ -149,7 +148,8 @@ def command(config: Path, schedule_file: Path | None, pick: int | None, out_dir:
 def _dry_run(cfg: Any, schedule: Any, schedule_file: Path | None, config: Path, pick: int | None, dry_run: bool,
              as_json: bool, train_clips: int | None) -> None:
     """``--dry-run [--json] [--train-clips N]`` (see :mod:`growsearch.train.dryrun`)."""
-    from growsearch.train.dryrun import dry_run as run_dry, format_dry_run
+    from growsearch.train.dryrun import dry_run as run_dry
+    from growsearch.train.dryrun import format_dry_run
 
     if not dry_run:
         raise click.UsageError("--json and --train-clips go with --dry-run")

@@ -162,7 +162,7 @@ def count_flops(model: nn.Module, seconds: float = 1.0, sample_rate: int = SAMPL
         if isinstance(mod, (nn.GRU, nn.RNN)) or (isinstance(mod, nn.LSTM) and not mod.proj_size):
             mod.forward = _rnn_by_formula(mod, rnn_flops)  # type: ignore[method-assign]
     x = torch.zeros(shape, device="meta")
-    fn = meta.body if hasattr(meta, "body") else meta
+    fn: nn.Module = getattr(meta, "body", meta)
     with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CUSTOM) as counter:
         fn(x)
     return int(counter.get_total_flops()) + rnn_flops[0]
@@ -180,7 +180,7 @@ def _rnn_by_formula(mod: nn.RNNBase, acc: list[int]) -> Any:
     dirs = 2 if mod.bidirectional else 1
     original = type(mod).forward
 
-    def forward(input: Any, hx: Any = None) -> Any:
+    def forward(input: Any, hx: Any = None) -> Any:  # noqa: A002 - torch's RNN.forward signature
         if not isinstance(input, torch.Tensor):  # packed sequences: let torch dispatch step by step
             return original(mod, input, hx)
         if input.dim() == 3:

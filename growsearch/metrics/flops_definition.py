@@ -28,7 +28,7 @@ def mark_flops_definition(study: Any) -> str | None:
     if have == FLOPS_DEFINITION:
         return None
     if have is None:
-        from optuna.trial import TrialState  # noqa: PLC0415
+        from optuna.trial import TrialState
 
         if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             study.set_user_attr("flops_definition", FLOPS_DEFINITION)

@@ -200,7 +200,8 @@ def read_asv_scores(path: str | Path) -> AsvScores:
 
 def split_scores(rows: Iterable[ScoreRow]) -> tuple[np.ndarray, np.ndarray]:
     """``(bonafide_scores, spoof_scores)`` as float64 arrays."""
-    bona, spoof = [], []
+    bona: list[float] = []
+    spoof: list[float] = []
     for r in rows:
         (bona if r.key == "bonafide" else spoof).append(r.score)
     return np.asarray(bona, dtype=np.float64), np.asarray(spoof, dtype=np.float64)

@@ -26,7 +26,7 @@ import ipaddress
 import json
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
@@ -42,9 +42,10 @@ FIGURE_BACKGROUND = 1000
 
 def _import_dashboard() -> Any:
     try:
-        import optuna_dashboard  # noqa: PLC0415
+        import optuna_dashboard
     except ImportError:
-        raise ConfigError("optuna-dashboard is not installed (a growsearch dependency): pip install -e . again, or pip install optuna-dashboard") from None
+        raise ConfigError("optuna-dashboard is not installed (a growsearch dependency): "
+                          "pip install -e . again, or pip install optuna-dashboard") from None
     return optuna_dashboard
 
 
@@ -137,7 +138,7 @@ def make_dashboard_server(storage: Any, host: str = "127.0.0.1", port: int = 808
 
 def serve(server: WSGIServer, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until interrupted; ``on_ready(url)`` is called once listening."""
-    host, port = server.server_address[:2]
+    host, port = cast("tuple[str, int]", server.server_address[:2])  # a TCP server: (host, port[, ...])
     url = f"http://{host}:{port}/dashboard/"
     if on_ready is not None:
         on_ready(url)

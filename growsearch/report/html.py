@@ -213,7 +213,7 @@ def timelines_data(data: StudyData) -> list[MemberTimeline]:
     for p in _members(data):
         try:
             tl = schedule_timeline(p.schedule, run_epochs(p.curves, cfg if isinstance(cfg, dict) else None))
-        except Exception:  # an unparseable stored schedule must not break the report
+        except Exception:  # noqa: BLE001 - an unparseable stored schedule must not break the report
             tl = Timeline(epochs=0, segments=(), marks=())
         out.append(MemberTimeline(p.number, p.reference, tl, schedule_summary(p.schedule)))
     return out
@@ -298,7 +298,7 @@ def render_scatter3d(d: ScatterData, *, title: str = "Pareto front (3-D)") -> go
                                    mode="text", text=[f"×{len(t.numbers)}" for t in d.ties], textposition="middle right",
                                    textfont={"size": 13, "color": "#d62728"}, hovertext=[t.text for t in d.ties], hoverinfo="text",
                                    showlegend=False))
-    axis = {"title": {"font": {"size": 14}}, "tickfont": {"size": 11}}
+    axis: dict[str, Any] = {"title": {"font": {"size": 14}}, "tickfont": {"size": 11}}
     log = {a: {"type": "log"} if a in ("params", "flops", "train_flops") else {} for a in d.axes}
     fig.update_layout(
         title=title, height=720, margin={"l": 10, "r": 10, "t": 50, "b": 10},

@@ -75,7 +75,7 @@ def _from_study_config(path: Path) -> tuple[str, str, Path | None]:
     Raises:
         ConfigError: the study YAML is invalid (see ``growsearch.search.study``).
     """
-    from growsearch.search.study import study_location  # noqa: PLC0415
+    from growsearch.search.study import study_location
 
     name, storage, outputs = study_location(path)
     return name, storage or "sqlite:///" + str(outputs / "study.db"), outputs
@@ -97,15 +97,15 @@ def resolve_study(study: str, storage: str | None = None) -> StudyRef:
         name, yaml_storage, outputs = _from_study_config(path)
         url = storage or os.environ.get(STORAGE_ENV) or yaml_storage
         return StudyRef(name=name, url=url, outputs=outputs)
-    from growsearch.search.study import validate_study_name  # noqa: PLC0415
+    from growsearch.search.study import validate_study_name
 
     validate_study_name(study, "STUDY")
-    url = storage or os.environ.get(STORAGE_ENV)
-    if not url:
+    given = storage or os.environ.get(STORAGE_ENV)
+    if not given:
         raise ConfigError(
             f"study {study!r}: no storage given; pass --storage URL, set ${STORAGE_ENV}, or give the study YAML path"
         )
-    return StudyRef(name=study, url=url)
+    return StudyRef(name=study, url=given)
 
 
 def check_exists(url: str) -> None:
@@ -128,7 +128,7 @@ def list_study_names(url: str) -> list[str]:
 
 def storage_option(f: Any) -> Any:
     """The ``--storage URL`` click option shared by the report commands."""
-    import click  # noqa: PLC0415
+    import click
 
     return click.option(
         "--storage",

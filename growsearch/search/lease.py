@@ -154,7 +154,7 @@ class DriverLease:
         while not self._stop.wait(HEARTBEAT_INTERVAL):
             try:
                 self.beat()
-            except Exception as exc:  # a transient DB error must not kill the driver; retried next beat
+            except Exception as exc:  # noqa: BLE001 - a transient DB error must not kill the driver; retried next beat
                 if self._failed(exc):
                     return
             else:
@@ -197,7 +197,7 @@ class DriverLease:
         """Mark the lease ``stopped`` (best effort: a faulty storage leaves it to go stale)."""
         try:
             self.study.set_user_attr(self.key, {**self.driver, "beat": 0, "stopped": True, "ended": time.time()})
-        except Exception:
+        except Exception:  # noqa: BLE001 - best effort, as the docstring says
             pass
 
     # ---- reaping ------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ class ProgressCallback(Callback):
         study = self.searcher.study
         try:
             self.front_size = len(study.best_trials) if len(study.directions) > 1 else 1
-        except Exception:
+        except Exception:  # noqa: BLE001 - a progress line must never stop the search
             pass
         m = ft.user_attrs.get("metrics") or {}
         eer = m.get("dev_eer")
@@ -143,7 +143,7 @@ class ProgressCallback(Callback):
         try:
             study = self.searcher.study
             self.front_size = len(study.best_trials) if len(study.directions) > 1 else int(bool(study.trials))
-        except Exception:
+        except Exception:  # noqa: BLE001 - a progress line must never stop the search
             self.front_size = 0
 
     def eta(self) -> float | None:
@@ -225,7 +225,7 @@ class ProgressCallback(Callback):
                 sched = GrowthSchedule.from_dict(cfg["schedule"])
             else:
                 sched = self.searcher.space.decode(cfg.get("params") or {})
-        except Exception:
+        except Exception:  # noqa: BLE001 - an undecodable trial shows as "?" in the progress line
             return "?"
         if not sched.events:
             return "no growth"

@@ -91,7 +91,7 @@ class RayGuard:
             import ray
 
             ray.shutdown()
-        except Exception:
+        except Exception:  # noqa: BLE001 - best effort on the way out; the watchdog below still ends the workers
             pass
         if self.watchdog.stdin is not None:
             self.watchdog.stdin.close()  # EOF: the watchdog kills the leftovers and exits

@@ -5,8 +5,8 @@ trials as pending)."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from growsearch.errors import ConfigError
@@ -71,7 +71,7 @@ def preflight(cfg: Any, storage_flag: str | None) -> str:
     Raises:
         ConfigError: a malformed storage URL (password redacted) or a folder that cannot be written.
     """
-    from growsearch.search.storage import normalize_url, storage_url_from  # noqa: PLC0415 (optuna)
+    from growsearch.search.storage import normalize_url, storage_url_from  # lazy: imports optuna
 
     url = storage_url_from(storage_flag, cfg.storage, cfg.default_storage)
     normalize_url(url)
@@ -103,7 +103,7 @@ def refuse_other_config(cfg: Any, study: Any, storage_url: str) -> None:
     Raises:
         ConfigError: the stored ``config_hash`` or the directions differ.
     """
-    from growsearch.redact import redact_url  # noqa: PLC0415
+    from growsearch.redact import redact_url
 
     old, h = study.user_attrs.get("config_hash"), cfg.config_hash()
     if old is not None and old != h:
@@ -124,9 +124,9 @@ def check_existing_study(cfg: Any, storage_url: str) -> None:
     Raises:
         ConfigError: the stored study has another config or other directions.
     """
-    import optuna  # noqa: PLC0415
+    import optuna
 
-    from growsearch.search.storage import open_storage  # noqa: PLC0415
+    from growsearch.search.storage import open_storage
 
     storage = open_storage(storage_url, heartbeat=False)  # only a look: no heartbeat settings (and no warning about them)
     if cfg.name in {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}:

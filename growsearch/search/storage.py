@@ -78,8 +78,8 @@ def normalize_url(url: str) -> str:
         raise ConfigError(f"storage {shown!r}: not a URL (no scheme before '://')")
     if scheme in ("postgresql", "postgres"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     try:
         make_url(url)
@@ -119,7 +119,7 @@ def open_storage(url: str, *, heartbeat: bool = True) -> RDBStorage:
     except ModuleNotFoundError as exc:
         hint = " (pip install 'growsearch[postgres]')" if "psycopg" in str(exc) else ""
         raise ConfigError(f"storage {redact_url(url)}: missing database driver: {exc.name}{hint}") from None
-    except Exception as exc:  # sqlalchemy errors carry the URL; never print it raw
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy errors carry the URL; never print it raw
         msg = redact_url(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise ConfigError(f"storage {redact_url(url)}: cannot open: {msg}") from None
 
