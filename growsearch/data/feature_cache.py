@@ -470,7 +470,7 @@ def cached_splits(splits: Splits, *, cache_root: str | Path, frontend: nn.Module
     try:
         for name, ds in splits:
             entry = ensure_entry(Path(cache_root), ds.items, split=name, clip_samples=ds.clip_samples, mode=mode,
-                                 frontend=fe, on_build=log_fn)
+                                 frontend=fe, on_build=log.info)
             out[name] = CachedClipDataset(ds, entry, fe if mode == "features" else None)
     except OSError as exc:
         msg = f"feature cache not used: {cache_root} cannot be written ({exc.strerror or exc}); decoding the audio in every epoch"
