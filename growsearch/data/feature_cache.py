@@ -82,7 +82,8 @@ log = logging.getLogger(__name__)
 #: Bump when the layout or what an entry holds changes.
 CACHE_VERSION = 1
 COMPLETE = "COMPLETE"
-FEATURE, WAVE = 0, 1
+FEATURE, WAVE, WAVE16 = 0, 1, 2  # WAVE16: a waveform stored as int16 (exactly x / 32768)
+_DTYPES = {FEATURE: np.dtype(np.float32), WAVE: np.dtype(np.float32), WAVE16: np.dtype(np.int16)}
 _CHUNK = 32
 
 __all__ = ["CACHE_VERSION", "CachedClipDataset", "Features", "cache_mode", "cached_splits", "default_cache_dir",
@@ -221,8 +222,8 @@ class Entry:
     @property
     def data(self) -> np.ndarray:
         if self._data is None:
-            self._data = np.memmap(self.path / "data.bin", dtype=np.float32, mode="r", shape=(self.total,)) \
-                if self.total else np.zeros(0, np.float32)
+            self._data = np.memmap(self.path / "data.bin", dtype=np.uint8, mode="r", shape=(self.total,)) \
+                if self.total else np.zeros(0, np.uint8)
         return self._data
 
     def get(self, i: int) -> np.ndarray:
@@ -232,10 +233,14 @@ class Entry:
             CorruptEntry: the bytes do not match the recorded CRC.
         """
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        arr = np.array(self.data[a:b])
-        if zlib.crc32(arr) != int(self.crcs[i]):
+        raw = np.array(self.data[a:b])
+        if zlib.crc32(raw) != int(self.crcs[i]):
             raise CorruptEntry(f"{self.path}: item {i} fails its checksum")
-        return arr.reshape(tuple(int(s) for s in self.shapes[i] if s > 0))
+        kind = int(self.kinds[i])
+        arr = raw.view(_DTYPES[kind]).reshape(tuple(int(s) for s in self.shapes[i] if s > 0))
+        if kind == WAVE16:
+            arr = arr.astype(np.float32) / np.float32(32768)  # exact: the stored samples were k / 32768
+        return arr
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers map the file themselves
         d = dict(self.__dict__)
@@ -264,7 +269,8 @@ def open_entry(path: Path, key: str) -> Entry | None:
         total = int(meta["total"])
         n = int(meta["items"])
         if (offsets.shape != (n + 1,) or shapes.shape != (n, 2) or kinds.shape != (n,) or crcs.shape != (n,)
-                or int(offsets[-1]) != total or (path / "data.bin").stat().st_size != 4 * total):
+                or int(offsets[-1]) != total or (path / "data.bin").stat().st_size != total
+                or not set(np.unique(kinds).tolist()) <= set(_DTYPES)):
             return None
         return Entry(path, offsets.astype(np.int64), shapes.astype(np.int64), kinds, crcs.astype(np.uint32), total)
     except (OSError, ValueError, KeyError, TypeError, zlib.error, EOFError):
@@ -305,7 +311,20 @@ def _items_arrays(items: list[Item], *, split: str, clip_samples: int, frontend:
                     yield FEATURE, np.ascontiguousarray(feats[k], dtype=np.float32)
                     k += 1
                 else:
-                    yield WAVE, np.ascontiguousarray(w, dtype=np.float32)
+                    if split != "train":  # a fixed clip (wave mode): only its first L samples are ever used
+                        w = w[:clip_samples]
+                    yield _compact(np.ascontiguousarray(w, dtype=np.float32))
+
+
+def _compact(w: np.ndarray) -> tuple[int, np.ndarray]:
+    """``(WAVE16, int16)`` when the samples are exactly k / 32768 (16-bit PCM, no resampling:
+    half the bytes, bit-identical when read back), else ``(WAVE, float32)``."""
+    q = np.rint(w * np.float32(32768))
+    if q.size and q.min() >= -32768 and q.max() <= 32767:
+        q16 = q.astype(np.int16)
+        if np.array_equal((q16.astype(np.float32) / np.float32(32768)).view(np.int32), w.view(np.int32)):
+            return WAVE16, q16
+    return WAVE, w
 
 
 def _build(tmp: Path, key: str, doc: dict[str, Any], arrays: Iterable[tuple[int, np.ndarray]]) -> None:
@@ -314,7 +333,7 @@ def _build(tmp: Path, key: str, doc: dict[str, Any], arrays: Iterable[tuple[int,
     with open(tmp / "data.bin", "wb") as fh:
         for kind, arr in arrays:
             fh.write(memoryview(arr).cast("B"))
-            offsets.append(offsets[-1] + arr.size)
+            offsets.append(offsets[-1] + arr.nbytes)
             shapes.append(list(arr.shape) + [0] * (2 - arr.ndim))
             kinds.append(kind)
             crcs.append(zlib.crc32(arr))
@@ -325,7 +344,7 @@ def _build(tmp: Path, key: str, doc: dict[str, Any], arrays: Iterable[tuple[int,
              kinds=np.asarray(kinds, np.uint8), crcs=np.asarray(crcs, np.uint32))
     (tmp / "index.npz").write_bytes(buf.getvalue())
     meta = {**doc, "key": key, "items": len(kinds), "total": offsets[-1], "features": kinds.count(FEATURE),
-            "waves": kinds.count(WAVE), "bytes": 4 * offsets[-1]}
+            "waves": kinds.count(WAVE) + kinds.count(WAVE16), "bytes": offsets[-1]}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
     with open(tmp / COMPLETE, "w", encoding="utf-8") as fh:  # last: the entry is whole
         fh.write(_digest(tmp / "index.npz", tmp / "meta.json"))
@@ -434,7 +453,7 @@ class CachedClipDataset(ClipDataset):
         return self._clip(index, self.waveform(index))
 
     def waveform(self, index: int) -> np.ndarray:
-        if int(self.entry.kinds[index]) == WAVE:
+        if self.split == "train" and int(self.entry.kinds[index]) != FEATURE:  # dev/eval keep their first L only
             try:
                 return self.entry.get(index)
             except CorruptEntry:
