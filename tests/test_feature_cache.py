@@ -257,3 +257,22 @@ def test_unwritable_cache_falls_back(corpus: Path, tmp_path: Path) -> None:
     msgs: list[str] = []
     splits = fc.with_feature_cache(build_splits(_cfg(corpus, tmp_path), seed=0), cfg, LFCC(), torch.device("cpu"), msgs.append)
     assert not isinstance(splits.train, fc.CachedClipDataset) and "feature cache not used" in msgs[0]
+
+
+def test_study_trials_share_the_cache_in_shared_dir(tmp_path: Path) -> None:
+    import yaml
+
+    from growsearch.search.resources import study_data_config
+    from growsearch.search.study import load_study_config
+
+    root = Path(__file__).resolve().parents[1]
+    doc = yaml.safe_load((root / "studies" / "quickstart.yaml").read_text())
+    doc["space"] = str(root / "search_spaces" / "quickstart.yaml")
+    if isinstance(doc.get("train"), str):
+        doc["train"] = str((root / "studies" / doc["train"]).resolve())
+    doc["execution"] = {**(doc.get("execution") or {}), "shared_dir": str(tmp_path / "shared")}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    cfg = load_study_config(tmp_path / "s.yaml")
+    assert study_data_config(cfg).cache_dir == (tmp_path / "shared").resolve() / "feature_cache"
+    off = cfg.model_copy(update={"execution": cfg.execution.model_copy(update={"shared_dir": str(tmp_path / "other")})})
+    assert off.config_hash() == cfg.config_hash()  # where the cache lives is not part of the study's identity
