@@ -10,6 +10,9 @@ without DataLoader workers. Three rates per backbone, in samples per second:
   build decodes on the default thread pool, as in a trial);
 - ``warm``: an epoch reading the built entry (what every later epoch and trial pays).
 
+Uncached and warm epochs are interleaved ``--repeats`` times and their medians reported (the
+load of a shared machine moves between epochs); ``cold`` is measured once.
+
 The cached batches are checked to equal the uncached ones bit for bit. The corpus is
 written in the ASVspoof 2019 LA layout with ``--utterances`` training utterances (default
 25,380, LA's train size) of LA's length distribution (as ``bench/data_check.py``: 1.5-6 s,
@@ -17,7 +20,7 @@ mean about 3.4 s, so about a third are longer than the 4.04 s clip and are cropp
 random); ``--synth-size`` adds the same measurement on the generated corpus of that size.
 The top-level rates add both backbones (total samples / total seconds). Usage::
 
-    python bench/data_pipeline.py [--utterances 25380] [--synth-size small] [--epochs-uncached 1]
+    python bench/data_pipeline.py [--utterances 25380] [--synth-size small] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -76,7 +80,7 @@ def _epoch(ds, model, epoch: int) -> tuple[int, float, list[torch.Tensor]]:  # t
     return n, time.perf_counter() - t0, first
 
 
-def measure(data_kw: dict, cache: Path, backbone: str, uncached_epochs: int) -> dict[str, float]:
+def measure(data_kw: dict, cache: Path, backbone: str, repeats: int) -> dict[str, float]:
     from growsearch.backbones import create_backbone
     from growsearch.data.config import DataConfig
     from growsearch.data.feature_cache import with_feature_cache
@@ -85,30 +89,31 @@ def measure(data_kw: dict, cache: Path, backbone: str, uncached_epochs: int) -> 
     model = create_backbone(backbone, "tiny")
     cpu = torch.device("cpu")
     plain = build_splits(DataConfig(**data_kw, feature_cache=False), seed=0).train
-    n_u, t_u = 0, 0.0
-    for e in range(uncached_epochs):
-        n, t, ref = _epoch(plain, model, e)
-        n_u, t_u = n_u + n, t_u + t
     cfg = DataConfig(**data_kw, cache_dir=cache / backbone)
     base = build_splits(cfg, seed=0)
-    base = type(base)(train=base.train, dev=base.dev, eval=base.eval, dataset=base.dataset, root=base.root)
     t0 = time.perf_counter()
     splits = with_feature_cache(base, cfg, model.frontend, cpu)  # builds the train (and small dev/eval) entries
     t_build = time.perf_counter() - t0
-    n_c, t_c, first_c = _epoch(splits.train, model, uncached_epochs - 1)
-    if not all(torch.equal(a, b) for a, b in zip(ref, first_c, strict=True)):
-        raise SystemExit(f"{backbone}: cached batches differ from uncached ones")
+    n_c, t_c, _ = _epoch(splits.train, model, 0)
     warm = with_feature_cache(build_splits(cfg, seed=0), cfg, model.frontend, cpu).train
-    n_w, t_w, _ = _epoch(warm, model, 0)
+    rates_u, rates_w = [], []
+    for r in range(repeats):  # interleaved, medians: a shared machine's load moves between epochs
+        n_u, t_u, ref = _epoch(plain, model, r)
+        n_w, t_w, got = _epoch(warm, model, r)
+        if not all(torch.equal(a, b) for a, b in zip(ref, got, strict=True)):
+            raise SystemExit(f"{backbone}: cached batches differ from uncached ones")
+        rates_u.append(n_u / t_u)
+        rates_w.append(n_w / t_w)
+    u, w = statistics.median(rates_u), statistics.median(rates_w)
     kinds = warm.entry.kinds
     return {"samples": n_w, "fixed_clip_fraction": round(float((kinds == 0).mean()), 3),
-            "uncached_samples_per_s": n_u / t_u, "cold_samples_per_s": n_c / (t_build + t_c),
-            "warm_samples_per_s": n_w / t_w, "speedup_warm_vs_uncached": (n_w / t_w) / (n_u / t_u),
-            "_t": (t_u / max(uncached_epochs, 1), t_build + t_c, t_w)}  # type: ignore[dict-item]
+            "uncached_samples_per_s": u, "cold_samples_per_s": n_c / (t_build + t_c),
+            "warm_samples_per_s": w, "speedup_warm_vs_uncached": w / u,
+            "_t": (n_w / u, t_build + t_c, n_w / w)}  # type: ignore[dict-item]
 
 
-def run(data_kw: dict, cache: Path, uncached_epochs: int) -> dict[str, object]:
-    per = {b: measure(data_kw, cache, b, uncached_epochs) for b in BACKBONES}
+def run(data_kw: dict, cache: Path, repeats: int) -> dict[str, object]:
+    per = {b: measure(data_kw, cache, b, repeats) for b in BACKBONES}
     n = sum(float(p["samples"]) for p in per.values())
     tu, tc, tw = (sum(p["_t"][i] for p in per.values()) for i in range(3))  # type: ignore[index]
     for p in per.values():
@@ -123,8 +128,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--utterances", type=int, default=LA_TRAIN, help="training utterances of the LA-like corpus")
     ap.add_argument("--synth-size", default=None, help="also measure the generated corpus of this size (e.g. small, bench)")
-    ap.add_argument("--epochs-uncached", type=int, default=1, help="uncached epochs timed (the rate is their mean)")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved uncached/warm epoch pairs (medians are reported)")
     args = ap.parse_args()
+    if args.utterances < 1 or args.repeats < 1:
+        ap.error("--utterances and --repeats must be at least 1")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="gs-bench-data-pipeline-") as tmp:
@@ -133,7 +140,7 @@ def main() -> None:
         t0 = time.perf_counter()
         write_la_corpus(corpus, args.utterances)
         print(f"wrote {args.utterances} utterances in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        la = run({"dataset": "asvspoof2019_la", "root": corpus}, Path(tmp) / "cache-la", args.epochs_uncached)
+        la = run({"dataset": "asvspoof2019_la", "root": corpus}, Path(tmp) / "cache-la", args.repeats)
         out: dict[str, object] = {**{k: v for k, v in la.items() if k != "backbones"},
                                   "corpus": {"layout": "ASVspoof 2019 LA", "train_utterances": args.utterances,
                                              "clip_samples": 64_600}, "backbones": la["backbones"],
@@ -141,7 +148,7 @@ def main() -> None:
         if args.synth_size:
             out[f"synthetic_{args.synth_size}"] = run(
                 {"dataset": "synthetic", "root": Path(tmp) / "synth", "synth_size": args.synth_size},
-                Path(tmp) / "cache-synth", args.epochs_uncached)
+                Path(tmp) / "cache-synth", args.repeats)
     print(json.dumps(out, indent=1))
 
 
