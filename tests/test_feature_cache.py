@@ -196,22 +196,23 @@ _CHILD = textwrap.dedent("""
     from growsearch.data.features import LFCC
     from growsearch.data.splits import build_splits
     root, cache, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-    items = build_splits(DataConfig(dataset="synthetic", root=root, synth_size="tiny", clip_samples=%d,
+    CLIP = int(sys.argv[4])
+    items = build_splits(DataConfig(dataset="synthetic", root=root, synth_size="tiny", clip_samples=CLIP,
                                     feature_cache=False), seed=0).train.items
     while not go.exists():
         time.sleep(0.01)
     built = []
-    e = fc.ensure_entry(cache, items, split="train", clip_samples=%d, mode="features", frontend=LFCC(),
+    e = fc.ensure_entry(cache, items, split="train", clip_samples=CLIP, mode="features", frontend=LFCC(),
                         on_build=built.append)
     print(json.dumps({"built": len(built), "path": str(e.path), "sum": float(sum(e.get(i).sum() for i in range(len(e))))}))
-""" % (CLIP, CLIP))
+""")
 
 
 def test_concurrent_creation_by_several_processes(corpus: Path, tmp_path: Path) -> None:
     go = tmp_path / "go"
     cache = tmp_path / "cache"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
-    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(corpus), str(cache), str(go)], stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(corpus), str(cache), str(go), str(CLIP)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for _ in range(4)]
     time.sleep(0.5)
     go.touch()

@@ -83,7 +83,7 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 COMPLETE = "COMPLETE"
 FEATURE, WAVE, WAVE16 = 0, 1, 2  # WAVE16: a waveform stored as int16 (exactly x / 32768)
-_DTYPES = {FEATURE: np.dtype(np.float32), WAVE: np.dtype(np.float32), WAVE16: np.dtype(np.int16)}
+_DTYPES: dict[int, np.dtype[Any]] = {FEATURE: np.dtype(np.float32), WAVE: np.dtype(np.float32), WAVE16: np.dtype(np.int16)}
 _CHUNK = 32
 
 __all__ = ["CACHE_VERSION", "CachedClipDataset", "Features", "cache_mode", "cached_splits", "default_cache_dir",
@@ -234,7 +234,7 @@ class Entry:
         """
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         raw = np.array(self.data[a:b])
-        if zlib.crc32(raw) != int(self.crcs[i]):
+        if zlib.crc32(raw.data) != int(self.crcs[i]):
             raise CorruptEntry(f"{self.path}: item {i} fails its checksum")
         kind = int(self.kinds[i])
         arr = raw.view(_DTYPES[kind]).reshape(tuple(int(s) for s in self.shapes[i] if s > 0))
@@ -332,11 +332,11 @@ def _build(tmp: Path, key: str, doc: dict[str, Any], arrays: Iterable[tuple[int,
     offsets, shapes, kinds, crcs = [0], [], [], []
     with open(tmp / "data.bin", "wb") as fh:
         for kind, arr in arrays:
-            fh.write(memoryview(arr).cast("B"))
+            fh.write(arr.data.cast("B"))
             offsets.append(offsets[-1] + arr.nbytes)
             shapes.append(list(arr.shape) + [0] * (2 - arr.ndim))
             kinds.append(kind)
-            crcs.append(zlib.crc32(arr))
+            crcs.append(zlib.crc32(arr.data))
         fh.flush()
         os.fsync(fh.fileno())
     buf = io.BytesIO()
