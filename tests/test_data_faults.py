@@ -177,12 +177,12 @@ def gs(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=300, env=env)
 
 
-def write_config(tmp_path: Path, *, on_bad_file: str, workers: int) -> Path:
+def write_config(tmp_path: Path, *, on_bad_file: str, workers: int, feature_cache: bool = True) -> Path:
     p = tmp_path / "config.yaml"
     p.write_text(
         "seed: 0\n"
         f"data: {{dataset: asvspoof2019_la, root: {tmp_path}, clip_samples: {CLIP}, on_bad_file: {on_bad_file}, "
-        f"num_workers: {workers}}}\n"
+        f"num_workers: {workers}, feature_cache: {str(feature_cache).lower()}}}\n"
         "model: {backbone: lcgrnn, preset: tiny, options: {hidden: [2, 2, 2, 2]}}\n"
         "training: {epochs: 1, batch_size: 4, device: cpu}\n"
     )
@@ -235,10 +235,11 @@ def test_train_cli_error_is_one_line_before_any_training(tmp_path: Path, split: 
     assert not (tmp_path / "out" / "checkpoint").exists()  # found before the first epoch, even in eval
 
 
-@pytest.mark.parametrize("workers", [2, pytest.param(0, marks=SLOW)])
-def test_file_corrupted_after_the_check_is_one_line_with_workers(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize(("workers", "feature_cache"), [(2, False), (2, True), pytest.param(0, False, marks=SLOW)])
+def test_file_corrupted_after_the_check_is_one_line_with_workers(tmp_path: Path, workers: int, feature_cache: bool) -> None:
     """A file that goes bad after its verdict was cached (same size and mtime) fails when a
-    DataLoader worker reads it: still one line naming the file and the protocol line."""
+    DataLoader worker reads it (feature cache off) or the feature cache is built: still one
+    line naming the file and the protocol line."""
     cdir = make_corpus(tmp_path)
     check = gs("data", "check", str(tmp_path), cwd=tmp_path)
     assert check.returncode == 0, check.stderr
@@ -248,8 +249,8 @@ def test_file_corrupted_after_the_check_is_one_line_with_workers(tmp_path: Path,
     raw[len(raw) // 3:] = bytes(len(raw) - len(raw) // 3)  # zero the audio frames, same size
     f.write_bytes(bytes(raw))
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
-    res = gs("train", str(write_config(tmp_path, on_bad_file="error", workers=workers)), "--out", str(tmp_path / "out"),
-             cwd=tmp_path)
+    res = gs("train", str(write_config(tmp_path, on_bad_file="error", workers=workers, feature_cache=feature_cache)),
+             "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert res.returncode == 2
     err = [ln for ln in res.stderr.strip().splitlines() if not ln.startswith("seed ")]
     assert len(err) == 1, res.stderr

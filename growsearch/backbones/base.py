@@ -88,7 +88,10 @@ class Backbone(nn.Module, ABC):
 
     # ---- forward ---------------------------------------------------------------------
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """Args: wave: ``(batch, samples)`` at 16 kHz. Returns: logits ``(batch, 2)``."""
+        """Args: wave: ``(batch, samples)`` at 16 kHz, or the front-end's output computed by the
+        feature cache (a :class:`~growsearch.data.feature_cache.Features`). Returns: logits ``(batch, 2)``."""
+        if getattr(wave, "gs_features", False):
+            return self.body(wave.as_subclass(torch.Tensor))
         return self.body(self.frontend(wave))
 
     @abstractmethod

@@ -43,13 +43,13 @@ def command(study_file: str, trials: int | None, storage: str | None, address: s
             cfg = smoke_config(cfg)
         cfg = cfg.with_overrides(name=study_name, trials=trials, address=address)
         resume = _resume_command(study_file, trials, storage, address, study_name, smoke)
-        from growsearch.search.resources import check_data, check_existing_study, preflight
+        from growsearch.search.resources import check_data, check_existing_study, preflight, study_data_config
 
         url = preflight(cfg, storage)  # a malformed storage URL or an unwritable folder: one line, before any progress
         # the corpus, decoded before Ray starts (bad data: one line); on a terminal a note that is erased again
         console.region([f"[growsearch] checking the corpus of {study_file} (every file decoded once; unchanged files cached)"])
         data_lines: list[str] = []
-        check_data(cfg.train.data, data_lines.append)
+        check_data(study_data_config(cfg), data_lines.append)
         check_existing_study(cfg, url)  # a changed config under the same name: one line (after the data: no study.db for bad data)
         for line in data_lines:
             console(line)

@@ -11,6 +11,8 @@ Example (YAML)::
       subset_seed: 0                  # which subset is drawn (fixed across trials by default)
       on_bad_file: error              # error | skip (skipped files are listed, never silent)
       num_workers: 0
+      feature_cache: true             # decode + featurize once, shared by all trials (see below)
+      cache_dir: null                 # null -> <execution.shared_dir>/feature_cache in a study
 
 Roots: ``root`` may point at the corpus folder itself (``.../LA`` holding
 ``ASVspoof2019_LA_cm_protocols``) or at its parent (holding ``LA/``); for FakeOrReal at
@@ -18,6 +20,14 @@ the folder holding ``for-norm/`` etc. or at the variant folder itself. When ``ro
 null the environment variable of the dataset is used (:data:`ROOT_ENV`); for
 ``synthetic`` the default is ``data/synth`` relative to the working directory, generated
 on first use from ``synth_seed`` and ``synth_size``.
+
+Feature cache (:mod:`growsearch.data.feature_cache`): with ``feature_cache: true`` (the
+default) the decoded audio and the front-end outputs are computed once per corpus, split and
+front-end and read by every trial; training is bit-identical to ``false``, so neither key
+enters the config hash, run keys or prefix keys. ``cache_dir`` null means
+``<execution.shared_dir>/feature_cache`` in a study (the outputs folder when that is unset)
+and ``$GROWSEARCH_CACHE_DIR/features`` (else ``~/.cache/growsearch/features``) for
+``growsearch train``.
 """
 
 from __future__ import annotations
@@ -79,6 +89,10 @@ class DataConfig(BaseModel):
         num_workers: DataLoader workers.
         synth_seed: seed of the generated corpus (synthetic only).
         synth_size: size of the generated corpus (synthetic only).
+        feature_cache: read decoded audio / front-end outputs from the shared cache (exact;
+            excluded from dumps and hashes).
+        cache_dir: the cache folder (null: the study's shared folder, or the machine's
+            cache for ``growsearch train``; excluded from dumps and hashes).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -94,6 +108,8 @@ class DataConfig(BaseModel):
     num_workers: int = Field(default=0, ge=0, le=WORKERS_MAX)
     synth_seed: Seed = 0
     synth_size: SynthSize = "small"
+    feature_cache: bool = Field(default=True, exclude=True)
+    cache_dir: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _variant_only_for_for(self) -> DataConfig:

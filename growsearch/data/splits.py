@@ -1,7 +1,9 @@
 """``build_splits(cfg, seed)``: a :class:`DataConfig` -> train/dev/eval datasets.
 
 Every protocol of the three splits is read first, then every listed file of every split is
-decoded (:mod:`growsearch.data.decode_check`: in parallel, verdicts cached per file), so a
+decoded (:mod:`growsearch.data.decode_check`: in parallel, verdicts cached per file; with
+``feature_cache`` on, the verdicts of the whole corpus state are recorded in the feature
+cache folder, so every later trial on any node skips the check), so a
 bad corpus (missing, empty, garbage, truncated or unusable audio, in any split) fails before
 anything trains. Under ``on_bad_file: skip`` such files are left out, logged as a warning
 and listed in each dataset's ``.skipped``. Every reason names the file and the protocol
@@ -74,6 +76,21 @@ def resolve_root(cfg: DataConfig) -> Path:
     return root
 
 
+def _decode_once(cfg: DataConfig, paths: list[Path], root: Path, use_cache: bool) -> dict[Path, str | None]:
+    """The decode verdicts: recorded in the feature cache for this corpus state (one check per
+    state for every trial on every node), else decoded (per-machine verdict cache) and recorded."""
+    if not (use_cache and cfg.feature_cache):
+        return decode_verdicts(paths, root=root, use_cache=use_cache)
+    from growsearch.data.feature_cache import load_verdicts, resolved_cache_dir, store_verdicts
+
+    cache = resolved_cache_dir(cfg)
+    verdicts = load_verdicts(cache, paths)
+    if verdicts is None:
+        verdicts = decode_verdicts(paths, root=root, use_cache=use_cache)
+        store_verdicts(cache, paths, verdicts)
+    return verdicts
+
+
 def build_splits(cfg: DataConfig, seed: int, *, use_cache: bool = True) -> Splits:
     """Build the train, dev and eval datasets of ``cfg``.
 
@@ -102,7 +119,8 @@ def build_splits(cfg: DataConfig, seed: int, *, use_cache: bool = True) -> Split
             max_per_attack=cfg.max_per_attack.get(split) if cfg.max_per_attack else None,
         )
     # every file of every split is decoded before anything trains (cached verdicts reused)
-    verdicts = decode_verdicts([it.path for split in SPLITS for it in listed[split]], root=root, use_cache=use_cache)
+    paths = list(dict.fromkeys(it.path for split in SPLITS for it in listed[split]))
+    verdicts = _decode_once(cfg, paths, root, use_cache)
     datasets: dict[str, ClipDataset] = {}
     for split in SPLITS:
         items, skipped = validate_items(listed[split], verdicts, on_bad_file=cfg.on_bad_file)

@@ -80,6 +80,15 @@ def preflight(cfg: Any, storage_flag: str | None) -> str:
     return url
 
 
+def study_data_config(cfg: Any) -> Any:
+    """The study's data config as its trials use it: ``cache_dir`` (when null) set to
+    ``<execution.shared_dir>/feature_cache``, so every trial on every node shares one feature cache."""
+    data = cfg.train.data
+    if data.cache_dir is None:
+        data = data.model_copy(update={"cache_dir": cfg.shared_dir / "feature_cache"})
+    return data
+
+
 def check_data(data: Any, say: Callable[[str], None]) -> None:
     """Load the corpus as every trial will (decoding each listed file; cached verdicts of
     unchanged files are reused, and the trials on this machine reuse these), so bad data

@@ -35,7 +35,7 @@ from growsearch.metrics.flops_definition import mark_flops_definition
 from growsearch.paths import child_path
 from growsearch.redact import redact_url
 from growsearch.search.raywatch import RayGuard, start_local_ray
-from growsearch.search.resources import check_data, check_trial_fits, preflight, refuse_other_config
+from growsearch.search.resources import check_data, check_trial_fits, preflight, refuse_other_config, study_data_config
 from growsearch.search.sampling import TrialSeededSampler
 from growsearch.search.searcher import StudySearcher
 from growsearch.search.storage import open_storage, storage_fault
@@ -220,7 +220,7 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
     if not data_checked:
-        check_data(cfg.train.data, say)  # the corpus (layout, protocols, every file) before the study and Ray
+        check_data(study_data_config(cfg), say)  # the corpus (layout, protocols, every file) before the study and Ray
     versions = package_versions()
     say(f"[growsearch] creating the study {cfg.name!r} (or opening it to resume) in {redact_url(url)}")
     study = open_study(cfg, url, versions=versions)
@@ -258,7 +258,7 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
     started_ray = False
     shared = cfg.shared_dir
     try:
-        train_cfg = worker_train_config(cfg.train)
+        train_cfg = worker_train_config(cfg.train.model_copy(update={"data": study_data_config(cfg)}))
     except BaseException:
         searcher.close("the run did not start")  # release the lease, stop its heartbeats
         raise

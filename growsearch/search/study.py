@@ -15,6 +15,11 @@ Example::
     outputs: null                         # default runs/<name>
     execution: {cpus_per_trial: 1, gpus_per_trial: 0, max_concurrent: 2, retries: 2}
 
+The training config's ``data.feature_cache`` (default true) makes every trial read the decoded
+audio and front-end outputs from ``data.cache_dir``, by default
+``<execution.shared_dir>/feature_cache`` (see :mod:`growsearch.data.feature_cache`); training is
+bit-identical either way and neither key enters the config hash.
+
 Relative paths are resolved against the study file's folder first, then the current
 directory. Every error names the study file and the key (``studies/x.yaml: sampler.name: ...``).
 

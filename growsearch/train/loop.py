@@ -403,6 +403,7 @@ def train(
         ConfigError / DataError: bad settings or data.
         NonFiniteLoss: the loss became NaN/Inf (``metrics.json`` has ``status: nan``).
     """
+    from growsearch.data.feature_cache import with_feature_cache
     from growsearch.data.splits import build_splits
 
     out = Path(out_dir)
@@ -417,7 +418,7 @@ def train(
     model = build_model(config)
     schedule.validate_for(model.growth_points(), tc.epochs, source=schedule_source)
     model.check_schedule(schedule, source=schedule_source)  # backbone-specific refusals, before any data
-    splits = build_splits(config.data, config.seed)
+    splits = with_feature_cache(build_splits(config.data, config.seed), config.data, model.frontend, device, log)
     clip_s = config.data.clip_samples / SAMPLE_RATE
     num_workers = config.data.num_workers
     run_key = _run_key(config, schedule)
