@@ -34,11 +34,11 @@ from growsearch.backbones.base import Backbone, GrowthPoint
 from growsearch.backbones.registry import register_backbone
 from growsearch.data.features import create_frontend
 from growsearch.errors import ConfigError
+from growsearch.growth.check import growth_point
 from growsearch.growth.gru import narrow_gru, narrow_gru_input, unit_norms, widen_gru, widen_gru_input
 from growsearch.growth.init import INIT_NET2NET, Net2NetPlan
 from growsearch.growth.surgery import SurgeryResult
 from growsearch.growth.widen import keep_appended, keep_largest, narrow_in, prefixed, widen_in
-from growsearch.growth.check import growth_point
 from growsearch.vocabulary import INITS, SHRINK_RULES
 
 COUPLINGS: tuple[str, ...] = ("dense", "isolated")

@@ -37,6 +37,7 @@ from growsearch.backbones.base import Backbone, GrowthPoint
 from growsearch.backbones.registry import register_backbone
 from growsearch.data.features import create_frontend
 from growsearch.errors import ConfigError
+from growsearch.growth.check import growth_point
 from growsearch.growth.init import INIT_NET2NET, Net2NetPlan, default_uniform
 from growsearch.growth.surgery import SurgeryResult, TensorChange
 from growsearch.growth.widen import (
@@ -51,7 +52,6 @@ from growsearch.growth.widen import (
     widen_norm,
     widen_out,
 )
-from growsearch.growth.check import growth_point
 from growsearch.vocabulary import INITS, SHRINK_RULES
 
 

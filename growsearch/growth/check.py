@@ -22,12 +22,18 @@ __all__ = ["EventError", "PointLike", "check_grow", "check_shrink", "growth_poin
 class PointLike(Protocol):
     """What the check needs of a growth point (see ``growsearch.backbones.base.GrowthPoint``)."""
 
-    name: str
-    forms: tuple[str, ...]
-    inits: tuple[str, ...]
-    shrink_rules: tuple[str, ...]
-    step: int
-    unit: str
+    @property
+    def name(self) -> str: ...
+    @property
+    def forms(self) -> tuple[str, ...]: ...
+    @property
+    def inits(self) -> tuple[str, ...]: ...
+    @property
+    def shrink_rules(self) -> tuple[str, ...]: ...
+    @property
+    def step(self) -> int: ...
+    @property
+    def unit(self) -> str: ...
 
     def inits_for(self, form: str) -> tuple[str, ...]: ...
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -236,11 +237,11 @@ class SearchSpace(BaseModel):
             p = points[name]
             forms = self._choices(name, "forms", p)
             if not forms:
-                self._refuse(source, f"points.{name}.forms", lambda: [check_form(p, f) for f in self.points[name].forms or self.forms])
+                _refuse(source, f"points.{name}.forms", partial(check_form, p), self.points[name].forms or self.forms)
             for form in forms:
                 if not self._init_choices(name, form, p):
                     hint = f" (or drop {form!r} from forms)" if len(forms) > 1 else ""
-                    self._refuse(source, f"points.{name}.inits", lambda: [check_init(p, form, i) for i in self.points[name].inits or self.inits], hint)
+                    _refuse(source, f"points.{name}.inits", partial(check_init, p, form), self.points[name].inits or self.inits, hint)
             if (self.plasticity is not None and True in self.plasticity.enabled and "appended" in self.plasticity.rules
                     and any("net2net" in self._init_choices(name, f, p) for f in forms)):
                 raise ConfigError(
@@ -250,8 +251,7 @@ class SearchSpace(BaseModel):
                 )
             if self.plasticity is not None and True in self.plasticity.enabled:
                 if not [r for r in self.plasticity.rules if r in p.shrink_rules]:
-                    pl = self.plasticity
-                    self._refuse(source, "plasticity.rules", lambda: [check_rule(p, r) for r in pl.rules])
+                    _refuse(source, "plasticity.rules", partial(check_rule, p), self.plasticity.rules)
         if epochs < 1:
             raise ConfigError(f"{source}: the run has {epochs} epochs; it needs at least 1")
         if self.events.max > 0 and self.epoch.high > epochs - 1:
@@ -263,16 +263,6 @@ class SearchSpace(BaseModel):
         copy._points = dict(points)
         copy._epochs = int(epochs)
         return copy
-
-    @staticmethod
-    def _refuse(source: str, key: str, check: Callable[[], object], hint: str = "") -> None:
-        """Raise the event check's error for the first of a key's choices (none of which the
-        backbone supports), as a ConfigError naming ``key``."""
-        try:
-            check()
-        except EventError as exc:
-            raise ConfigError(f"{source}: {key}: {exc}{hint}") from None
-        raise AssertionError(f"{key}: no choice was refused")  # pragma: no cover - callers know one is
 
     @property
     def epochs(self) -> int:
@@ -404,6 +394,17 @@ class _Getter:
         if key not in self.params:
             raise ScheduleError(f"parameter {key!r} is missing from the trial's parameters; got {sorted(self.params)}")
         return self.params[key]
+
+
+def _refuse(source: str, key: str, check: Callable[[str], None], choices: tuple[str, ...], hint: str = "") -> None:
+    """Raise, as a ConfigError naming ``key``, the event check's error for the first of a key's
+    ``choices`` (none of which the backbone supports): the text a schedule gets for that choice."""
+    for choice in choices:
+        try:
+            check(choice)
+        except EventError as exc:
+            raise ConfigError(f"{source}: {key}: {exc}{hint}") from None
+    raise AssertionError(f"{key}: no choice was refused")  # pragma: no cover - callers know one is
 
 
 def _suggest_int(trial: Any, name: str, r: IntRange) -> int:
