@@ -15,6 +15,7 @@ from growsearch.growth.freeze import FreezePolicy
 from growsearch.growth.optim import build_optimizer, check_optimizer, rebuild_optimizer, snapshot_optimizer
 from growsearch.schedule import GrowthEvent
 from growsearch.vocabulary import FREEZES, OPTIMIZER_STATES
+
 from growth_toy import ToyMLP
 
 EPOCH_EVENTS = [

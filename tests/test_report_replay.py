@@ -60,7 +60,8 @@ def test_export_then_train_replays_exactly(tmp_path: Path, spelling: str) -> Non
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = create_study(url, "replay")
     study.add_trials([
-        make_trial(values, schedule=legacy_spelling(sched.to_dict()) if spelling == "legacy" else sched.to_dict(), seed=seed, curves={"dev_eer": [e.get("dev_eer") for e in m.get("epochs", [])]}),
+        make_trial(values, schedule=legacy_spelling(sched.to_dict()) if spelling == "legacy" else sched.to_dict(), seed=seed,
+                   curves={"dev_eer": [e.get("dev_eer") for e in m.get("epochs", [])]}),
         make_trial((values[0] + 0.5, values[1] + 1, values[2] + 1), seed=1),  # dominated
     ])
     best = tmp_path / "best.yaml"

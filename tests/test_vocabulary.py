@@ -17,6 +17,7 @@ from growsearch.schedule import GrowthEvent, GrowthSchedule, legacy_spelling, lo
 from growsearch.search.runner import make_sampler
 from growsearch.search.space import SearchSpace, load_space
 from growsearch.search.study import SamplerConfig, load_study_config
+
 from growth_toy import ToyMLP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,8 @@ def test_a_bad_grow_has_one_error_text_from_grow_validate_for_and_bind(model, po
         m.grow(point, 4, form=form, init=init)
     text = _core(grow)
     with pytest.raises(ScheduleError) as sched:
-        GrowthSchedule.of([{"point": point, "epoch": 0, "neurons": 4, "form": form, "init": init}]).validate_for(m.growth_points(), 2, source="s.yaml")
+        sched = GrowthSchedule.of([{"point": point, "epoch": 0, "neurons": 4, "form": form, "init": init}])
+        sched.validate_for(m.growth_points(), 2, source="s.yaml")
     field = "form" if key == "forms" else "init"
     assert _core(sched) == f"s.yaml: events[0].{field}: {text}"
     with pytest.raises(ConfigError) as bind:

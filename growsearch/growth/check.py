@@ -83,7 +83,8 @@ def check_init(p: PointLike, form: str, init: str) -> None:
 def check_rule(p: PointLike, rule: str) -> None:
     """Raises: EventError: ``p`` does not support the shrink ``rule`` (unknown names included)."""
     if rule not in p.shrink_rules:
-        raise EventError("rule", f"point {p.name!r} does not support shrink rule {rule!r}; it supports {', '.join(p.shrink_rules) or '(no shrinking)'}")
+        supported = ", ".join(p.shrink_rules) or "(no shrinking)"
+        raise EventError("rule", f"point {p.name!r} does not support shrink rule {rule!r}; it supports {supported}")
 
 
 def check_amount(p: PointLike, neurons: object) -> None:

@@ -376,7 +376,8 @@ class SearchSpace(BaseModel):
                     r = rule if rule in rules else next((x for x in self.plasticity.rules if x in rules), None)
                     if r is None:
                         continue
-                    events.append(GrowthEvent(point=point, epoch=at, action="shrink", neurons=None, rule=r, freeze="all", optimizer_state="fresh", lr=lr))
+                    events.append(GrowthEvent(point=point, epoch=at, action="shrink", neurons=None, rule=r, freeze="all",
+                                              optimizer_state="fresh", lr=lr))
         sched = GrowthSchedule.of(events, label=label)
         return sched.validate_for(pts, epochs, source="decoded schedule")
 
