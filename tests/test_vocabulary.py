@@ -48,9 +48,9 @@ def test_a_bad_grow_has_one_error_text_from_grow_validate_for_and_bind(model, po
     with pytest.raises(ScheduleError) as grow:
         m.grow(point, 4, form=form, init=init)
     text = _core(grow)
+    bad = GrowthSchedule.of([{"point": point, "epoch": 0, "neurons": 4, "form": form, "init": init}])
     with pytest.raises(ScheduleError) as sched:
-        sched = GrowthSchedule.of([{"point": point, "epoch": 0, "neurons": 4, "form": form, "init": init}])
-        sched.validate_for(m.growth_points(), 2, source="s.yaml")
+        bad.validate_for(m.growth_points(), 2, source="s.yaml")
     field = "form" if key == "forms" else "init"
     assert _core(sched) == f"s.yaml: events[0].{field}: {text}"
     with pytest.raises(ConfigError) as bind:
