@@ -32,7 +32,7 @@ import torch
 from growsearch.backbones import create_backbone, list_backbones
 from growsearch.errors import ScheduleError
 from growsearch.metrics.cost import count_flops, count_params
-from growsearch.schedule import INITS
+from growsearch.vocabulary import INITS
 
 REALISTIC = {"resnet18": "paper", "lcgrnn": "paper", "wav2vec2": "base"}
 

@@ -8,8 +8,12 @@ Epochs are counted from 0. An event with ``epoch=e`` is applied at the boundary 
 ``e`` epochs of training, before epoch ``e`` runs; so ``0 <= e < epochs``.
 
 Epoch-wide settings travel on the events of that epoch: ``freeze`` (what trains after
-the event), ``optimizer`` (``fresh`` or ``carry`` moments) and ``lr`` (the learning rate of
-the phase that starts there). Events of one epoch must agree on them.
+the event), ``optimizer_state`` (``fresh`` or ``carry`` moments) and ``lr`` (the learning
+rate of the phase that starts there). Events of one epoch must agree on them.
+
+``optimizer_state`` was called ``optimizer`` before it was told apart from the optimizer
+algorithm (``training.optimizer``); files and study attributes that say ``optimizer`` are
+still read, and are written back with ``optimizer_state``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import pydantic
 import yaml
@@ -25,27 +29,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from growsearch.bounds import NEURONS_MAX
 from growsearch.errors import ScheduleError
+from growsearch.growth.check import EventError, PointLike, check_grow, check_shrink, growth_point
+from growsearch.vocabulary import FUNCTION_PRESERVING_INITS, INITS, Action, Form, Freeze, Init, OptimizerState, ShrinkRule
 from growsearch.yamlio import check_kind, copy_lines, load_yaml, parse_yaml, plain, validation_message
 
 SCHEDULE_VERSION = 1
 
-Action = Literal["grow", "shrink"]
-Form = Literal["inplace", "parallel"]
-Init = Literal["random", "zero_fanout", "net2net"]
-Freeze = Literal["all", "new_only", "new_units"]
-OptimizerMode = Literal["fresh", "carry"]
-ShrinkRule = Literal["appended", "magnitude"]
+__all__ = [  # INITS and FUNCTION_PRESERVING_INITS are re-exported from growsearch.vocabulary
+    "FUNCTION_PRESERVING_INITS", "INITS", "LEGACY_OPTIMIZER_STATE_KEY", "GrowthEvent", "GrowthSchedule", "PointLike",
+    "legacy_spelling", "load_schedule_items", "load_schedules", "rename_legacy_key",
+]
 
-INITS: tuple[str, ...] = ("random", "zero_fanout", "net2net")
-FUNCTION_PRESERVING_INITS: tuple[str, ...] = ("zero_fanout", "net2net")
-
-
-class PointLike(Protocol):
-    """What validation needs of a growth point (see ``growsearch.backbones.base.GrowthPoint``)."""
-
-    name: str
-    forms: tuple[str, ...]
-    inits: tuple[str, ...]
+#: The event key ``optimizer_state`` was written as before it was renamed (still read).
+LEGACY_OPTIMIZER_STATE_KEY = "optimizer"
 
 
 class GrowthEvent(BaseModel):
@@ -63,7 +59,8 @@ class GrowthEvent(BaseModel):
         freeze: after this epoch's events, ``all`` parameters train, ``new_only`` the new entries
             (new units and the consumers' new input columns) or ``new_units`` only the new
             units' own parameters (consumers' new columns stay at their init).
-        optimizer: the optimizer rebuilt after the event starts ``fresh`` or ``carry``-ies moments.
+        optimizer_state: the optimizer rebuilt after the event starts ``fresh`` or ``carry``-ies
+            moments (read from ``optimizer`` too, the key's name before the rename).
         lr: learning rate from this epoch on (``None``: keep the current one).
     """
 
@@ -77,8 +74,13 @@ class GrowthEvent(BaseModel):
     init: Init = "random"
     rule: ShrinkRule = "appended"
     freeze: Freeze = "all"
-    optimizer: OptimizerMode = "fresh"
+    optimizer_state: OptimizerState = "fresh"
     lr: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_optimizer_key(cls, data: Any) -> Any:
+        return rename_legacy_key(data, LEGACY_OPTIMIZER_STATE_KEY, "optimizer_state")
 
     @model_validator(mode="after")
     def _grow_needs_neurons(self) -> GrowthEvent:
@@ -169,6 +171,10 @@ class GrowthSchedule(BaseModel):
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
+    def key_json(self) -> str:
+        """Canonical JSON in the :func:`legacy_spelling`, for keys that must not change with it."""
+        return json.dumps(legacy_spelling(self.to_dict()), sort_keys=True)
+
     @classmethod
     def from_json(cls, text: str, *, source: str = "schedule") -> GrowthSchedule:
         try:
@@ -218,39 +224,29 @@ class GrowthSchedule(BaseModel):
         split_by: dict[str, int] = {}  # point -> the event that grew it with net2net (still grown)
         for i, e in enumerate(self.events):
             where = f"{source}: events[{i}]"
-            if e.point not in points:
-                valid = ", ".join(sorted(points)) or "(none)"
-                raise ScheduleError(f"{where}.point: unknown growth point {e.point!r}; valid points: {valid}")
-            p = points[e.point]
-            if not 0 <= e.epoch < epochs:
-                raise ScheduleError(f"{where}.epoch: epoch {e.epoch} is outside the training run (0..{epochs - 1} for {epochs} epochs)")
-            if e.action == "grow":
-                if e.form not in p.forms:
-                    raise ScheduleError(f"{where}.form: point {e.point!r} cannot grow {e.form!r}; it supports {', '.join(p.forms)}")
-                inits_for = getattr(p, "inits_for", None)  # optional: inits allowed per form
-                allowed = tuple(inits_for(e.form)) if callable(inits_for) else tuple(p.inits)
-                if e.init not in allowed:
-                    with_form = f" with form {e.form!r}" if allowed != tuple(p.inits) else ""
-                    raise ScheduleError(f"{where}.init: point {e.point!r} does not support init {e.init!r}{with_form}; it supports {', '.join(allowed)}")
-                grown[e.point] = grown.get(e.point, 0) + int(e.neurons or 0)
-                if e.init == "net2net":
-                    split_by.setdefault(e.point, i)
-            else:
+            try:
+                p = growth_point(points, e.point)
+                if not 0 <= e.epoch < epochs:
+                    raise EventError("epoch", f"epoch {e.epoch} is outside the training run (0..{epochs - 1} for {epochs} epochs)")
+                if e.action == "grow":
+                    check_grow(p, e.neurons, e.form, e.init)
+                    grown[e.point] = grown.get(e.point, 0) + int(e.neurons or 0)
+                    if e.init == "net2net":
+                        split_by.setdefault(e.point, i)
+                    continue
                 have = grown.get(e.point, 0)
-                if have == 0:
-                    raise ScheduleError(f"{where}: shrinks {e.point!r} at epoch {e.epoch}, but nothing was grown there before")
-                if e.rule == "appended" and e.point in split_by:
-                    raise ScheduleError(
-                        f"{where}.rule: an appended shrink of {e.point!r} after its net2net growth (events[{split_by[e.point]}]) "
-                        "is refused: net2net split existing units and divided their fan-out, and removing the copies does "
-                        "not fold it back, so the model is not restored; grow with init zero_fanout or random, or shrink "
-                        "with rule magnitude")
-                n = have if e.neurons is None else e.neurons
-                if n > have:
-                    raise ScheduleError(f"{where}.neurons: shrinks {e.point!r} by {n}, but only {have} were grown there before epoch {e.epoch}")
-                grown[e.point] = have - n
-                if grown[e.point] == 0:
-                    split_by.pop(e.point, None)
+                check_shrink(p, e.neurons, e.rule, have)
+            except EventError as exc:
+                raise ScheduleError(f"{where}.{exc.field}: {exc}") from None
+            if e.rule == "appended" and e.point in split_by:
+                raise ScheduleError(
+                    f"{where}.rule: an appended shrink of {e.point!r} after its net2net growth (events[{split_by[e.point]}]) "
+                    "is refused: net2net split existing units and divided their fan-out, and removing the copies does "
+                    "not fold it back, so the model is not restored; grow with init zero_fanout or random, or shrink "
+                    "with rule magnitude")
+            grown[e.point] = have - (have if e.neurons is None else e.neurons)
+            if grown[e.point] == 0:
+                split_by.pop(e.point, None)
         return self
 
     def total_grown(self) -> dict[str, int]:
@@ -262,6 +258,35 @@ class GrowthSchedule(BaseModel):
             else:
                 out[e.point] = 0 if e.neurons is None else out.get(e.point, 0) - e.neurons
         return out
+
+
+def rename_legacy_key(data: Any, old: str, new: str) -> Any:
+    """``data`` with the key ``old`` renamed to ``new`` (a copy; ``data`` itself is left alone).
+
+    Raises:
+        ValueError: both keys are given with different values.
+    """
+    if not isinstance(data, Mapping) or old not in data:
+        return data
+    out = copy_lines(data, {k: v for k, v in data.items() if k != old})
+    if new in data and data[new] != data[old]:
+        raise ValueError(f"{old!r} (the old name of {new!r}) is {data[old]!r} but {new!r} is {data[new]!r}; give only {new!r}")
+    out[new] = data[old] if new not in data else data[new]
+    return out
+
+
+def legacy_spelling(data: Any) -> Any:
+    """``data`` (a schedule dict, a search-space dump, or lists and dicts holding them) with
+    ``optimizer_state`` spelled ``optimizer``, as it was before the rename.
+
+    Hashes are computed from this spelling (a study's ``config_hash``, a run's resume key), so
+    that studies and checkpoints made before the rename still match their configs.
+    """
+    if isinstance(data, Mapping):
+        return {(LEGACY_OPTIMIZER_STATE_KEY if k == "optimizer_state" else k): legacy_spelling(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [legacy_spelling(v) for v in data]
+    return data
 
 
 def _event_dict(e: GrowthEvent) -> dict[str, Any]:
@@ -281,7 +306,7 @@ def _check_conflicts(events: tuple[GrowthEvent, ...]) -> None:
             if e.point in seen:
                 raise ValueError(f"events[{seen[e.point]}] and events[{i}] both change point {e.point!r} at epoch {epoch}; merge them into one event")
             seen[e.point] = i
-        for attr in ("freeze", "optimizer", "lr"):
+        for attr in ("freeze", "optimizer_state", "lr"):
             vals = {getattr(e, attr) for _, e in evs}
             if attr == "lr":
                 vals.discard(None)

@@ -12,13 +12,54 @@ Sections (each owned by one part of the code, filled in as it moves here):
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 # --- audio -----------------------------------------------------------------------------
 
 #: Every corpus is decoded, resampled and cropped at this rate (Hz).
 SAMPLE_RATE = 16_000
 
 # --- growth events ---------------------------------------------------------------------
+# Each ``Literal`` types a field; the tuple beside it (same order) is what code iterates and
+# error messages list.
+
+Action = Literal["grow", "shrink"]
+#: ``grow`` (dropin) or ``shrink`` (plasticity).
+ACTIONS: tuple[Action, ...] = get_args(Action)
+
+Form = Literal["inplace", "parallel"]
+#: How a point grows: widened ``inplace``, or a ``parallel`` branch concatenated on channels.
+FORMS: tuple[Form, ...] = get_args(Form)
+
+Init = Literal["random", "zero_fanout", "net2net"]
+#: How new units start (see :mod:`growsearch.growth.init`); a point may support a subset.
+INITS: tuple[Init, ...] = get_args(Init)
+#: The inits after which the grown model computes what it computed before.
+FUNCTION_PRESERVING_INITS: tuple[Init, ...] = ("zero_fanout", "net2net")
+
+ShrinkRule = Literal["appended", "magnitude"]
+#: Which units a shrink removes: the newest (``appended``) or the smallest (``magnitude``).
+SHRINK_RULES: tuple[ShrinkRule, ...] = get_args(ShrinkRule)
+
+Freeze = Literal["all", "new_only", "new_units"]
+#: What trains after an epoch's events (see :mod:`growsearch.growth.freeze`).
+FREEZES: tuple[Freeze, ...] = get_args(Freeze)
+
+OptimizerState = Literal["fresh", "carry"]
+#: How the optimizer rebuilt after an event starts: ``fresh`` moments, or ``carry`` the old
+#: ones over (an event's ``optimizer_state``; files written before it was renamed say
+#: ``optimizer``, which is still read).
+OPTIMIZER_STATES: tuple[OptimizerState, ...] = get_args(OptimizerState)
 
 # --- training --------------------------------------------------------------------------
 
+OptimizerName = Literal["adam", "adamw", "sgd"]
+#: The optimizer algorithm of a run (``training.optimizer``; ``sgd`` with momentum 0.9).
+OPTIMIZERS: tuple[OptimizerName, ...] = get_args(OptimizerName)
+
 # --- search ----------------------------------------------------------------------------
+
+SamplerName = Literal["nsga2", "nsga3", "tpe", "gp", "random"]
+#: The Optuna samplers a study may name (``sampler.name``); every one is built by
+#: :func:`growsearch.search.runner.make_sampler`.
+SAMPLERS: tuple[SamplerName, ...] = get_args(SamplerName)

@@ -73,8 +73,7 @@ class ToyMLP(Backbone):
         self._replace(mod, attr, new, param=param)
         res.changed[name] = ch
 
-    def grow(self, point: str, neurons: int, *, form: str = "inplace", init: str = "random",
-             generator: torch.Generator | None = None) -> SurgeryResult:
+    def _grow(self, point: str, neurons: int, *, form: str, init: str, generator: torch.Generator | None) -> SurgeryResult:
         g = generator
         res = SurgeryResult(point, "grow", neurons)
         fan_out = (lambda s: torch.zeros(s)) if init == "zero_fanout" else (lambda s: _rand(s, g))
@@ -116,8 +115,8 @@ class ToyMLP(Backbone):
             return res
         raise ValueError(point)
 
-    def shrink(self, point: str, neurons: int | None = None, *, rule: str = "appended") -> SurgeryResult:
-        n = self.grown(point) if neurons is None else neurons
+    def _shrink(self, point: str, neurons: int, *, rule: str) -> SurgeryResult:
+        n = neurons
         res = SurgeryResult(point, "shrink", n)
         if point == "fc1":
             if len(self.par1):

@@ -14,6 +14,7 @@ from growsearch.errors import ConfigError, ScheduleError
 from growsearch.growth.freeze import FreezePolicy
 from growsearch.growth.optim import build_optimizer, check_optimizer, rebuild_optimizer, snapshot_optimizer
 from growsearch.schedule import GrowthEvent
+from growsearch.vocabulary import FREEZES, OPTIMIZER_STATES
 
 from growth_toy import ToyMLP
 
@@ -78,7 +79,7 @@ def test_new_only_selects_new_entries() -> None:
 
 
 @pytest.mark.parametrize("opt_name", ["adam", "adamw", "sgd"])
-@pytest.mark.parametrize("mode", ["fresh", "carry"])
+@pytest.mark.parametrize("mode", OPTIMIZER_STATES)
 def test_new_only_keeps_old_entries_bit_identical(opt_name: str, mode: str) -> None:
     torch.manual_seed(0)
     m = ToyMLP()
@@ -250,7 +251,7 @@ def _make(name: str) -> nn.Module:
 
 @pytest.mark.parametrize("policy", ["new_only", "new_units"])
 @pytest.mark.parametrize("backbone", MODELS)
-@pytest.mark.parametrize("mode", ["fresh", "carry"])
+@pytest.mark.parametrize("mode", OPTIMIZER_STATES)
 def test_backbones_new_only_and_rebuild(backbone: str, mode: str, policy: str) -> None:
     torch.manual_seed(0)
     m = _make(backbone)
@@ -338,9 +339,9 @@ def _isolated_block(m: nn.Module, layer: int, h: int) -> torch.Tensor:
     return torch.cat([w[g * hn: g * hn + h, h:] for g in range(3)])
 
 
-@pytest.mark.parametrize("policy", ["all", "new_only", "new_units"])
+@pytest.mark.parametrize("policy", FREEZES)
 @pytest.mark.parametrize("opt_name", ["adam", "adamw", "sgd"])
-@pytest.mark.parametrize("mode", ["fresh", "carry"])
+@pytest.mark.parametrize("mode", OPTIMIZER_STATES)
 def test_isolated_gru_block_stays_zero_and_is_not_a_parameter(policy: str, opt_name: str, mode: str) -> None:
     """Old units never read new units: the old-rows x new-columns block of ``weight_hh`` is exactly
     zero after training under every freeze policy, optimizer (with weight decay) and rebuild mode,

@@ -95,7 +95,7 @@ def test_full_presets_carry_the_papers_settings() -> None:
     plast = GrowthSchedule.load(PRESETS / "wav2vec2_small" / "plasticity.yaml")
     lrs = sorted({(e.epoch, e.lr) for e in plast.events})
     assert lrs == [(15, 5e-5), (30, 1e-5)] and load_train_config(PRESETS / "wav2vec2_small" / "config.yaml").training.lr == 1e-4
-    assert all(e.optimizer == "fresh" for e in plast.events)
+    assert all(e.optimizer_state == "fresh" for e in plast.events)
     for fam in ("resnet18", "lcgrnn"):
         s = GrowthSchedule.load(PRESETS / fam / "plasticity.yaml")
         assert s.epochs_with_events == (5, 10) and s.total_grown() == dict.fromkeys(s.total_grown(), 0)

@@ -187,7 +187,7 @@ def test_export_file_round_trips_and_hides_password(small: tuple[str, optuna.Stu
     scheds = load_schedules(out)
     assert len(scheds) == 4
     assert scheds[0].to_dict() == {"version": 1, "events": [{**SCHED_A["events"][0], "action": "grow", "form": "inplace", "init": "random",
-                                                            "rule": "appended", "freeze": "all", "optimizer": "fresh"}]}
+                                                            "rule": "appended", "freeze": "all", "optimizer_state": "fresh"}]}
     y = yaml.safe_load(text)
     assert y["config_hash"] == small[1].user_attrs["config_hash"] and y["versions"]["optuna"] == optuna.__version__
     assert y["schedules"][0]["trial"] == 3 and y["schedules"][0]["reference"] == "paper-dropin"

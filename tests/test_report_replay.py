@@ -41,8 +41,11 @@ def _growsearch(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_export_then_train_replays_exactly(tmp_path: Path) -> None:
-    from growsearch.schedule import GrowthSchedule
+@pytest.mark.parametrize("spelling", ["current", "legacy"])
+def test_export_then_train_replays_exactly(tmp_path: Path, spelling: str) -> None:
+    """``legacy``: the trial's schedule is stored as studies made before ``optimizer_state``
+    stored it (``optimizer``); the export writes the current spelling and replays the same."""
+    from growsearch.schedule import GrowthSchedule, legacy_spelling
     from growsearch.train.config import load_train_config
     from growsearch.train.loop import train
 
@@ -57,7 +60,8 @@ def test_export_then_train_replays_exactly(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = create_study(url, "replay")
     study.add_trials([
-        make_trial(values, schedule=sched.to_dict(), seed=seed, curves={"dev_eer": [e.get("dev_eer") for e in m.get("epochs", [])]}),
+        make_trial(values, schedule=legacy_spelling(sched.to_dict()) if spelling == "legacy" else sched.to_dict(), seed=seed,
+                   curves={"dev_eer": [e.get("dev_eer") for e in m.get("epochs", [])]}),
         make_trial((values[0] + 0.5, values[1] + 1, values[2] + 1), seed=1),  # dominated
     ])
     best = tmp_path / "best.yaml"
@@ -65,6 +69,7 @@ def test_export_then_train_replays_exactly(tmp_path: Path) -> None:
     doc = yaml.safe_load(best.read_text())
     item = doc["schedules"][0]
     assert item["trial"] == 0 and item["seed"] == seed and doc["config_hash"] == study.user_attrs["config_hash"]
+    assert item["schedule"] == sched.to_dict() and "optimizer_state" in item["schedule"]["events"][0]
 
     out = _growsearch("train", str(cfg_path), "--schedule", str(best), "--seed", str(item["seed"]), "--out", str(tmp_path / "replay"), "--no-resume")
     again = json.loads(out.stdout)

@@ -113,7 +113,7 @@ def test_malformed_text_names_the_line(tmp_path: Path) -> None:
         ([{"point": "gru2", "epoch": 1, "action": "shrink", "neurons": 2}], "nothing was grown there before"),
         (
             [{"point": "gru2", "epoch": 0, "neurons": 2}, {"point": "gru2", "epoch": 1, "action": "shrink", "neurons": 3}],
-            r"events\[1\]\.neurons: shrinks 'gru2' by 3, but only 2 were grown",
+            r"events\[1\]\.neurons: cannot shrink 'gru2' by 3: only 2 units were grown there before",
         ),
         (
             [
@@ -277,8 +277,9 @@ def test_check_schedule_refuses_backbone_specific_impossibility_before_training(
 
 def test_freeze_vocabulary_includes_new_units() -> None:
     from growsearch.growth.freeze import FREEZE_POLICIES
+    from growsearch.vocabulary import FREEZES
 
     ev = GrowthEvent(point="gru2", epoch=1, neurons=4, freeze="new_units")
-    assert ev.freeze == "new_units" and set(FREEZE_POLICIES) == {"all", "new_only", "new_units"}
+    assert ev.freeze == "new_units" and FREEZE_POLICIES == FREEZES and "new_units" in FREEZES
     with pytest.raises(ScheduleError, match="new_units"):
         GrowthSchedule.from_dict({"events": [{"point": "gru2", "epoch": 1, "neurons": 4, "freeze": "frozen"}]})

@@ -24,6 +24,7 @@ from growsearch.search.searcher import FINAL_KEY, PAYLOAD_KEY, StudySearcher
 from growsearch.search.space import load_space, parse_space
 from growsearch.search.storage import open_storage, storage_fault
 from growsearch.search.study import load_study_config
+from growsearch.vocabulary import SAMPLERS
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJ = ["dev_eer", "params"]
@@ -81,7 +82,7 @@ def _config(tmp_path: Path, sampler: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "nsga3", "tpe", "gp", "random"])
+@pytest.mark.parametrize("sampler", SAMPLERS)
 def test_proposals_depend_on_seed_and_history_not_on_the_run(tmp_path: Path, sampler: str) -> None:
     """One study run by one driver, and the same study where every trial is asked by a new
     driver (a new sampler, as after every restart): the same proposals, and no repeats.

@@ -27,8 +27,10 @@ import torch
 from torch import nn
 
 from growsearch.errors import ScheduleError
+from growsearch.growth.check import check_grow, check_shrink, growth_point
 from growsearch.growth.surgery import SurgeryResult
-from growsearch.schedule import INITS, GrowthEvent, GrowthSchedule
+from growsearch.schedule import GrowthEvent, GrowthSchedule
+from growsearch.vocabulary import INITS, SHRINK_RULES
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class GrowthPoint:
     base_width: int
     forms: tuple[str, ...] = ("inplace",)
     inits: tuple[str, ...] = INITS
-    shrink_rules: tuple[str, ...] = ("appended", "magnitude")
+    shrink_rules: tuple[str, ...] = SHRINK_RULES
     unit: str = "neuron"
     step: int = 1
     description: str = ""
@@ -107,7 +109,6 @@ class Backbone(nn.Module, ABC):
     def width(self, point: str) -> int:
         """The current width at ``point`` (in-place width plus parallel branches)."""
 
-    @abstractmethod
     def grow(
         self,
         point: str,
@@ -117,11 +118,37 @@ class Backbone(nn.Module, ABC):
         init: str = "random",
         generator: torch.Generator | None = None,
     ) -> SurgeryResult:
-        """Add ``neurons`` units at ``point``; every consumer of the point is widened too."""
+        """Add ``neurons`` units at ``point``; every consumer of the point is widened too.
+
+        The event is checked once (:mod:`growsearch.growth.check`) before any surgery.
+
+        Raises:
+            ScheduleError: unknown point, form or init, or ``neurons`` not a positive multiple
+                of the point's step.
+        """
+        check_grow(growth_point(self.growth_points(), point), neurons, form, init)
+        return self._grow(point, neurons, form=form, init=init, generator=generator)
+
+    def shrink(self, point: str, neurons: int | None = None, *, rule: str = "appended") -> SurgeryResult:
+        """Remove ``neurons`` units at ``point`` (``None``: all grown so far).
+
+        The event is checked once (:mod:`growsearch.growth.check`) before any surgery.
+
+        Raises:
+            ScheduleError: unknown point or rule, nothing or fewer units grown, or ``neurons``
+                not a multiple of the point's step.
+        """
+        p = growth_point(self.growth_points(), point)
+        n = check_shrink(p, neurons, rule, self.grown(point))
+        return self._shrink(point, n, rule=rule)
 
     @abstractmethod
-    def shrink(self, point: str, neurons: int | None = None, *, rule: str = "appended") -> SurgeryResult:
-        """Remove ``neurons`` units at ``point`` (``None``: all grown so far)."""
+    def _grow(self, point: str, neurons: int, *, form: str, init: str, generator: torch.Generator | None) -> SurgeryResult:
+        """The surgery of :meth:`grow`, on an event already checked."""
+
+    @abstractmethod
+    def _shrink(self, point: str, neurons: int, *, rule: str) -> SurgeryResult:
+        """The surgery of :meth:`shrink`: remove ``neurons`` (> 0, checked) units at ``point``."""
 
     def grown(self, point: str) -> int:
         """Units currently grown at ``point`` beyond the base width."""
@@ -132,29 +159,12 @@ class Backbone(nn.Module, ABC):
 
         Raises:
             ScheduleError: the point, form, init or rule is not supported here, or a shrink
-                removes more than was grown.
+                removes more than was grown (see :meth:`grow`, :meth:`shrink`).
         """
-        points = self.growth_points()
-        if event.point not in points:
-            raise ScheduleError(f"unknown growth point {event.point!r}; valid points: {', '.join(sorted(points))}")
-        p = points[event.point]
         if event.action == "grow":
-            if event.form not in p.forms:
-                raise ScheduleError(f"point {p.name!r} cannot grow {event.form!r}; it supports {', '.join(p.forms)}")
-            if event.init not in p.inits_for(event.form):
-                raise ScheduleError(
-                    f"point {p.name!r} does not support init {event.init!r} with form {event.form!r}; "
-                    f"it supports {', '.join(p.inits_for(event.form))}"
-                )
             res = self.grow(event.point, int(event.neurons or 0), form=event.form, init=event.init, generator=generator)
         else:
-            if event.rule not in p.shrink_rules:
-                raise ScheduleError(f"point {p.name!r} does not support shrink rule {event.rule!r}; it supports {', '.join(p.shrink_rules)}")
-            have = self.grown(event.point)
-            n = have if event.neurons is None else event.neurons
-            if n > have or have <= 0:
-                raise ScheduleError(f"cannot shrink {p.name!r} by {n}: only {have} units were grown there")
-            res = self.shrink(event.point, n, rule=event.rule)
+            res = self.shrink(event.point, event.neurons, rule=event.rule)
         self.history.append(event.model_dump())
         return res
 

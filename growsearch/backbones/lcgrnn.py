@@ -33,14 +33,14 @@ from torch import nn
 from growsearch.backbones.base import Backbone, GrowthPoint
 from growsearch.backbones.registry import register_backbone
 from growsearch.data.features import create_frontend
-from growsearch.errors import ConfigError, ScheduleError
+from growsearch.errors import ConfigError
+from growsearch.growth.check import growth_point
 from growsearch.growth.gru import narrow_gru, narrow_gru_input, unit_norms, widen_gru, widen_gru_input
 from growsearch.growth.init import INIT_NET2NET, Net2NetPlan
 from growsearch.growth.surgery import SurgeryResult
 from growsearch.growth.widen import keep_appended, keep_largest, narrow_in, prefixed, widen_in
-from growsearch.schedule import INITS
+from growsearch.vocabulary import INITS, SHRINK_RULES
 
-SHRINK_RULES: tuple[str, ...] = ("appended", "magnitude")
 COUPLINGS: tuple[str, ...] = ("dense", "isolated")
 POOLINGS: tuple[str, ...] = ("mean", "last")
 FRONTENDS: dict[str, int] = {"lfcc": 60, "cepstrum": 20}  # front-end -> feature dimension
@@ -118,36 +118,15 @@ class LCGRNN(Backbone):
         }
 
     def _index(self, point: str) -> int:
-        points = self.growth_points()
-        if point not in points:
-            raise ScheduleError(f"unknown growth point {point!r}; valid points: {', '.join(sorted(points))}")
+        growth_point(self.growth_points(), point)
         return int(point[3:]) - 1
 
     def width(self, point: str) -> int:
         return self.grus[self._index(point)].hidden_size
 
-    def grow(
-        self,
-        point: str,
-        neurons: int,
-        *,
-        form: str = "inplace",
-        init: str = "random",
-        generator: torch.Generator | None = None,
-    ) -> SurgeryResult:
-        """Add ``neurons`` hidden units to GRU layer ``point``.
-
-        Raises:
-            ScheduleError: unknown point, form or init, or ``neurons <= 0``.
-        """
+    def _grow(self, point: str, neurons: int, *, form: str, init: str, generator: torch.Generator | None) -> SurgeryResult:
+        """Add ``neurons`` hidden units to GRU layer ``point`` (checked by :meth:`Backbone.grow`)."""
         i = self._index(point)
-        if not isinstance(neurons, int) or neurons <= 0:
-            raise ScheduleError(f"grow {point!r}: neurons must be a positive integer, got {neurons!r}")
-        if form != "inplace":
-            raise ScheduleError(f"point {point!r} cannot grow {form!r}; it supports inplace")
-        inits = self.growth_points()[point].inits
-        if init not in inits:
-            raise ScheduleError(f"point {point!r} does not support init {init!r}; it supports {', '.join(inits)}")
         gru = self.grus[i]
         plan = Net2NetPlan.draw(gru.hidden_size, neurons, generator) if init == INIT_NET2NET else None
         res = SurgeryResult(point, "grow", neurons)
@@ -160,20 +139,11 @@ class LCGRNN(Backbone):
         self._gens[i] = self._gens[i] + [max(self._gens[i]) + 1] * neurons
         return res
 
-    def shrink(self, point: str, neurons: int | None = None, *, rule: str = "appended") -> SurgeryResult:
-        """Remove ``neurons`` hidden units from GRU layer ``point`` (``None``: all grown).
-
-        Raises:
-            ScheduleError: unknown point or rule, or more units than were grown.
-        """
+    def _shrink(self, point: str, neurons: int, *, rule: str) -> SurgeryResult:
+        """Remove ``neurons`` hidden units from GRU layer ``point`` (checked by :meth:`Backbone.shrink`)."""
         i = self._index(point)
-        if rule not in SHRINK_RULES:
-            raise ScheduleError(f"point {point!r} does not support shrink rule {rule!r}; it supports {', '.join(SHRINK_RULES)}")
         gru = self.grus[i]
-        have = gru.hidden_size - self.base_hidden[i]
-        n = have if neurons is None else neurons
-        if n <= 0 or n > have:
-            raise ScheduleError(f"cannot shrink {point!r} by {n}: only {have} units were grown there")
+        n = neurons
         keep = keep_appended(gru.hidden_size, n) if rule == "appended" else keep_largest(unit_norms(gru), n)
         res = SurgeryResult(point, "shrink", n)
         res.changed.update(prefixed(f"grus.{i}", narrow_gru(gru, keep)))

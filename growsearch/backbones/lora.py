@@ -44,14 +44,16 @@ from torch.nn import functional as F
 from growsearch.backbones.base import GrowthPoint
 from growsearch.backbones.registry import register_backbone
 from growsearch.backbones.wav2vec2 import _LAYERS, PRESETS, Wav2Vec2Backbone
-from growsearch.errors import ConfigError, ScheduleError
+from growsearch.errors import ConfigError
 from growsearch.growth.surgery import SurgeryResult, TensorChange
+from growsearch.vocabulary import INITS
 
 __all__ = ["LORA_INITS", "LORA_TARGETS", "LoRALinear", "Wav2Vec2LoRA", "lora_trainable_formula"]
 
 #: The attention projections that get adapters (the paper: q and v).
 LORA_TARGETS: tuple[str, ...] = ("q_proj", "v_proj")
-LORA_INITS: tuple[str, ...] = ("random", "zero_fanout")
+#: LoRA's inits: every init but ``net2net`` (a rank component has no unit to copy).
+LORA_INITS: tuple[str, ...] = tuple(i for i in INITS if i != "net2net")
 POINT = "lora"
 
 
@@ -101,6 +103,8 @@ def add_rank(
     a_new = _uniform((k, lin.in_features), 1.0 / math.sqrt(lin.in_features), w, generator)
     if init == "random":
         b_new = _uniform((lin.out_features, k), 1.0 / math.sqrt(rank_of(lin) + k), w, generator)
+    elif init != "zero_fanout":
+        raise ValueError(f"unknown LoRA init {init!r}; valid inits: {', '.join(LORA_INITS)}")
     else:
         b_new = torch.zeros(lin.out_features, k, dtype=w.dtype, device=w.device)
     if not isinstance(lin, LoRALinear):
@@ -188,28 +192,11 @@ class Wav2Vec2LoRA(Wav2Vec2Backbone):
             return rank_of(self.lora_linears()[0][1])
         return super().width(point)
 
-    def grow(
-        self,
-        point: str,
-        neurons: int,
-        *,
-        form: str = "inplace",
-        init: str = "random",
-        generator: torch.Generator | None = None,
-    ) -> SurgeryResult:
-        """Grow ``point``; for ``lora`` add ``neurons`` rank components to every adapter.
-
-        Raises:
-            ScheduleError: unknown point, form or init, or ``neurons`` not positive.
-        """
+    def _grow(self, point: str, neurons: int, *, form: str, init: str, generator: torch.Generator | None) -> SurgeryResult:
+        """Grow ``point``; for ``lora`` add ``neurons`` rank components to every adapter
+        (checked by :meth:`Backbone.grow`)."""
         if point != POINT:
-            return self._sync_attn(super().grow(point, neurons, form=form, init=init, generator=generator))
-        if form != "inplace":
-            raise ScheduleError(f"point {POINT!r} cannot grow {form!r}; it supports inplace")
-        if init not in LORA_INITS:
-            raise ScheduleError(f"point {POINT!r} does not support init {init!r}; it supports {', '.join(LORA_INITS)}")
-        if not isinstance(neurons, int) or isinstance(neurons, bool) or neurons <= 0:
-            raise ScheduleError(f"point {POINT!r}: neurons (rank to add) must be a positive integer, got {neurons!r}")
+            return self._sync_attn(super()._grow(point, neurons, form=form, init=init, generator=generator))
         res = SurgeryResult(POINT, "grow", neurons)
         with torch.no_grad():
             for name, lin in self.lora_linears():
@@ -220,21 +207,12 @@ class Wav2Vec2LoRA(Wav2Vec2Backbone):
                     res.changed.update({f"{name}.{k}": v for k, v in out.items()})
         return res
 
-    def shrink(self, point: str, neurons: int | None = None, *, rule: str = "appended") -> SurgeryResult:
-        """Shrink ``point``; for ``lora`` drop ``neurons`` rank components (``None``: all).
-
-        Raises:
-            ScheduleError: unknown point or rule, or more components than were grown.
-        """
+    def _shrink(self, point: str, neurons: int, *, rule: str) -> SurgeryResult:
+        """Shrink ``point``; for ``lora`` drop ``neurons`` rank components (checked by :meth:`Backbone.shrink`)."""
         if point != POINT:
-            return self._sync_attn(super().shrink(point, neurons, rule=rule))
-        p = self.growth_points()[POINT]
-        if rule not in p.shrink_rules:
-            raise ScheduleError(f"point {POINT!r} does not support shrink rule {rule!r}; it supports {', '.join(p.shrink_rules)}")
+            return self._sync_attn(super()._shrink(point, neurons, rule=rule))
         have = self.width(POINT)
-        n = have if neurons is None else neurons
-        if n > have or n <= 0:
-            raise ScheduleError(f"cannot shrink {POINT!r} by {n}: only {have} units were grown there")
+        n = neurons
         linears = self.lora_linears()
         if rule == "appended":
             keep = torch.arange(have - n)

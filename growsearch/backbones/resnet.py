@@ -36,7 +36,8 @@ from torch import nn
 from growsearch.backbones.base import Backbone, GrowthPoint
 from growsearch.backbones.registry import register_backbone
 from growsearch.data.features import create_frontend
-from growsearch.errors import ConfigError, ScheduleError
+from growsearch.errors import ConfigError
+from growsearch.growth.check import growth_point
 from growsearch.growth.init import INIT_NET2NET, Net2NetPlan, default_uniform
 from growsearch.growth.surgery import SurgeryResult, TensorChange
 from growsearch.growth.widen import (
@@ -51,9 +52,7 @@ from growsearch.growth.widen import (
     widen_norm,
     widen_out,
 )
-from growsearch.schedule import INITS
-
-SHRINK_RULES: tuple[str, ...] = ("appended", "magnitude")
+from growsearch.vocabulary import INITS, SHRINK_RULES
 
 
 class BasicBlock(nn.Module):
@@ -225,9 +224,7 @@ class ResNet18(Backbone):
         return stage.blocks[0].conv1.out_channels + sum(b.conv2.out_channels for b in stage.branches)
 
     def _stage(self, point: str) -> Stage:
-        points = self.growth_points()
-        if point not in points:
-            raise ScheduleError(f"unknown growth point {point!r}; valid points: {', '.join(sorted(points))}")
+        growth_point(self.growth_points(), point)
         return getattr(self, point)
 
     def _consumers(self, s: int) -> list[tuple[str, nn.Module]]:
@@ -246,22 +243,8 @@ class ResNet18(Backbone):
         return out
 
     # ---- grow ------------------------------------------------------------------------
-    def grow(
-        self,
-        point: str,
-        neurons: int,
-        *,
-        form: str = "inplace",
-        init: str = "random",
-        generator: torch.Generator | None = None,
-    ) -> SurgeryResult:
-        """Add ``neurons`` units at ``point`` (see module docstring).
-
-        Raises:
-            ScheduleError: unknown point, form or init, ``neurons <= 0``, or ``net2net``
-                with the ``parallel`` form.
-        """
-        p = self._check_grow(point, neurons, form, init)
+    def _grow(self, point: str, neurons: int, *, form: str, init: str, generator: torch.Generator | None) -> SurgeryResult:
+        """Add ``neurons`` units at ``point`` (see module docstring); checked by :meth:`Backbone.grow`."""
         res = SurgeryResult(point, "grow", neurons)
         if point == "head":
             plan = Net2NetPlan.draw(self.fc1.out_features, neurons, generator) if init == INIT_NET2NET else None
@@ -277,22 +260,8 @@ class ResNet18(Backbone):
                 res.changed.update(prefixed(f"{pre}.conv2", widen_in(block.conv2, neurons, init=init, generator=generator, plan=plan)))
         else:
             self._grow_parallel(point, neurons, init, generator, res)
-        self._stacks[p.name].append([form, neurons])
+        self._stacks[point].append([form, neurons])
         return res
-
-    def _check_grow(self, point: str, neurons: int, form: str, init: str) -> GrowthPoint:
-        points = self.growth_points()
-        if point not in points:
-            raise ScheduleError(f"unknown growth point {point!r}; valid points: {', '.join(sorted(points))}")
-        p = points[point]
-        if not isinstance(neurons, int) or neurons <= 0:
-            raise ScheduleError(f"grow {point!r}: neurons must be a positive integer, got {neurons!r}")
-        if form not in p.forms:
-            raise ScheduleError(f"point {point!r} cannot grow {form!r}; it supports {', '.join(p.forms)}")
-        allowed = p.inits_for(form)
-        if init not in allowed:
-            raise ScheduleError(f"point {point!r} does not support init {init!r} with form {form!r}; it supports {', '.join(allowed)}")
-        return p
 
     def _grow_parallel(self, point: str, k: int, init: str, generator: torch.Generator | None, res: SurgeryResult) -> None:
         s = int(point[-1])
@@ -312,22 +281,10 @@ class ResNet18(Backbone):
             res.changed.update(prefixed(name, widen_in(layer, k, init=init, generator=generator)))
 
     # ---- shrink ----------------------------------------------------------------------
-    def shrink(self, point: str, neurons: int | None = None, *, rule: str = "appended") -> SurgeryResult:
-        """Remove ``neurons`` grown units at ``point`` (``None``: all), newest growth first.
-
-        Raises:
-            ScheduleError: unknown point or rule, or more units than were grown.
-        """
-        points = self.growth_points()
-        if point not in points:
-            raise ScheduleError(f"unknown growth point {point!r}; valid points: {', '.join(sorted(points))}")
-        if rule not in SHRINK_RULES:
-            raise ScheduleError(f"point {point!r} does not support shrink rule {rule!r}; it supports {', '.join(SHRINK_RULES)}")
+    def _shrink(self, point: str, neurons: int, *, rule: str) -> SurgeryResult:
+        """Remove ``neurons`` grown units at ``point``, newest growth first; checked by :meth:`Backbone.shrink`."""
         stack = self._stacks[point]
-        have = sum(k for _, k in stack)
-        n = have if neurons is None else neurons
-        if n <= 0 or n > have:
-            raise ScheduleError(f"cannot shrink {point!r} by {n}: only {have} units were grown there")
+        n = neurons
         res = SurgeryResult(point, "shrink", n)
         left = n
         while left > 0:

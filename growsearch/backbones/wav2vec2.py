@@ -70,7 +70,6 @@ from growsearch.data.features import create_frontend
 from growsearch.errors import ConfigError, ScheduleError
 from growsearch.growth.surgery import SurgeryResult, TensorChange
 from growsearch.growth.widen import set_param
-from growsearch.schedule import INITS
 
 #: The standard wav2vec 2.0 conv feature extractor: (channels, kernel, stride); 320 samples/frame.
 STANDARD_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
@@ -340,33 +339,11 @@ class Wav2Vec2Backbone(Backbone):
         n = len(layer.branches) if isinstance(layer, ParallelEncoderLayer) else 0
         return self.embed_dim * (1 + n)
 
-    def _check_step(self, point: str, neurons: int, step: int, what: str) -> None:
-        if not isinstance(neurons, int) or neurons <= 0 or neurons % step:
-            raise ScheduleError(f"point {point!r}: neurons must be a positive multiple of {step} ({what}), got {neurons!r}")
-
     # ---- grow ------------------------------------------------------------------------
-    def grow(
-        self,
-        point: str,
-        neurons: int,
-        *,
-        form: str = "inplace",
-        init: str = "random",
-        generator: torch.Generator | None = None,
-    ) -> SurgeryResult:
-        """Add ``neurons`` units at ``point`` (see the module docstring for the forms).
-
-        Raises:
-            ScheduleError: unknown point, form or init, or ``neurons`` not a multiple of the
-                point's step.
-        """
+    def _grow(self, point: str, neurons: int, *, form: str, init: str, generator: torch.Generator | None) -> SurgeryResult:
+        """Add ``neurons`` units at ``point`` (see the module docstring for the forms); checked
+        by :meth:`Backbone.grow`."""
         i, kind = self._parse(point)
-        p = self.growth_points()[point]
-        if form not in p.forms:
-            raise ScheduleError(f"point {point!r} cannot grow {form!r}; it supports {', '.join(p.forms)}")
-        if init not in INITS:
-            raise ScheduleError(f"point {point!r} does not support init {init!r}; it supports {', '.join(INITS)}")
-        self._check_step(point, neurons, p.step, p.unit)
         prefix = f"{_LAYERS}.{i}."
         with torch.no_grad():
             if kind == "ffn":
@@ -473,21 +450,10 @@ class Wav2Vec2Backbone(Backbone):
         return SurgeryResult(f"layer{i}", "grow", k * d, changed, added)
 
     # ---- shrink ----------------------------------------------------------------------
-    def shrink(self, point: str, neurons: int | None = None, *, rule: str = "appended") -> SurgeryResult:
-        """Remove ``neurons`` units at ``point`` (``None``: everything grown there).
-
-        Raises:
-            ScheduleError: unknown point or rule, or more units than were grown.
-        """
+    def _shrink(self, point: str, neurons: int, *, rule: str) -> SurgeryResult:
+        """Remove ``neurons`` units at ``point``; checked by :meth:`Backbone.shrink`."""
         i, kind = self._parse(point)
-        p = self.growth_points()[point]
-        if rule not in p.shrink_rules:
-            raise ScheduleError(f"point {point!r} does not support shrink rule {rule!r}; it supports {', '.join(p.shrink_rules)}")
-        have = self.grown(point)
-        n = have if neurons is None else neurons
-        if n > have or n <= 0:
-            raise ScheduleError(f"cannot shrink {point!r} by {n}: only {have} units were grown there")
-        self._check_step(point, n, p.step, p.unit)
+        n = neurons
         prefix = f"{_LAYERS}.{i}."
         with torch.no_grad():
             if kind == "ffn":

@@ -50,7 +50,7 @@ from growsearch.backbones.registry import register_backbone
 from growsearch.backbones.wav2vec2 import _LAYERS, PRESETS, Wav2Vec2Backbone
 from growsearch.errors import ConfigError, ScheduleError
 from growsearch.growth.surgery import SurgeryResult, TensorChange
-from growsearch.schedule import INITS
+from growsearch.vocabulary import INITS
 
 __all__ = ["WidenedEncoderLayer", "Wav2Vec2Widen"]
 
@@ -141,21 +141,12 @@ class Wav2Vec2Widen(Wav2Vec2Backbone):
         return w - self._added(i, "ffn" if kind == "ffn" else "attn")
 
     # ---- grow ------------------------------------------------------------------------
-    def grow(self, point: str, neurons: int, *, form: str = "inplace", init: str = "random",
-             generator: torch.Generator | None = None) -> SurgeryResult:
-        """Grow ``point``; ``layer{i}.width`` widens layer ``i`` by ``neurons`` (a multiple of ``D``).
-
-        Raises:
-            ScheduleError: unknown point, form or init, or ``neurons`` not a positive multiple of ``D``.
-        """
+    def _grow(self, point: str, neurons: int, *, form: str, init: str, generator: torch.Generator | None) -> SurgeryResult:
+        """Grow ``point``; ``layer{i}.width`` widens layer ``i`` by ``neurons`` (a multiple of ``D``,
+        checked by :meth:`Backbone.grow`)."""
         i, kind = self._index(point)
         if kind != "width":
-            return super().grow(point, neurons, form=form, init=init, generator=generator)
-        if form != "inplace":
-            raise ScheduleError(f"point {point!r} cannot grow {form!r}; it supports inplace")
-        if init not in INITS:
-            raise ScheduleError(f"point {point!r} does not support init {init!r}; it supports {', '.join(INITS)}")
-        self._check_step(point, neurons, self.embed_dim, "hidden units, one block of the model width")
+            return super()._grow(point, neurons, form=form, init=init, generator=generator)
         with torch.no_grad():
             return self._widen(i, neurons // self.embed_dim, init, generator)
 
@@ -175,6 +166,8 @@ class Wav2Vec2Widen(Wav2Vec2Backbone):
         a_new = a_old + k * a0
         f_copies = k * f0
         f_new = f_old + max(f_copies, self.widen_ffn_per_unit * k * d)
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; valid inits: {', '.join(INITS)}")
         exact = init in ("zero_fanout", "net2net")
         p0 = att.q_proj.weight
 
@@ -272,23 +265,19 @@ class Wav2Vec2Widen(Wav2Vec2Backbone):
         return SurgeryResult(f"layer{i}.width", "grow", k * d, changed, added)
 
     # ---- shrink ----------------------------------------------------------------------
-    def shrink(self, point: str, neurons: int | None = None, *, rule: str = "appended") -> SurgeryResult:
+    def _shrink(self, point: str, neurons: int, *, rule: str) -> SurgeryResult:
         """Shrink ``point``; ``layer{i}.width`` undoes the last widenings (see the module docstring).
+        :meth:`Backbone.shrink` checked the rule and the amount.
 
         Raises:
-            ScheduleError: unknown point or rule, more units than were grown, an amount that is
-                not the sum of the last widenings, or a later ffn/attn growth still in place.
+            ScheduleError: an amount that is not the sum of the last widenings, a partial
+                ``magnitude`` shrink, or a later ffn/attn growth still in place.
         """
         i, kind = self._index(point)
         if kind != "width":
-            return super().shrink(point, neurons, rule=rule)
-        p = self.growth_points()[point]
-        if rule not in p.shrink_rules:
-            raise ScheduleError(f"point {point!r} does not support shrink rule {rule!r}; it supports {', '.join(p.shrink_rules)}")
+            return super()._shrink(point, neurons, rule=rule)
         have = self.grown(point)
-        n = have if neurons is None else neurons
-        if n > have or n <= 0:
-            raise ScheduleError(f"cannot shrink {point!r} by {n}: only {have} units were grown there")
+        n = neurons
         if rule == "magnitude" and n != have:
             raise ScheduleError(f"point {point!r}: a 'magnitude' shrink of a widened layer must remove all {have} grown units; "
                                 f"use 'appended' to undo the last widenings")

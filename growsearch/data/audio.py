@@ -25,8 +25,8 @@ import torch
 import torchaudio
 
 from growsearch.errors import DataError
+from growsearch.vocabulary import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
 MIN_RATE = 4_000
 MAX_RATE = 192_000
 MAX_CHANNELS = 2

@@ -26,8 +26,8 @@ import torchaudio
 from torch import nn
 
 from growsearch.errors import ConfigError
+from growsearch.vocabulary import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
 EPS = 2.220446049250313e-16  # float64 machine epsilon, as Matlab's eps in the baseline
 
 

@@ -51,10 +51,12 @@ from torch import nn
 
 from growsearch.errors import ConfigError, ScheduleError
 from growsearch.growth.surgery import SurgeryResult
+from growsearch.vocabulary import FREEZES
 
 __all__ = ["FREEZE_POLICIES", "FreezePolicy", "count_fixed", "fixed_entries", "merge_results"]
 
-FREEZE_POLICIES: tuple[str, ...] = ("all", "new_only", "new_units")
+#: The freeze policies (:data:`growsearch.vocabulary.FREEZES`).
+FREEZE_POLICIES = FREEZES
 
 #: Attribute set on parameters that a ``new_only`` policy froze (so ``all`` can release them).
 _FROZEN_FLAG = "_growsearch_frozen"

@@ -1,6 +1,6 @@
 """Initialisers for new units, all drawing from an explicit ``torch.Generator``.
 
-Three initialisers exist (``growsearch.schedule.INITS``):
+Three initialisers exist (``growsearch.vocabulary.INITS``):
 
 - ``random`` (the paper): a widened tensor is drawn afresh as the layer's own initialiser
   would draw a tensor of the *new* shape, and the old values are copied into it. New fan-in

@@ -31,11 +31,12 @@ from torch import nn
 from growsearch.errors import ConfigError
 from growsearch.growth.freeze import merge_results
 from growsearch.growth.surgery import SurgeryResult
+from growsearch.vocabulary import OPTIMIZER_STATES, OPTIMIZERS
 
 __all__ = ["OPTIMIZERS", "REBUILD_MODES", "build_optimizer", "check_optimizer", "rebuild_optimizer", "snapshot_optimizer"]
 
-OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
-REBUILD_MODES: tuple[str, ...] = ("fresh", "carry")
+#: The optimizer-state modes of a rebuild (:data:`growsearch.vocabulary.OPTIMIZER_STATES`).
+REBUILD_MODES = OPTIMIZER_STATES
 #: Optimizers whose per-parameter state has the same meaning (carry between them is fine).
 _FAMILY = {"adam": "adam", "adamw": "adam", "sgd": "sgd"}
 _CLASS_TO_NAME = {torch.optim.Adam: "adam", torch.optim.AdamW: "adamw", torch.optim.SGD: "sgd"}

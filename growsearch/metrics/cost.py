@@ -46,8 +46,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from growsearch.metrics.flops_definition import FLOPS_DEFINITION  # noqa: F401 (named in docstrings here)
-
-SAMPLE_RATE = 16_000
+from growsearch.vocabulary import SAMPLE_RATE
 
 
 def count_params(model: nn.Module) -> dict[str, int]:

@@ -40,9 +40,10 @@ import numpy as np
 import yaml
 
 from growsearch.atomic import atomic_write_text
-from growsearch.errors import ConfigError
+from growsearch.errors import ConfigError, ScheduleError
 from growsearch.redact import redact_text, redact_url
 from growsearch.report.front import EER, StudyData, TrialPoint, loss_matrix
+from growsearch.schedule import GrowthSchedule
 
 PICKS = ("knee", "min-eer", "max-params", "all")
 EXPORT_VERSION = 1
@@ -125,11 +126,20 @@ def _plain(x: Any) -> Any:
     return x
 
 
+def _current_spelling(schedule: dict[str, Any]) -> dict[str, Any]:
+    """A stored schedule as this version writes it (an old study's events say ``optimizer``
+    where this one writes ``optimizer_state``); left as stored if it does not read."""
+    try:
+        return GrowthSchedule.from_dict(schedule).to_dict()
+    except ScheduleError:
+        return schedule
+
+
 def export_document(data: StudyData, members: list[TrialPoint], *, pick: str, storage: str = "") -> dict[str, Any]:
     """The export as a dict (see module docstring); the storage URL is redacted."""
     items = []
     for p in members:
-        sched = p.schedule if p.schedule else {"version": 1, "events": []}
+        sched = _current_spelling(p.schedule) if p.schedule else {"version": 1, "events": []}
         items.append({
             "trial": p.number,
             "seed": p.seed,

@@ -30,7 +30,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from growsearch.errors import GrowsearchError, RunFailed
+from growsearch.errors import ConfigError, GrowsearchError, RunFailed
 from growsearch.metrics.flops_definition import mark_flops_definition
 from growsearch.paths import child_path
 from growsearch.redact import redact_url
@@ -48,6 +48,7 @@ from growsearch.search.trainable import (
     study_identity,
     study_trials_dir,
 )
+from growsearch.vocabulary import SAMPLERS
 
 __all__ = ["RunSummary", "make_sampler", "open_study", "run_study"]
 
@@ -117,8 +118,10 @@ def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
         inner = optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=min(10, max(2, pop)))
     elif s.name == "gp":
         inner = optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=min(10, max(2, pop)))
-    else:
+    elif s.name == "random":
         inner = optuna.samplers.RandomSampler(seed=s.seed)
+    else:
+        raise ConfigError(f"sampler.name: unknown sampler {s.name!r}; valid samplers: {', '.join(SAMPLERS)}")
     return TrialSeededSampler(inner, s.seed)
 
 

@@ -57,6 +57,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
+from growsearch.errors import ScheduleError
 from growsearch.schedule import GrowthSchedule
 from growsearch.search import optuna_private as op
 from growsearch.search.lease import HEARTBEAT_MAX_FAILURES, LEASE_PREFIX, DriverLease, driver_alive, lease_key
@@ -76,6 +77,12 @@ MAX_REPEATS = 25
 
 
 def _schedule_key(schedule: dict[str, Any]) -> str:
+    """Canonical JSON of a stored schedule dict, in one spelling whatever wrote it (an event's
+    ``optimizer`` is read as ``optimizer_state``)."""
+    try:
+        schedule = GrowthSchedule.from_dict(schedule).to_dict()
+    except ScheduleError:
+        pass  # not a schedule this version reads: compared as stored
     return json.dumps(schedule, sort_keys=True, default=str)
 
 

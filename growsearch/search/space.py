@@ -11,7 +11,8 @@ A search space is YAML (``search_spaces/*.yaml``) read into a frozen :class:`Sea
     forms: [inplace]                      # intersected with what each point supports
     inits: [random, zero_fanout, net2net]
     freeze: [all, new_only]               # what trains after an event (also new_units)
-    optimizer: [fresh, carry]             # optimizer rebuilt fresh or with carried moments
+    optimizer_state: [fresh, carry]       # optimizer rebuilt fresh or with carried moments
+                                          # (``optimizer:`` in spaces written before the rename)
     lr: {low: 1.0e-4, high: 1.0e-2, log: true}   # learning rate of the phase an event starts
     plasticity:                           # grow, train, shrink back
       enabled: [false, true]
@@ -28,33 +29,39 @@ repaired deterministically:
 - two events at the same point and epoch are merged (neurons summed, the first one's
   settings kept);
 - events of one epoch share one phase: the lowest-numbered event of that epoch sets
-  ``freeze``, ``optimizer`` and ``lr`` for all of them;
+  ``freeze``, ``optimizer_state`` and ``lr`` for all of them;
 - neurons are rounded up to the point's ``step`` (e.g. one attention head);
 - the plasticity shrink happens ``after`` epochs after the last growth, clamped to the last
   epoch; if no epoch is left after the last growth there is no shrink.
+
+The choice lists are checked against the growth vocabulary (:mod:`growsearch.vocabulary`)
+and, by :meth:`SearchSpace.bind`, against the backbone with the same event check as a
+schedule (:mod:`growsearch.growth.check`). The trial parameter of an event's
+``optimizer_state`` keeps its name from before the rename, ``ev<i>.optimizer``, so that the
+parameters of existing studies still decode.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from growsearch.bounds import NEURONS_MAX
 from growsearch.errors import ConfigError, ScheduleError
-from growsearch.schedule import GrowthEvent, GrowthSchedule, PointLike
+from growsearch.growth.check import EventError, PointLike, check_form, check_init, check_rule, growth_point
+from growsearch.schedule import LEGACY_OPTIMIZER_STATE_KEY, GrowthEvent, GrowthSchedule, rename_legacy_key
+from growsearch.vocabulary import Form, Freeze, Init, OptimizerState, ShrinkRule
 from growsearch.yamlio import load_yaml, parse_model
 
 __all__ = ["FloatRange", "IntRange", "PointSpace", "SearchSpace", "load_space"]
 
-FORMS = ("inplace", "parallel")
-INITS = ("random", "zero_fanout", "net2net")
-FREEZES = ("all", "new_only", "new_units")
-OPTIMIZERS = ("fresh", "carry")
-RULES = ("appended", "magnitude")
+#: The trial parameter suffix of an event's ``optimizer_state`` (its name before the rename).
+_OPTIMIZER_STATE_PARAM = "optimizer"
 
 
 class IntRange(BaseModel):
@@ -125,8 +132,8 @@ class PointSpace(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     neurons: IntRange
-    forms: tuple[Literal["inplace", "parallel"], ...] | None = None
-    inits: tuple[Literal["random", "zero_fanout", "net2net"], ...] | None = None
+    forms: tuple[Form, ...] | None = None
+    inits: tuple[Init, ...] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> PointSpace:
@@ -149,7 +156,7 @@ class PlasticitySpace(BaseModel):
 
     enabled: tuple[bool, ...] = (False, True)
     after: IntRange = IntRange(low=1, high=1)
-    rules: tuple[Literal["appended", "magnitude"], ...] = ("appended",)
+    rules: tuple[ShrinkRule, ...] = ("appended",)
     lr: FloatRange | None = None
 
     @model_validator(mode="after")
@@ -180,10 +187,10 @@ class SearchSpace(BaseModel):
     events: CountRange = CountRange()
     epoch: IntRange
     points: dict[str, PointSpace] = Field(default_factory=dict)
-    forms: tuple[Literal["inplace", "parallel"], ...] = ("inplace",)
-    inits: tuple[Literal["random", "zero_fanout", "net2net"], ...] = ("random",)
-    freeze: tuple[Literal["all", "new_only", "new_units"], ...] = ("all",)
-    optimizer: tuple[Literal["fresh", "carry"], ...] = ("fresh",)
+    forms: tuple[Form, ...] = ("inplace",)
+    inits: tuple[Init, ...] = ("random",)
+    freeze: tuple[Freeze, ...] = ("all",)
+    optimizer_state: tuple[OptimizerState, ...] = ("fresh",)
     lr: FloatRange | None = None
     plasticity: PlasticitySpace | None = None
 
@@ -191,13 +198,18 @@ class SearchSpace(BaseModel):
     _points: dict[str, PointLike] | None = PrivateAttr(default=None)
     _epochs: int | None = PrivateAttr(default=None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_optimizer_key(cls, data: Any) -> Any:
+        return rename_legacy_key(data, LEGACY_OPTIMIZER_STATE_KEY, "optimizer_state")
+
     @model_validator(mode="after")
     def _check(self) -> SearchSpace:
         if self.epoch.low < 0:
             raise ValueError(f"epoch.low must be >= 0 (got {self.epoch.low})")
         if self.events.max > 0 and not self.points:
             raise ValueError("points: a space with events.max > 0 needs at least one growth point")
-        for key in ("forms", "inits", "freeze", "optimizer"):
+        for key in ("forms", "inits", "freeze", "optimizer_state"):
             vals = getattr(self, key)
             if not vals:
                 raise ValueError(f"{key}: needs at least one choice")
@@ -217,41 +229,29 @@ class SearchSpace(BaseModel):
                 shrink (see :meth:`GrowthSchedule.validate_for`), or an epoch range beyond the run.
         """
         for name in self.points:
-            if name not in points:
-                raise ConfigError(
-                    f"{source}: points.{name}: unknown growth point for backbone {self.backbone!r}; "
-                    f"valid points: {', '.join(sorted(points))}"
-                )
+            try:
+                growth_point(points, name)
+            except EventError as exc:
+                raise ConfigError(f"{source}: points.{name}: {exc}") from None
         for name in self.points:
             p = points[name]
-            for key in ("forms", "inits"):
-                if not self._choices(name, key, p):
-                    listed = getattr(self.points[name], key) or getattr(self, key)
-                    raise ConfigError(
-                        f"{source}: points.{name}.{key}: none of {list(listed)} is supported at {name!r}; "
-                        f"it supports {', '.join(getattr(p, key))}"
-                    )
-            for form in self._choices(name, "forms", p):
+            forms = self._choices(name, "forms", p)
+            if not forms:
+                _refuse(source, f"points.{name}.forms", partial(check_form, p), self.points[name].forms or self.forms)
+            for form in forms:
                 if not self._init_choices(name, form, p):
-                    listed = self.points[name].inits or self.inits
-                    raise ConfigError(
-                        f"{source}: points.{name}.inits: none of {list(listed)} goes with form {form!r} at {name!r}; "
-                        f"it supports {', '.join(_inits_for(p, form))} (or drop {form!r} from forms)"
-                    )
+                    hint = f" (or drop {form!r} from forms)" if len(forms) > 1 else ""
+                    _refuse(source, f"points.{name}.inits", partial(check_init, p, form), self.points[name].inits or self.inits, hint)
             if (self.plasticity is not None and True in self.plasticity.enabled and "appended" in self.plasticity.rules
-                    and any("net2net" in self._init_choices(name, f, p) for f in self._choices(name, "forms", p))):
+                    and any("net2net" in self._init_choices(name, f, p) for f in forms)):
                 raise ConfigError(
                     f"{source}: inits: net2net at {name!r} together with plasticity (rule appended) is refused: an "
                     "appended shrink removes net2net's copies without folding their split fan-out back, so it does not "
                     "restore the model (README, growth schedules); drop net2net from inits, or appended from plasticity.rules"
                 )
             if self.plasticity is not None and True in self.plasticity.enabled:
-                rules = getattr(p, "shrink_rules", RULES)
-                if not [r for r in self.plasticity.rules if r in rules]:
-                    raise ConfigError(
-                        f"{source}: plasticity.rules: none of {list(self.plasticity.rules)} is supported at {name!r}; "
-                        f"it supports {', '.join(rules) or '(no shrinking)'}"
-                    )
+                if not [r for r in self.plasticity.rules if r in p.shrink_rules]:
+                    _refuse(source, "plasticity.rules", partial(check_rule, p), self.plasticity.rules)
         if epochs < 1:
             raise ConfigError(f"{source}: the run has {epochs} epochs; it needs at least 1")
         if self.events.max > 0 and self.epoch.high > epochs - 1:
@@ -282,7 +282,7 @@ class SearchSpace(BaseModel):
 
     def _init_choices(self, point: str, form: str, p: PointLike) -> tuple[str, ...]:
         """The space's inits at ``point`` that the backbone allows with ``form``."""
-        allowed = _inits_for(p, form)
+        allowed = p.inits_for(form)
         return tuple(i for i in self._choices(point, "inits", p) if i in allowed)
 
     def _init_key(self, i: int, point: str, p: PointLike) -> Callable[[str], str]:
@@ -306,7 +306,7 @@ class SearchSpace(BaseModel):
             form = trial.suggest_categorical(f"ev{i}.{point}.form", list(self._choices(point, "forms", pts[point])))
             trial.suggest_categorical(self._init_key(i, point, pts[point])(form), list(self._init_choices(point, form, pts[point])))
             trial.suggest_categorical(f"ev{i}.freeze", list(self.freeze))
-            trial.suggest_categorical(f"ev{i}.optimizer", list(self.optimizer))
+            trial.suggest_categorical(f"ev{i}.{_OPTIMIZER_STATE_PARAM}", list(self.optimizer_state))
             if self.lr is not None:
                 trial.suggest_float(f"ev{i}.lr", self.lr.low, self.lr.high, log=self.lr.log)
         if n > 0 and self.plasticity is not None:
@@ -346,7 +346,7 @@ class SearchSpace(BaseModel):
                     "form": (form := str(get(f"ev{i}.{point}.form"))),
                     "init": str(get(self._init_key(i, point, pts[point])(form))),
                     "freeze": str(get(f"ev{i}.freeze")),
-                    "optimizer": str(get(f"ev{i}.optimizer")),
+                    "optimizer_state": str(get(f"ev{i}.{_OPTIMIZER_STATE_PARAM}")),
                     "lr": float(get(f"ev{i}.lr")) if self.lr is not None else None,
                 }
             )
@@ -361,7 +361,7 @@ class SearchSpace(BaseModel):
         # one phase per epoch: the first event of the epoch decides
         phase: dict[int, dict[str, Any]] = {}
         for ev in merged:
-            ph = phase.setdefault(ev["epoch"], {k: ev[k] for k in ("freeze", "optimizer", "lr")})
+            ph = phase.setdefault(ev["epoch"], {k: ev[k] for k in ("freeze", "optimizer_state", "lr")})
             ev.update(ph)
         events = [GrowthEvent(**{k: v for k, v in ev.items() if v is not None}) for ev in merged]
         # plasticity: shrink everything grown, some epochs after the last growth
@@ -372,11 +372,12 @@ class SearchSpace(BaseModel):
                 rule = str(get("plasticity.rule"))
                 lr = float(get("plasticity.lr")) if self.plasticity.lr is not None else None
                 for point in sorted({e.point for e in events}):
-                    rules = tuple(getattr(pts[point], "shrink_rules", RULES))
+                    rules = tuple(pts[point].shrink_rules)
                     r = rule if rule in rules else next((x for x in self.plasticity.rules if x in rules), None)
                     if r is None:
                         continue
-                    events.append(GrowthEvent(point=point, epoch=at, action="shrink", neurons=None, rule=r, freeze="all", optimizer="fresh", lr=lr))
+                    events.append(GrowthEvent(point=point, epoch=at, action="shrink", neurons=None, rule=r, freeze="all",
+                                              optimizer_state="fresh", lr=lr))
         sched = GrowthSchedule.of(events, label=label)
         return sched.validate_for(pts, epochs, source="decoded schedule")
 
@@ -396,9 +397,15 @@ class _Getter:
         return self.params[key]
 
 
-def _inits_for(p: PointLike, form: str) -> tuple[str, ...]:
-    fn = getattr(p, "inits_for", None)
-    return tuple(fn(form)) if callable(fn) else tuple(p.inits)
+def _refuse(source: str, key: str, check: Callable[[str], None], choices: tuple[str, ...], hint: str = "") -> None:
+    """Raise, as a ConfigError naming ``key``, the event check's error for the first of a key's
+    ``choices`` (none of which the backbone supports): the text a schedule gets for that choice."""
+    for choice in choices:
+        try:
+            check(choice)
+        except EventError as exc:
+            raise ConfigError(f"{source}: {key}: {exc}{hint}") from None
+    raise AssertionError(f"{key}: no choice was refused")  # pragma: no cover - callers know one is
 
 
 def _suggest_int(trial: Any, name: str, r: IntRange) -> int:

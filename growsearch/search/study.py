@@ -41,8 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from growsearch.bounds import CPUS_MAX, EPOCHS_MAX, GPUS_MAX, TRIALS_MAX, Seed
 from growsearch.errors import ConfigError, GrowsearchError
-from growsearch.schedule import GrowthSchedule, load_schedules
+from growsearch.schedule import GrowthSchedule, legacy_spelling, load_schedules
 from growsearch.search.space import SearchSpace, parse_space
+from growsearch.vocabulary import SAMPLERS, SamplerName
 from growsearch.yamlio import check_kind, did_you_mean, key_line, load_yaml, parse_model
 
 __all__ = [
@@ -62,7 +63,6 @@ __all__ = [
 
 #: Objective names a study may use (metrics of a run), with their usual direction.
 OBJECTIVES: dict[str, str] = {"dev_eer": "minimize", "params": "minimize", "flops": "minimize", "train_flops": "minimize"}
-SAMPLERS: tuple[str, ...] = ("nsga2", "nsga3", "tpe", "gp", "random")
 
 #: A study name: it names folders (Ray's experiment, the default outputs ``runs/<name>``),
 #: so only letters, digits, ``_``, ``.`` and ``-``, starting with a letter or digit.
@@ -141,7 +141,7 @@ class SamplerConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: Literal["nsga2", "nsga3", "tpe", "gp", "random"] = "nsga2"
+    name: SamplerName = "nsga2"
     seed: Seed = 0
     population_size: int | None = Field(default=None, ge=2, le=TRIALS_MAX)
 
@@ -302,12 +302,12 @@ class StudyConfig(BaseModel):
         """What defines the study's results (hashed by :meth:`config_hash`)."""
         return {
             "train": self.train.model_dump(mode="json"),
-            "space": self.space.model_dump(mode="json"),
+            "space": legacy_spelling(self.space.model_dump(mode="json")),  # hashes of studies made before optimizer_state
             "epochs": self.epochs,
             "objectives": [o.model_dump() for o in self.objectives],
             "constraints": self.constraints.model_dump(),
             "sampler": self.sampler.model_dump(),
-            "reference": [{"label": r.label, "schedule": r.schedule.to_dict()} for r in self.reference],
+            "reference": [{"label": r.label, "schedule": legacy_spelling(r.schedule.to_dict())} for r in self.reference],
         }
 
     def config_hash(self) -> str:

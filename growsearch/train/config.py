@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from growsearch.bounds import BATCH_MAX, EPOCHS_MAX, WORKERS_MAX, Seed
 from growsearch.data.config import DataConfig
 from growsearch.schedule import GrowthSchedule
+from growsearch.vocabulary import OptimizerName
 from growsearch.yamlio import load_model
 
 __all__ = ["ModelConfig", "TrainConfig", "TrainingConfig", "load_train_config"]
@@ -132,7 +133,7 @@ class TrainingConfig(BaseModel):
 
     epochs: int = Field(gt=0, le=EPOCHS_MAX)
     batch_size: int = Field(default=32, gt=0, le=BATCH_MAX)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: OptimizerName = "adam"
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     loss: Literal["ce", "hinge"] = "ce"

@@ -24,10 +24,10 @@ from growsearch.errors import GrowsearchError
 from growsearch.growth.freeze import FreezePolicy
 from growsearch.schedule import GrowthSchedule
 from growsearch.train.config import TrainConfig
+from growsearch.vocabulary import SAMPLE_RATE
 
 __all__ = ["dry_run", "format_dry_run", "train_clips_per_epoch"]
 
-SAMPLE_RATE = 16_000
 #: documented training-split sizes (bona fide + spoof), used when the corpus is not on this machine
 KNOWN_TRAIN_CLIPS: dict[str, int] = {"asvspoof2019_la": 2_580 + 22_800}
 

@@ -67,10 +67,10 @@ from growsearch.train import state as st
 from growsearch.train.config import TrainConfig
 from growsearch.train.evaluate import Scored, autocast, iterate, loss_fn, make_loader, score_split
 from growsearch.train.phase import Phase, restore_phase, snapshot, start_phase
+from growsearch.vocabulary import SAMPLE_RATE
 
 __all__ = ["NonFiniteLoss", "TrainResult", "train"]
 
-SAMPLE_RATE = 16_000
 EpochHook = Callable[[dict[str, Any], Path], None]
 
 
@@ -233,7 +233,7 @@ def _apply_events(model: Backbone, events: tuple[GrowthEvent, ...], seed: int, e
 def _phase_settings(events: tuple[GrowthEvent, ...]) -> tuple[str, str, float | None]:
     """(freeze policy, optimizer mode, lr or None) shared by the events of one epoch."""
     lrs = [e.lr for e in events if e.lr is not None]
-    return events[0].freeze, events[0].optimizer, (lrs[0] if lrs else None)
+    return events[0].freeze, events[0].optimizer_state, (lrs[0] if lrs else None)
 
 
 def _state_extra(run: _Run, run_key: str, prefix_reused: int) -> dict[str, Any]:
@@ -330,7 +330,7 @@ def _run_key(config: TrainConfig, schedule: GrowthSchedule) -> str:
     d = config.model_dump(mode="json")
     d.pop("schedule", None)
     d["training"].pop("epochs", None)
-    return st.prefix_key(d, -1) + ":" + schedule.to_json()
+    return st.prefix_key(d, -1) + ":" + schedule.key_json()  # the spelling of checkpoints made before optimizer_state
 
 
 def _write_json(path: Path, obj: Any) -> None:
