@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 
+from growsearch.data import synthetic_bench
 from growsearch.data.synthetic import ensure_corpus
 from growsearch.train.config import load_train_config
 from growsearch.train.loop import train
@@ -121,12 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="bench", help="generated-corpus size (default: bench)")
     ap.add_argument("--synth-seed", type=int, default=0, help="seed of the generated corpus")
     ap.add_argument("--root", type=Path, default=None, help="corpus folder (default: data/synth-<size>)")
+    ap.add_argument("--strength", type=float, default=None,
+                    help="calibration only: generate the bench profile with this artefact strength (default: the "
+                         "profile's own); give a new --root, the corpus's marker records the strength")
     ap.add_argument("--out", type=Path, default=Path("runs/corpus_difficulty"), help="run folders go here")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (separate processes)")
     args = ap.parse_args(argv)
     root = args.root or Path(f"data/synth-{args.size}")
     t_all = time.perf_counter()
+    if args.strength is not None:
+        synthetic_bench.STRENGTH = args.strength
     t0 = time.perf_counter()
     generated = ensure_corpus(root, seed=args.synth_seed, size=args.size)
     gen_s = time.perf_counter() - t0
@@ -145,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.sort(key=lambda r: r.pop("_i"))
     doc = {
         "benchmark": "corpus_difficulty",
-        "corpus": {"size": args.size, "synth_seed": args.synth_seed, "root": str(root), "generated_s": gen_s if generated else None},
+        "corpus": {"size": args.size, "synth_seed": args.synth_seed, "root": str(root), "strength": synthetic_bench.STRENGTH,
+                   "generated_s": gen_s if generated else None},
         "epochs": args.epochs, "seeds": args.seeds,
         "targets": {"baseline_dev_eer": list(TARGET_BASELINE), "wide_gap_min": TARGET_GAP, "dev_eer_sd_max": TARGET_SD},
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
