@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from growsearch.data import DataConfig, build_splits
-from growsearch.data import synthetic
+from growsearch.data import DataConfig, build_splits, synthetic
 from growsearch.data import synthetic_bench as bench
 
 REDUCED = (16, 12, 12)  # a reduced bench corpus: the same generator path, a few seconds to write
@@ -46,7 +45,7 @@ def test_reduced_corpus_loads_and_has_short_utterances(tmp_path: Path) -> None:
 
 def test_full_profile_protocol() -> None:
     """The real profile's plan (no audio written): split sizes, classes, seen and unseen attacks."""
-    n_train, n_dev, n_eval = synthetic.SIZES["bench"]
+    _, n_dev, n_eval = synthetic.SIZES["bench"]
     assert n_dev >= 400 and n_eval >= 400
     plans = {s: synthetic._plan(0, s, n, bench=True) for s, n in zip(("train", "dev", "eval"), synthetic.SIZES["bench"])}
     systems = {s: Counter(sys_ for _, sys_, _ in p) for s, p in plans.items()}

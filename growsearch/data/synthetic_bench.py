@@ -148,7 +148,10 @@ def apply(rng: np.random.Generator, x: np.ndarray, comps: tuple[Component, ...])
 
 def utterance(seed: int, split_index: int, index: int, system: str, speaker: object) -> np.ndarray:
     """One utterance of the bench profile: ``(samples,)`` float64 in (-1, 1), 1.05-1.5 s at 16 kHz."""
-    from growsearch.data.synthetic import _Artefact, _speech  # the shared speech generator
+    from growsearch.data.synthetic import (  # the shared speech generator
+        _Artefact,
+        _speech,
+    )
 
     rng = np.random.default_rng([seed, split_index, index, 11])
     n = int(rng.uniform(1.05, 1.5) * SR)
