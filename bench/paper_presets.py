@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (separate processes)")
     ap.add_argument("--reuse", action="store_true", help="read finished runs from --out instead of training again")
-    ap.add_argument("--corpus-size", choices=("tiny", "small", "medium", "large"), default=None,
+    ap.add_argument("--corpus-size", choices=("tiny", "small", "medium", "large", "bench"), default=None,
                     help="size of the generated corpus (default: the tiny configs' own, tiny: 24/12/12)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -45,7 +45,7 @@ Dataset = Literal["asvspoof2019_la", "asvspoof2019_pa", "fakeorreal", "synthetic
 DATASETS: tuple[str, ...] = ("asvspoof2019_la", "asvspoof2019_pa", "fakeorreal", "synthetic")
 ForVariant = Literal["for-norm", "for-2seconds", "for-rerecorded", "for-original"]
 FOR_VARIANTS: tuple[str, ...] = ("for-norm", "for-2seconds", "for-rerecorded", "for-original")
-SynthSize = Literal["tiny", "small", "medium", "large"]
+SynthSize = Literal["tiny", "small", "medium", "large", "bench"]
 
 #: Environment variable read when ``root`` is null.
 ROOT_ENV: dict[str, str] = {
@@ -88,7 +88,9 @@ class DataConfig(BaseModel):
             records it in the dataset's ``.skipped`` (with a warning).
         num_workers: DataLoader workers.
         synth_seed: seed of the generated corpus (synthetic only).
-        synth_size: size of the generated corpus (synthetic only).
+        synth_size: size of the generated corpus (synthetic only): ``tiny``, ``small``, ``medium``,
+            ``large``, or ``bench`` (a harder profile where model width matters; see
+            :mod:`growsearch.data.synthetic_bench`).
         feature_cache: read decoded audio / front-end outputs from the shared cache (exact;
             excluded from dumps and hashes).
         cache_dir: the cache folder (null: the study's shared folder, or the machine's
