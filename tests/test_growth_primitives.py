@@ -11,7 +11,19 @@ from torch import nn
 from growsearch.backbones import create_backbone
 from growsearch.growth.gru import gate_rows, narrow_gru, narrow_gru_input, unit_norms, widen_gru, widen_gru_input
 from growsearch.growth.init import Net2NetPlan, default_uniform
-from growsearch.growth.widen import keep_largest, narrow_in, narrow_norm, narrow_out, widen_in, widen_norm, widen_out
+from growsearch.growth.widen import (
+    keep_appended,
+    keep_largest,
+    narrow_in,
+    narrow_norm,
+    narrow_out,
+    narrow_units,
+    unit_scores,
+    widen_in,
+    widen_norm,
+    widen_out,
+    widen_units,
+)
 from growsearch.vocabulary import INITS
 
 
@@ -90,6 +102,51 @@ def test_narrowing_undoes_widening_exactly() -> None:
     for k, v in net.state_dict().items():
         assert torch.equal(v, state[k]), k
     assert (net[0].out_features, net[2].in_features) == (6, 6)
+
+
+class _TwoProducers(nn.Module):
+    """``out(relu(a(x)) * b(x))``: two producers with one unit layout (like q/k/v) and a consumer."""
+
+    def __init__(self, unit: int, units: int) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(5, unit * units), nn.Linear(5, unit * units)
+        self.out = nn.Linear(unit * units, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.a(x)) * self.b(x))
+
+
+@pytest.mark.parametrize("init", ["zero_fanout", "net2net"])
+def test_multi_row_units_widen_as_wholes_and_preserve_function(init: str) -> None:
+    torch.manual_seed(0)
+    net, x = _TwoProducers(unit=3, units=2), torch.randn(7, 5)
+    y0 = net(x)
+    a0 = net.a.weight.detach().clone()
+    changes = widen_units(net, ("a", "b"), "out", 3, unit=3, init=init, generator=_gen(4))
+    assert set(changes) == {"a.weight", "a.bias", "b.weight", "b.bias", "out.weight"}
+    assert net.a.weight.shape == (15, 5) and net.out.weight.shape == (4, 15)
+    torch.testing.assert_close(net(x), y0)
+    if init == "net2net":  # each new unit is a whole copy of one old unit, rows in order
+        for j in range(3):
+            new = net.a.weight[6 + 3 * j : 9 + 3 * j].detach()
+            assert any(torch.equal(new, a0[3 * s : 3 * s + 3]) for s in range(2))
+    # zero fan-out units have zero score; magnitude removes them; appended undoes the rest
+    if init == "zero_fanout":
+        assert unit_scores(net, ("a", "b"), "out", unit=3)[2:].tolist() == [0.0, 0.0, 0.0]
+        keep = keep_largest(unit_scores(net, ("a", "b"), "out", unit=3), 3)
+        assert keep.tolist() == [0, 1]
+    else:
+        keep = keep_appended(5, 3)
+    narrow_units(net, ("a", "b"), "out", keep, unit=3)
+    assert net.a.weight.shape == (6, 5) and net.out.in_features == 6
+    if init == "zero_fanout":
+        torch.testing.assert_close(net(x), y0, rtol=0, atol=0)
+
+
+def test_net2net_plan_expands_to_rows() -> None:
+    plan = Net2NetPlan(torch.tensor([1, 1]), torch.tensor([1.0, 3.0])).expand(2)
+    assert plan.sources.tolist() == [2, 3, 2, 3]
+    assert plan.divisor.tolist() == [1.0, 1.0, 3.0, 3.0]
 
 
 def test_batchnorm_new_channels_are_neutral_or_copied() -> None:

@@ -30,8 +30,10 @@ def test_lora_linear_computes_w_x_plus_scale_b_a_x() -> None:
     torch.manual_seed(0)
     lin = nn.Linear(6, 5)
     w, b = lin.weight.detach().clone(), lin.bias.detach().clone()
-    add_rank(lin, 3, scale=2.0, init="random", generator=torch.Generator().manual_seed(1))
-    assert isinstance(lin, LoRALinear) and lin.rank == 3
+    plain = lin
+    lin, added = add_rank(lin, 3, scale=2.0, init="random", generator=torch.Generator().manual_seed(1))
+    assert isinstance(lin, LoRALinear) and lin.rank == 3 and added == {"lora_A", "lora_B"}
+    assert lin.weight is plain.weight and lin.bias is plain.bias  # built around the Linear's own Parameters
     x = torch.randn(4, 6)
     a, bb = lin.lora_A.detach(), lin.lora_B.detach()
     expected = x @ w.T + b + 2.0 * (x @ a.T) @ bb.T

@@ -34,7 +34,7 @@ heads get no adapter contribution), shrinking it drops the matching rows.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -45,7 +45,9 @@ from growsearch.backbones.base import GrowthPoint
 from growsearch.backbones.registry import register_backbone
 from growsearch.backbones.wav2vec2 import _LAYERS, PRESETS, Wav2Vec2Backbone
 from growsearch.errors import ConfigError
+from growsearch.growth.init import default_uniform
 from growsearch.growth.surgery import SurgeryResult, TensorChange
+from growsearch.growth.widen import keep_appended, keep_largest, prefixed, set_param
 from growsearch.vocabulary import INITS
 
 __all__ = ["LORA_INITS", "LORA_TARGETS", "LoRALinear", "Wav2Vec2LoRA", "lora_trainable_formula"]
@@ -60,16 +62,25 @@ POINT = "lora"
 class LoRALinear(nn.Linear):
     """An ``nn.Linear`` with a low-rank adapter: ``y = x W^T + b + scale * (x A^T) B^T``.
 
-    Made in place from an existing ``nn.Linear`` by :func:`add_rank` (its ``weight`` and
-    ``bias`` keep their names), so state-dict keys are the Linear's plus ``lora_A``
-    ``(rank, in_features)`` and ``lora_B`` ``(out_features, rank)``.
+    Built from an existing ``nn.Linear`` (by :func:`add_rank`), whose ``weight`` and ``bias``
+    Parameters it shares under the same names, so state-dict keys are the Linear's plus
+    ``lora_A`` ``(rank, in_features)`` and ``lora_B`` ``(out_features, rank)``.
 
     Shapes: ``(..., in_features)`` -> ``(..., out_features)``.
     """
 
-    lora_A: nn.Parameter
-    lora_B: nn.Parameter
-    lora_scale: float
+    def __init__(self, base: nn.Linear, lora_A: torch.Tensor, lora_B: torch.Tensor, scale: float) -> None:
+        super().__init__(base.in_features, base.out_features, bias=base.bias is not None, device="meta")
+        _share_weights(base, self)
+        self.lora_A = nn.Parameter(lora_A)
+        self.lora_B = nn.Parameter(lora_B)
+        self.lora_scale = float(scale)
+
+    def plain(self) -> nn.Linear:
+        """A plain ``nn.Linear`` sharing this one's ``weight`` and ``bias`` (the adapter dropped)."""
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device="meta")
+        _share_weights(self, lin)
+        return lin
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.weight, self.bias)
@@ -80,9 +91,11 @@ class LoRALinear(nn.Linear):
         return int(self.lora_A.shape[0])
 
 
-def _uniform(shape: tuple[int, ...], bound: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    t = torch.rand(shape, generator=generator, dtype=torch.float32) * (2 * bound) - bound
-    return t.to(device=like.device, dtype=like.dtype)
+def _share_weights(src: nn.Linear, dst: nn.Linear) -> None:
+    """Give ``dst`` ``src``'s ``weight`` and ``bias`` Parameters (the same objects) and training mode."""
+    dst.weight = src.weight
+    dst.bias = src.bias
+    dst.train(src.training)
 
 
 def rank_of(lin: nn.Linear) -> int:
@@ -92,55 +105,56 @@ def rank_of(lin: nn.Linear) -> int:
 
 def add_rank(
     lin: nn.Linear, k: int, *, scale: float, init: str, generator: torch.Generator | None
-) -> dict[str, TensorChange] | set[str]:
-    """Add ``k`` rank components to ``lin`` (turning a plain Linear into a :class:`LoRALinear`).
+) -> tuple[LoRALinear, dict[str, TensorChange] | set[str]]:
+    """Add ``k`` rank components to ``lin``; a plain Linear becomes a new :class:`LoRALinear`
+    sharing its ``weight`` and ``bias`` (the caller puts it in ``lin``'s place).
 
     Returns:
+        ``(module, changes)``: the adapted Linear (``lin`` itself when it had adapters), and
         ``{"lora_A": change, "lora_B": change}`` for a Linear that had adapters, or the set
         ``{"lora_A", "lora_B"}`` of wholly new parameter names.
     """
     w = lin.weight
-    a_new = _uniform((k, lin.in_features), 1.0 / math.sqrt(lin.in_features), w, generator)
+    a_new = default_uniform((k, lin.in_features), lin.in_features, generator, dtype=w.dtype).to(w.device)
     if init == "random":
-        b_new = _uniform((lin.out_features, k), 1.0 / math.sqrt(rank_of(lin) + k), w, generator)
+        b_new = default_uniform((lin.out_features, k), rank_of(lin) + k, generator, dtype=w.dtype).to(w.device)
     elif init != "zero_fanout":
         raise ValueError(f"unknown LoRA init {init!r}; valid inits: {', '.join(LORA_INITS)}")
     else:
         b_new = torch.zeros(lin.out_features, k, dtype=w.dtype, device=w.device)
     if not isinstance(lin, LoRALinear):
-        lin.__class__ = LoRALinear
-        lin.lora_scale = float(scale)
-        lin.lora_A = nn.Parameter(a_new)
-        lin.lora_B = nn.Parameter(b_new)
-        return {"lora_A", "lora_B"}
+        return LoRALinear(lin, a_new, b_new, scale), {"lora_A", "lora_B"}
     old_a, old_b = lin.lora_A, lin.lora_B
     changes = {
         "lora_A": TensorChange.appended(tuple(old_a.shape), (old_a.shape[0] + k, old_a.shape[1])),
         "lora_B": TensorChange.appended(tuple(old_b.shape), (old_b.shape[0], old_b.shape[1] + k)),
     }
-    lin.lora_A = nn.Parameter(torch.cat([old_a.detach(), a_new], 0), requires_grad=old_a.requires_grad)
-    lin.lora_B = nn.Parameter(torch.cat([old_b.detach(), b_new], 1), requires_grad=old_b.requires_grad)
-    return changes
+    set_param(lin, "lora_A", torch.cat([old_a.detach(), a_new], 0))
+    set_param(lin, "lora_B", torch.cat([old_b.detach(), b_new], 1))
+    return lin, changes
 
 
-def keep_rank(lin: LoRALinear, keep: torch.Tensor) -> dict[str, TensorChange] | set[str]:
+def keep_rank(lin: LoRALinear, keep: torch.Tensor) -> tuple[nn.Linear, dict[str, TensorChange] | set[str]]:
     """Keep only rank components ``keep`` (sorted indices); none kept -> a plain Linear again.
 
     Returns:
-        The index maps of ``lora_A``/``lora_B``, or the set of removed parameter names.
+        ``(module, changes)``: ``lin``, or the plain Linear sharing its weights when no
+        component is kept; the index maps of ``lora_A``/``lora_B``, or the set of removed
+        parameter names.
     """
     if len(keep) == 0:
-        del lin.lora_A
-        del lin.lora_B
-        del lin.lora_scale
-        lin.__class__ = nn.Linear
-        return {"lora_A", "lora_B"}
+        return lin.plain(), {"lora_A", "lora_B"}
     old_a, old_b = lin.lora_A, lin.lora_B
     changes = {"lora_A": TensorChange.kept(tuple(old_a.shape), {0: keep}),
                "lora_B": TensorChange.kept(tuple(old_b.shape), {1: keep})}
-    lin.lora_A = nn.Parameter(old_a.detach()[keep.to(old_a.device)].clone(), requires_grad=old_a.requires_grad)
-    lin.lora_B = nn.Parameter(old_b.detach()[:, keep.to(old_b.device)].clone(), requires_grad=old_b.requires_grad)
-    return changes
+    set_param(lin, "lora_A", old_a.detach().index_select(0, keep.to(old_a.device)))
+    set_param(lin, "lora_B", old_b.detach().index_select(1, keep.to(old_b.device)))
+    return lin, changes
+
+
+def component_norms(lin: LoRALinear) -> torch.Tensor:
+    """Importance of each rank component of ``lin``: ``|A row| * |B column|``, ``(rank,)`` on the CPU."""
+    return (lin.lora_A.detach().norm(dim=1) * lin.lora_B.detach().norm(dim=0)).cpu()
 
 
 def lora_trainable_formula(in_out: list[tuple[int, int]], rank: int) -> int:
@@ -197,15 +211,8 @@ class Wav2Vec2LoRA(Wav2Vec2Backbone):
         (checked by :meth:`Backbone.grow`)."""
         if point != POINT:
             return self._sync_attn(super()._grow(point, neurons, form=form, init=init, generator=generator))
-        res = SurgeryResult(POINT, "grow", neurons)
-        with torch.no_grad():
-            for name, lin in self.lora_linears():
-                out = add_rank(lin, neurons, scale=self.lora_scale, init=init, generator=generator)
-                if isinstance(out, set):
-                    res.added.update(f"{name}.{k}" for k in out)
-                else:
-                    res.changed.update({f"{name}.{k}": v for k, v in out.items()})
-        return res
+        return self._each_adapter(SurgeryResult(POINT, "grow", neurons),
+                                  lambda lin: add_rank(lin, neurons, scale=self.lora_scale, init=init, generator=generator))
 
     def _shrink(self, point: str, neurons: int, *, rule: str) -> SurgeryResult:
         """Shrink ``point``; for ``lora`` drop ``neurons`` rank components (checked by :meth:`Backbone.shrink`)."""
@@ -213,20 +220,26 @@ class Wav2Vec2LoRA(Wav2Vec2Backbone):
             return self._sync_attn(super()._shrink(point, neurons, rule=rule))
         have = self.width(POINT)
         n = neurons
-        linears = self.lora_linears()
         if rule == "appended":
-            keep = torch.arange(have - n)
+            keep = keep_appended(have, n)
         else:
-            score = sum((lin.lora_A.detach().norm(dim=1) * lin.lora_B.detach().norm(dim=0)).cpu() for _, lin in linears)
-            keep = torch.sort(torch.argsort(score, descending=True, stable=True)[: have - n]).values
-        res = SurgeryResult(POINT, "shrink", n)
+            adapters = [lin for _, lin in self.lora_linears() if isinstance(lin, LoRALinear)]
+            keep = keep_largest(torch.stack([component_norms(lin) for lin in adapters]).sum(0), n)
+        return self._each_adapter(SurgeryResult(POINT, "shrink", n), lambda lin: keep_rank(lin, keep))
+
+    def _each_adapter(self, res: SurgeryResult, change: Callable[[Any], tuple[nn.Linear, Any]]) -> SurgeryResult:
+        """Apply ``change`` (:func:`add_rank` / :func:`keep_rank`) to every adapted projection,
+        put the module it returns in the projection's place, and record the changes in ``res``
+        (wholly new parameters as added when growing, removed when shrinking)."""
         with torch.no_grad():
-            for name, lin in linears:
-                out = keep_rank(lin, keep)
+            for name, lin in self.lora_linears():
+                new, out = change(lin)
+                parent, _, attr = name.rpartition(".")
+                setattr(self.get_submodule(parent), attr, new)
                 if isinstance(out, set):
-                    res.removed.update(f"{name}.{k}" for k in out)
+                    (res.added if res.action == "grow" else res.removed).update(f"{name}.{k}" for k in out)
                 else:
-                    res.changed.update({f"{name}.{k}": v for k, v in out.items()})
+                    res.changed.update(prefixed(name, out))
         return res
 
     def _sync_attn(self, res: SurgeryResult) -> SurgeryResult:
@@ -247,7 +260,7 @@ class Wav2Vec2LoRA(Wav2Vec2Backbone):
                     rows = ch.src[0]
                     new_b = b.detach()[rows.to(b.device)].clone()
                     res.changed[f"{name}.lora_B"] = TensorChange.kept(tuple(b.shape), {0: rows})
-            lin.lora_B = nn.Parameter(new_b, requires_grad=b.requires_grad)
+            set_param(lin, "lora_B", new_b)
         return res
 
 

@@ -38,7 +38,7 @@ from growsearch.backbones.registry import register_backbone
 from growsearch.data.features import create_frontend
 from growsearch.errors import ConfigError
 from growsearch.growth.check import growth_point
-from growsearch.growth.init import INIT_NET2NET, Net2NetPlan, default_uniform
+from growsearch.growth.init import INIT_NET2NET, Net2NetPlan, redraw_default_
 from growsearch.growth.surgery import SurgeryResult, TensorChange
 from growsearch.growth.widen import (
     keep_appended,
@@ -116,18 +116,6 @@ class Stage(nn.Module):
         if len(self.branches):
             y = torch.cat([y, *[b(x) for b in self.branches]], dim=1)
         return y
-
-
-def _draw_block_(block: nn.Module, generator: torch.Generator | None) -> None:
-    """Re-draw every conv/linear weight of ``block`` with PyTorch's default init from ``generator``."""
-    for m in block.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            w = m.weight
-            fan_in = w.shape[1] * (w[0, 0].numel())
-            with torch.no_grad():
-                w.copy_(default_uniform(tuple(w.shape), fan_in, generator, dtype=w.dtype))
-                if m.bias is not None:
-                    m.bias.copy_(default_uniform(tuple(m.bias.shape), fan_in, generator, dtype=w.dtype))
 
 
 class ResNet18(Backbone):
@@ -269,7 +257,7 @@ class ResNet18(Backbone):
         ref = stage.blocks[0].conv1.weight
         stride = stage.blocks[0].conv1.stride[0]
         branch = BasicBlock(stage.in_channels, k, k, stride, projection=True)
-        _draw_block_(branch, generator)
+        redraw_default_(branch, generator)
         branch.to(device=ref.device, dtype=ref.dtype)
         branch.train(stage.training)
         idx = len(stage.branches)

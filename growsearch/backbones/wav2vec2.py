@@ -56,7 +56,6 @@ last units by index, as the paper) and ``magnitude`` (drop the units with the sm
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import torch
@@ -68,8 +67,9 @@ from growsearch.backbones.base import Backbone, GrowthPoint
 from growsearch.backbones.registry import register_backbone
 from growsearch.data.features import create_frontend
 from growsearch.errors import ConfigError, ScheduleError
+from growsearch.growth.init import redraw_default_
 from growsearch.growth.surgery import SurgeryResult, TensorChange
-from growsearch.growth.widen import set_param
+from growsearch.growth.widen import keep_appended, keep_largest, narrow_units, unit_scores, widen_units
 
 #: The standard wav2vec 2.0 conv feature extractor: (channels, kernel, stride); 320 samples/frame.
 STANDARD_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
@@ -102,52 +102,56 @@ PRESETS.update({
 })
 
 _LAYERS = "wav2vec2.encoder.transformer.layers"
+#: Per point kind, the producer Linears of its units and their consumer (relative to the encoder layer).
+_UNITS: dict[str, tuple[tuple[str, ...], str]] = {
+    "ffn": (("feed_forward.intermediate_dense",), "feed_forward.output_dense"),
+    "attn": (("attention.q_proj", "attention.k_proj", "attention.v_proj"), "attention.out_proj"),
+}
 
 
+def init_encoder_layer(layer: EncoderLayer, parts: EncoderLayer) -> None:
+    """Run torchaudio's ``EncoderLayer.__init__`` on ``layer`` with ``parts``' attention, dropout
+    rate, norm order and feed-forward, then give it ``parts``' two LayerNorms.
 
-#: The submodules and flags of a torchaudio ``EncoderLayer`` that its ``forward`` uses.
-_LAYER_PARTS = ("attention", "dropout", "layer_norm", "layer_norm_first", "feed_forward", "final_layer_norm")
+    The submodules are shared, not copied (their parameters, trained values and optimizer state
+    stay), and registered in torchaudio's order, so the state-dict names are the plain layer's.
+    """
+    EncoderLayer.__init__(layer, parts.attention, parts.dropout.p, parts.layer_norm_first, parts.feed_forward)
+    layer.layer_norm = parts.layer_norm
+    layer.final_layer_norm = parts.final_layer_norm
+    layer.train(parts.training)
 
 
-def _share_layer_parts(src: nn.Module, dst: nn.Module) -> None:
-    """Make ``dst`` use ``src``'s encoder-layer submodules (shared, not copied)."""
-    for name in _LAYER_PARTS:
-        setattr(dst, name, getattr(src, name))
+def plain_encoder_layer(parts: EncoderLayer) -> EncoderLayer:
+    """A plain torchaudio :class:`EncoderLayer` built from ``parts``' submodules (shared)."""
+    layer = EncoderLayer.__new__(EncoderLayer)
+    init_encoder_layer(layer, parts)
+    return layer
+
 
 class ParallelEncoderLayer(EncoderLayer):
     """An encoder layer with parallel branches whose outputs are concatenated and projected.
 
-    It *is* the original layer (same submodules, so the original parameter names
-    ``...layers.{i}.attention.*`` stay valid) plus ``branches`` (a ``ModuleList`` of
-    :class:`EncoderLayer`) and ``proj`` (``Linear((1 + len(branches)) * D, D)``).
+    Built from the original layer's parts (:func:`init_encoder_layer`, so the original
+    parameter names ``...layers.{i}.attention.*`` stay valid) plus ``branches`` (a
+    ``ModuleList`` of :class:`EncoderLayer`) and ``proj`` (``Linear((1 + len(branches)) * D, D)``).
 
     Shapes: ``(batch, frames, D)`` -> ``(batch, frames, D)``.
     """
 
     def __init__(self, main: EncoderLayer, branches: list[EncoderLayer], proj: nn.Linear) -> None:
-        nn.Module.__init__(self)
-        _share_layer_parts(main, self)
+        init_encoder_layer(self, main)
         self.branches = nn.ModuleList(branches)
         self.proj = proj
 
     def main_layer(self) -> EncoderLayer:
         """A plain :class:`EncoderLayer` sharing this layer's original submodules."""
-        plain = EncoderLayer.__new__(EncoderLayer)
-        nn.Module.__init__(plain)
-        _share_layer_parts(self, plain)
-        plain.train(self.training)
-        return plain
+        return plain_encoder_layer(self)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        position_bias: torch.Tensor | None = None,
-        key_padding_mask: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        outs = [EncoderLayer.forward(self, x, attention_mask, position_bias, key_padding_mask)[0]]
-        for b in self.branches:
-            outs.append(b(x, attention_mask, position_bias=position_bias, key_padding_mask=key_padding_mask)[0])
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x`` and the rest of ``EncoderLayer.forward``'s arguments, passed to every branch."""
+        y, position_bias = super().forward(x, *args, **kwargs)
+        outs = [y] + [b(x, *args, **kwargs)[0] for b in self.branches]
         return self.proj(torch.cat(outs, dim=-1)), position_bias
 
 
@@ -344,21 +348,19 @@ class Wav2Vec2Backbone(Backbone):
         """Add ``neurons`` units at ``point`` (see the module docstring for the forms); checked
         by :meth:`Backbone.grow`."""
         i, kind = self._parse(point)
-        prefix = f"{_LAYERS}.{i}."
         with torch.no_grad():
-            if kind == "ffn":
-                ff = self._layer(i).feed_forward
-                changed = _grow_units(ff.intermediate_dense, [], ff.output_dense, neurons, 1, init, generator)
-                changed = {_ffn_name(k): v for k, v in changed.items()}
-            elif kind == "attn":
-                att = self._layer(i).attention
-                changed = _grow_units(None, [att.q_proj, att.k_proj, att.v_proj], att.out_proj,
-                                      neurons // att.head_dim, att.head_dim, init, generator)
-                att.num_heads += neurons // att.head_dim
-                changed = {_attn_name(k): v for k, v in changed.items()}
-            else:
+            if kind == "layer":
                 return self._grow_parallel(i, neurons // self.embed_dim, init, generator)
-        return SurgeryResult(point, "grow", neurons, {prefix + k: v for k, v in changed.items()})
+            layer, unit = self._layer(i), self._unit(i, kind)
+            producers, consumer = _UNITS[kind]
+            changed = widen_units(layer, producers, consumer, neurons // unit, unit=unit, init=init, generator=generator)
+            if kind == "attn":
+                layer.attention.num_heads += neurons // unit
+        return SurgeryResult(point, "grow", neurons, {f"{_LAYERS}.{i}.{k}": v for k, v in changed.items()})
+
+    def _unit(self, i: int, kind: str) -> int:
+        """Rows per growth unit of ``layer{i}.ffn`` (one neuron) or ``layer{i}.attn`` (one head)."""
+        return self._layer(i).attention.head_dim if kind == "attn" else 1
 
     def _new_layer(self, like: EncoderLayer, generator: torch.Generator | None) -> EncoderLayer:
         """A fresh encoder layer (PyTorch default init drawn from ``generator``) on ``like``'s device.
@@ -373,12 +375,10 @@ class Wav2Vec2Backbone(Backbone):
             layer = EncoderLayer(att, c["dropout"], c["layer_norm_first"], ff)
         p = next(like.parameters())
         layer = layer.to_empty(device=p.device).to(dtype=p.dtype)
+        redraw_default_(layer, generator)
         with torch.no_grad():
             for mod in layer.modules():
-                if isinstance(mod, nn.Linear):
-                    _kaiming_(mod.weight, generator)
-                    _bias_(mod.bias, mod.in_features, generator)
-                elif isinstance(mod, nn.LayerNorm):
+                if isinstance(mod, nn.LayerNorm):
                     nn.init.ones_(mod.weight)
                     nn.init.zeros_(mod.bias)
         return layer.train(like.training)
@@ -408,8 +408,7 @@ class Wav2Vec2Backbone(Backbone):
         with torch.no_grad():
             eye = torch.eye(d, device=p0.device, dtype=p0.dtype)
             if init == "random":
-                _kaiming_(proj.weight, generator)
-                _bias_(proj.bias, proj.in_features, generator)
+                redraw_default_(proj, generator)
             elif init == "zero_fanout":
                 proj.weight.zero_()
                 proj.bias.zero_()
@@ -454,20 +453,20 @@ class Wav2Vec2Backbone(Backbone):
         """Remove ``neurons`` units at ``point``; checked by :meth:`Backbone.shrink`."""
         i, kind = self._parse(point)
         n = neurons
-        prefix = f"{_LAYERS}.{i}."
         with torch.no_grad():
-            if kind == "ffn":
-                ff = self._layer(i).feed_forward
-                changed = _shrink_units(ff.intermediate_dense, [], ff.output_dense, n, 1, rule)
-                changed = {_ffn_name(k): v for k, v in changed.items()}
-            elif kind == "attn":
-                att = self._layer(i).attention
-                changed = _shrink_units(None, [att.q_proj, att.k_proj, att.v_proj], att.out_proj, n // att.head_dim, att.head_dim, rule)
-                att.num_heads -= n // att.head_dim
-                changed = {_attn_name(k): v for k, v in changed.items()}
-            else:
+            if kind == "layer":
                 return self._shrink_parallel(i, n // self.embed_dim, rule)
-        return SurgeryResult(point, "shrink", n, {prefix + k: v for k, v in changed.items()})
+            layer, unit = self._layer(i), self._unit(i, kind)
+            producers, consumer = _UNITS[kind]
+            units = layer.get_submodule(consumer).weight.shape[1] // unit
+            if rule == "appended":
+                keep = keep_appended(units, n // unit)
+            else:
+                keep = keep_largest(unit_scores(layer, producers, consumer, unit=unit), n // unit)
+            changed = narrow_units(layer, producers, consumer, keep, unit=unit)
+            if kind == "attn":
+                layer.attention.num_heads -= n // unit
+        return SurgeryResult(point, "shrink", n, {f"{_LAYERS}.{i}.{k}": v for k, v in changed.items()})
 
     def _shrink_parallel(self, i: int, k: int, rule: str) -> SurgeryResult:
         layers = self.wav2vec2.encoder.transformer.layers
@@ -511,124 +510,11 @@ class Wav2Vec2Backbone(Backbone):
         return SurgeryResult(f"layer{i}", "shrink", k * d, changed, added, removed)
 
 
-# ---- tensor surgery helpers (wav2vec2-specific; Linear rows = units) ---------------------
-
-def _ffn_name(k: str) -> str:
-    return "feed_forward." + k.replace("in0", "intermediate_dense").replace("out", "output_dense")
-
-
-def _attn_name(k: str) -> str:
-    return "attention." + {"in0": "q_proj", "in1": "k_proj", "in2": "v_proj"}.get(k.split(".")[0], "out_proj") + "." + k.split(".")[1]
-
-
-def _uniform(shape: tuple[int, ...], bound: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    t = torch.rand(shape, generator=generator, dtype=torch.float32) * (2 * bound) - bound
-    return t.to(device=like.device, dtype=like.dtype)
-
-
-def _kaiming_(w: torch.Tensor, generator: torch.Generator | None) -> None:
-    """PyTorch's default ``Linear`` weight init, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-    w.copy_(_uniform(tuple(w.shape), 1.0 / math.sqrt(w.shape[1]), w, generator))
-
-
-def _bias_(b: torch.Tensor, fan_in: int, generator: torch.Generator | None) -> None:
-    b.copy_(_uniform(tuple(b.shape), 1.0 / math.sqrt(fan_in), b, generator))
-
+# ---- helpers ---------------------------------------------------------------------------
 
 def _nothing_survives(old_shape: tuple[int, ...], new_shape: tuple[int, ...]) -> TensorChange:
     empty = tuple(torch.zeros(0, dtype=torch.long) for _ in old_shape)
     return TensorChange(old_shape, new_shape, empty, empty)
-
-
-def _grow_units(
-    single_in: nn.Linear | None,
-    group_in: list[nn.Linear],
-    out: nn.Linear,
-    units: int,
-    unit_size: int,
-    init: str,
-    generator: torch.Generator | None,
-) -> dict[str, TensorChange]:
-    """Append ``units`` units of ``unit_size`` rows to the producer Linear(s) and columns to ``out``.
-
-    Producer rows ``(width, in)`` get new rows; ``out.weight`` ``(D, width)`` gets new columns.
-    Keys: ``in0.weight``/``in0.bias`` (``in1``, ``in2`` for a group) and ``out.weight``.
-    """
-    ins = [single_in] if single_in is not None else group_in
-    width = out.in_features
-    n_units_old = width // unit_size
-    new_rows = units * unit_size
-    changed: dict[str, TensorChange] = {}
-    if init == "net2net":
-        src_units = torch.randint(0, n_units_old, (units,), generator=generator)
-        src_rows = (src_units[:, None] * unit_size + torch.arange(unit_size)[None, :]).reshape(-1)
-    for j, lin in enumerate(ins):
-        w, b = lin.weight, lin.bias
-        if init == "net2net":
-            add_w = w[src_rows.to(w.device)]
-            add_b = b[src_rows.to(w.device)] if b is not None else None
-        else:
-            bound = 1.0 / math.sqrt(lin.in_features)
-            add_w = _uniform((new_rows, lin.in_features), bound, w, generator)
-            add_b = _uniform((new_rows,), bound, b, generator) if b is not None else None
-        changed[f"in{j}.weight"] = TensorChange.appended(tuple(w.shape), (width + new_rows, lin.in_features))
-        set_param(lin, "weight", torch.cat([w, add_w], 0))
-        if b is not None:
-            changed[f"in{j}.bias"] = TensorChange.appended(tuple(b.shape), (width + new_rows,))
-            set_param(lin, "bias", torch.cat([b, add_b], 0))
-        lin.out_features = width + new_rows
-    wo = out.weight
-    if init == "random":
-        add_c = _uniform((out.out_features, new_rows), 1.0 / math.sqrt(width + new_rows), wo, generator)
-        new_wo = torch.cat([wo, add_c], 1)
-    elif init == "zero_fanout":
-        new_wo = torch.cat([wo, torch.zeros(out.out_features, new_rows, dtype=wo.dtype, device=wo.device)], 1)
-    else:
-        counts = torch.ones(n_units_old, dtype=wo.dtype)
-        counts.index_add_(0, src_units, torch.ones(units, dtype=wo.dtype))
-        col_scale = counts.repeat_interleave(unit_size).to(wo.device)  # (width,)
-        scaled = wo / col_scale
-        new_wo = torch.cat([scaled, scaled[:, src_rows.to(wo.device)]], 1)
-    changed["out.weight"] = TensorChange.appended(tuple(wo.shape), tuple(new_wo.shape))
-    set_param(out, "weight", new_wo)
-    out.in_features = width + new_rows
-    return changed
-
-
-def _shrink_units(
-    single_in: nn.Linear | None,
-    group_in: list[nn.Linear],
-    out: nn.Linear,
-    units: int,
-    unit_size: int,
-    rule: str,
-) -> dict[str, TensorChange]:
-    """Remove ``units`` units (``unit_size`` rows each) from the producer(s) and ``out``'s columns."""
-    ins = [single_in] if single_in is not None else group_in
-    width = out.in_features
-    n_units = width // unit_size
-    if rule == "appended":
-        keep_units = torch.arange(n_units - units)
-    else:
-        fan_in = sum(lin.weight.reshape(n_units, -1).pow(2).sum(1) for lin in ins).sqrt()
-        fan_out = out.weight.t().reshape(n_units, -1).pow(2).sum(1).sqrt()
-        score = (fan_in * fan_out).cpu()
-        keep_units = torch.sort(torch.argsort(score, descending=True, stable=True)[: n_units - units]).values
-    rows = (keep_units[:, None] * unit_size + torch.arange(unit_size)[None, :]).reshape(-1)
-    changed: dict[str, TensorChange] = {}
-    for j, lin in enumerate(ins):
-        w, b = lin.weight, lin.bias
-        changed[f"in{j}.weight"] = TensorChange.kept(tuple(w.shape), {0: rows})
-        set_param(lin, "weight", w[rows.to(w.device)])
-        if b is not None:
-            changed[f"in{j}.bias"] = TensorChange.kept(tuple(b.shape), {0: rows})
-            set_param(lin, "bias", b[rows.to(b.device)])
-        lin.out_features = len(rows)
-    wo = out.weight
-    changed["out.weight"] = TensorChange.kept(tuple(wo.shape), {1: rows})
-    set_param(out, "weight", wo[:, rows.to(wo.device)])
-    out.in_features = len(rows)
-    return changed
 
 
 @register_backbone("wav2vec2", presets=PRESETS, default_preset="small",

@@ -38,7 +38,6 @@ same); an ``ffn``/``attn`` growth of the same layer made after a widening must b
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -47,9 +46,11 @@ from torchaudio.models.wav2vec2.components import EncoderLayer
 
 from growsearch.backbones.base import GrowthPoint
 from growsearch.backbones.registry import register_backbone
-from growsearch.backbones.wav2vec2 import _LAYERS, PRESETS, Wav2Vec2Backbone
+from growsearch.backbones.wav2vec2 import _LAYERS, PRESETS, Wav2Vec2Backbone, init_encoder_layer, plain_encoder_layer
 from growsearch.errors import ConfigError, ScheduleError
+from growsearch.growth.init import default_uniform
 from growsearch.growth.surgery import SurgeryResult, TensorChange
+from growsearch.growth.widen import narrow_in, narrow_out, set_param
 from growsearch.vocabulary import INITS
 
 __all__ = ["WidenedEncoderLayer", "Wav2Vec2Widen"]
@@ -63,32 +64,35 @@ _NORMS = ("layer_norm", "final_layer_norm")
 class WidenedEncoderLayer(EncoderLayer):
     """An encoder layer of width ``W`` between ``proj_in`` (``D -> W``) and ``proj_out`` (``W -> D``).
 
-    It keeps the original layer's submodule names (``attention``, ``feed_forward``,
-    ``layer_norm``, ``final_layer_norm``), so parameter names stay valid, and adds
-    ``proj_in``/``proj_out``. Shapes: ``(batch, frames, D)`` -> ``(batch, frames, D)``.
+    Built from the original layer's parts (:func:`~growsearch.backbones.wav2vec2.init_encoder_layer`:
+    ``attention``, ``feed_forward``, ``layer_norm``, ``final_layer_norm``, shared), so parameter
+    names stay valid, plus ``proj_in``/``proj_out``. Shapes: ``(batch, frames, D)`` -> ``(batch, frames, D)``.
     """
 
-    proj_in: nn.Linear
-    proj_out: nn.Linear
+    def __init__(self, main: EncoderLayer, proj_in: nn.Linear, proj_out: nn.Linear) -> None:
+        init_encoder_layer(self, main)
+        self.proj_in = proj_in
+        self.proj_out = proj_out
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        position_bias: torch.Tensor | None = None,
-        key_padding_mask: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        y, position_bias = EncoderLayer.forward(self, self.proj_in(x), attention_mask, position_bias, key_padding_mask)
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x`` and the rest of ``EncoderLayer.forward``'s arguments (masks, position bias)."""
+        y, position_bias = super().forward(self.proj_in(x), *args, **kwargs)
         return self.proj_out(y), position_bias
-
-
-def _uniform(shape: tuple[int, ...], bound: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    t = torch.rand(shape, generator=generator, dtype=torch.float32) * (2 * bound) - bound
-    return t.to(device=like.device, dtype=like.dtype)
 
 
 def _shapes(layer: nn.Module) -> dict[str, tuple[int, ...]]:
     return {n: tuple(p.shape) for n, p in layer.named_parameters()}
+
+
+def _empty_linear(in_features: int, out_features: int, like: torch.Tensor) -> nn.Linear:
+    """An uninitialised ``Linear`` on ``like``'s device and dtype (built on the meta device: no draws)."""
+    return nn.Linear(in_features, out_features, device="meta").to_empty(device=like.device).to(dtype=like.dtype)
+
+
+def _truncate(lin: nn.Linear, rows: int, cols: int) -> None:
+    """Keep the first ``rows`` output units and ``cols`` input columns of ``lin``."""
+    narrow_out(lin, torch.arange(rows))
+    narrow_in(lin, torch.arange(cols))
 
 
 class Wav2Vec2Widen(Wav2Vec2Backbone):
@@ -171,14 +175,16 @@ class Wav2Vec2Widen(Wav2Vec2Backbone):
         exact = init in ("zero_fanout", "net2net")
         p0 = att.q_proj.weight
 
+        def draw(shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
+            return default_uniform(shape, fan_in, generator, dtype=p0.dtype).to(p0.device)
+
         def lin(mod: nn.Linear, rows: int, cols: int, row_blocks: int, col_blocks: int, zero_extra_cols: bool = False) -> None:
             """Resize ``mod`` to ``(rows, cols)``: old top-left; copies of the block-0 sub-block
             (``row_blocks x col_blocks``) on the diagonal for exact inits, random elsewhere."""
             w, b = mod.weight, mod.bias
             r0, c0 = w.shape
-            bound = 1.0 / math.sqrt(cols)
-            nw = _uniform((rows, cols), bound, w, generator)
-            nb = _uniform((rows,), bound, w, generator) if b is not None else None
+            nw = draw((rows, cols), cols)
+            nb = draw((rows,), cols) if b is not None else None
             if exact:
                 nw.zero_()
                 if nb is not None:
@@ -194,12 +200,12 @@ class Wav2Vec2Widen(Wav2Vec2Backbone):
                         nb[rs : rs + row_blocks] = b[:row_blocks]
                 if rows > r0 + k * row_blocks:  # FFN units beyond the copies: random fan-in, zero bias
                     extra = rows - r0 - k * row_blocks
-                    nw[r0 + k * row_blocks :, :] = _uniform((extra, cols), bound, w, generator)
+                    nw[r0 + k * row_blocks :, :] = draw((extra, cols), cols)
             if zero_extra_cols and cols > c0 + k * col_blocks:
                 nw[:, c0 + k * col_blocks :] = 0.0
-            mod.weight = nn.Parameter(nw, requires_grad=w.requires_grad)
+            set_param(mod, "weight", nw)
             if nb is not None:
-                mod.bias = nn.Parameter(nb, requires_grad=b.requires_grad)
+                set_param(mod, "bias", nb)
             mod.out_features, mod.in_features = rows, cols
 
         for name in ("q_proj", "k_proj", "v_proj"):
@@ -217,8 +223,8 @@ class Wav2Vec2Widen(Wav2Vec2Backbone):
                 for c in range(k):
                     nw[w_old + c * d : w_old + (c + 1) * d] = ln.weight[:d]
                     nb[w_old + c * d : w_old + (c + 1) * d] = ln.bias[:d]
-            ln.weight = nn.Parameter(nw, requires_grad=ln.weight.requires_grad)
-            ln.bias = nn.Parameter(nb, requires_grad=ln.bias.requires_grad)
+            set_param(ln, "weight", nw)
+            set_param(ln, "bias", nb)
             ln.normalized_shape = (w_new,)
 
         added: set[str] = set()
@@ -229,15 +235,12 @@ class Wav2Vec2Widen(Wav2Vec2Backbone):
             pin = nn.Linear(d, d).to(device=p0.device, dtype=p0.dtype)
             pout = nn.Linear(d, d).to(device=p0.device, dtype=p0.dtype)
             pin.weight.copy_(eye), pin.bias.zero_(), pout.weight.copy_(eye), pout.bias.zero_()
-            layer.__class__ = WidenedEncoderLayer
-            layer.proj_in, layer.proj_out = pin, pout
+            layer = layers[i] = WidenedEncoderLayer(layer, pin, pout)
             added = {prefix + n for n in ("proj_in.weight", "proj_in.bias", "proj_out.weight", "proj_out.bias")}
             before.update({"proj_in.weight": (d, d), "proj_in.bias": (d,), "proj_out.weight": (d, d), "proj_out.bias": (d,)})
         # proj_in rows (W -> W'), proj_out columns
-        new_in_w = _uniform((w_new, d), 1.0 / math.sqrt(d), p0, generator)
-        new_in_b = _uniform((w_new,), 1.0 / math.sqrt(d), p0, generator)
-        new_out_w = _uniform((d, w_new), 1.0 / math.sqrt(w_new), p0, generator)
-        new_out_b = _uniform((d,), 1.0 / math.sqrt(w_new), p0, generator)
+        new_in_w, new_in_b = draw((w_new, d), d), draw((w_new,), d)
+        new_out_w, new_out_b = draw((d, w_new), w_new), draw((d,), w_new)
         if exact or w_old > d:
             new_in_w[:w_old], new_in_b[:w_old] = pin.weight, pin.bias
             new_out_w[:, :w_old], new_out_b = pout.weight, pout.bias.detach().clone()
@@ -252,8 +255,8 @@ class Wav2Vec2Widen(Wav2Vec2Backbone):
                     new_out_w[:, w_old + c * d : w_old + (c + 1) * d] = first_out / (k + 1)
             if init == "net2net":
                 new_out_w[:, :d] = first_out / (k + 1)
-        layer.proj_in = nn.Linear(d, w_new).to(device=p0.device, dtype=p0.dtype)
-        layer.proj_out = nn.Linear(w_new, d).to(device=p0.device, dtype=p0.dtype)
+        layer.proj_in = _empty_linear(d, w_new, p0)  # every entry is set below
+        layer.proj_out = _empty_linear(w_new, d, p0)
         layer.proj_in.weight.copy_(new_in_w), layer.proj_in.bias.copy_(new_in_b)
         layer.proj_out.weight.copy_(new_out_w), layer.proj_out.bias.copy_(new_out_b)
         after = _shapes(layer)
@@ -308,31 +311,20 @@ class Wav2Vec2Widen(Wav2Vec2Backbone):
                 shape = keep[name]
                 changed[prefix + name] = TensorChange.kept(tuple(p.shape), {d: torch.arange(s) for d, s in enumerate(shape)})
             for mod_name in _LINEARS:
-                mod: nn.Linear = layer.get_submodule(mod_name)
-                r, c = keep[f"{mod_name}.weight"]
-                mod.weight = nn.Parameter(mod.weight[:r, :c].clone(), requires_grad=mod.weight.requires_grad)
-                if mod.bias is not None:
-                    mod.bias = nn.Parameter(mod.bias[:r].clone(), requires_grad=mod.bias.requires_grad)
-                mod.out_features, mod.in_features = r, c
+                _truncate(layer.get_submodule(mod_name), *keep[f"{mod_name}.weight"])
             w = keep["layer_norm.weight"][0]
             for ln_name in _NORMS:
                 ln: nn.LayerNorm = getattr(layer, ln_name)
-                ln.weight = nn.Parameter(ln.weight[:w].clone(), requires_grad=ln.weight.requires_grad)
-                ln.bias = nn.Parameter(ln.bias[:w].clone(), requires_grad=ln.bias.requires_grad)
+                set_param(ln, "weight", ln.weight[:w].clone())
+                set_param(ln, "bias", ln.bias[:w].clone())
                 ln.normalized_shape = (w,)
             layer.attention.embed_dim = w
             layer.attention.num_heads = target["heads_before"]
             if target["new_proj"]:
-                del layer.proj_in
-                del layer.proj_out
-                layer.__class__ = EncoderLayer
+                self.wav2vec2.encoder.transformer.layers[i] = plain_encoder_layer(layer)
             else:
                 for pname in ("proj_in", "proj_out"):
-                    mod = getattr(layer, pname)
-                    r, c = keep[f"{pname}.weight"]
-                    mod.weight = nn.Parameter(mod.weight[:r, :c].clone(), requires_grad=mod.weight.requires_grad)
-                    mod.bias = nn.Parameter(mod.bias[:r].clone(), requires_grad=mod.bias.requires_grad)
-                    mod.out_features, mod.in_features = r, c
+                    _truncate(getattr(layer, pname), *keep[f"{pname}.weight"])
         del log[-undo:]
         if not log:
             del self._widen_log[i]

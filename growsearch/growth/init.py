@@ -44,6 +44,20 @@ def default_uniform(shape: tuple[int, ...], fan_in: int, generator: torch.Genera
     return torch.empty(shape, dtype=dtype).uniform_(-bound, bound, generator=generator)
 
 
+def redraw_default_(module: torch.nn.Module, generator: torch.Generator | None) -> None:
+    """Re-draw every Linear/Conv weight and bias inside ``module`` (itself included) in place
+    with PyTorch's default initialiser (:func:`default_uniform` for the layer's fan-in), drawing
+    from ``generator`` in ``module.modules()`` order, weight before bias."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.Linear | torch.nn.Conv1d | torch.nn.Conv2d):
+                w = m.weight
+                fan_in = w.shape[1] * math.prod(w.shape[2:])
+                w.copy_(default_uniform(tuple(w.shape), fan_in, generator, dtype=w.dtype))
+                if m.bias is not None:
+                    m.bias.copy_(default_uniform(tuple(m.bias.shape), fan_in, generator, dtype=m.bias.dtype))
+
+
 def xavier_uniform(shape: tuple[int, ...], generator: torch.Generator | None, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Xavier/Glorot-uniform draw for a 2-D ``(fan_out, fan_in)`` tensor, as ``nn.init.xavier_uniform_``."""
     t = torch.empty(shape, dtype=dtype)
@@ -83,8 +97,25 @@ class Net2NetPlan:
         """
         shape = [1] * old.dim()
         shape[dim] = -1
-        scaled = old / self.divisor.to(old.dtype).view(shape)
-        return scaled, scaled.index_select(dim, self.sources)
+        scaled = old / self.divisor.to(device=old.device, dtype=old.dtype).view(shape)
+        return scaled, scaled.index_select(dim, self.sources.to(old.device))
+
+    def expand(self, unit: int) -> Net2NetPlan:
+        """The same plan over rows, for units of ``unit`` consecutive rows each.
+
+        Unit ``j`` is rows ``j * unit ... j * unit + unit - 1`` (an attention head is
+        ``head_dim`` rows of ``q/k/v_proj``); a copied unit copies all its rows, and each
+        row's divisor is its unit's.
+        """
+        if unit == 1:
+            return self
+        return Net2NetPlan(unit_rows(self.sources, unit), self.divisor.repeat_interleave(unit))
+
+
+def unit_rows(units: torch.Tensor, unit: int) -> torch.Tensor:
+    """Row indices of ``units`` (each ``unit`` consecutive rows), in order: ``(n,)`` -> ``(n * unit,)``."""
+    units = units.to(torch.long)
+    return (units[:, None] * unit + torch.arange(unit)[None, :]).reshape(-1)
 
 
 def check_init(init: str, allowed: tuple[str, ...], where: str) -> None:

@@ -7,6 +7,11 @@ holding the old values, updates the module's size attributes, and returns the
 :class:`~growsearch.growth.surgery.TensorChange` of each tensor by its local name
 (``weight``, ``bias``, ``running_mean``...). New units are always appended at the end.
 
+A *unit* may span several consecutive rows: :func:`widen_units`, :func:`narrow_units` and
+:func:`unit_scores` treat ``unit`` rows of one or more producers (and the matching columns
+of their consumer) as one unit, e.g. an attention head (``head_dim`` rows of each of
+``q/k/v_proj``, ``head_dim`` columns of ``out_proj``) or an FFN neuron (``unit=1``).
+
 Shapes: Linear ``weight (out, in)``; Conv2d ``weight (out, in, kh, kw)``; BatchNorm
 ``weight, bias, running_mean, running_var (channels,)``.
 """
@@ -14,11 +19,12 @@ Shapes: Linear ``weight (out, in)``; Conv2d ``weight (out, in, kh, kw)``; BatchN
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from growsearch.growth.init import INIT_NET2NET, INIT_RANDOM, INIT_ZERO_FANOUT, Net2NetPlan, default_uniform, xavier_uniform
+from growsearch.growth.init import INIT_NET2NET, INIT_RANDOM, INIT_ZERO_FANOUT, Net2NetPlan, default_uniform, unit_rows, xavier_uniform
 from growsearch.growth.surgery import TensorChange
 
 Layer = nn.Linear | nn.Conv2d | nn.Conv1d
@@ -246,3 +252,72 @@ def keep_largest(scores: torch.Tensor, n: int) -> torch.Tensor:
 def prefixed(prefix: str, changes: dict[str, TensorChange]) -> dict[str, TensorChange]:
     """``{prefix + "." + name: change}``."""
     return {f"{prefix}.{k}": v for k, v in changes.items()}
+
+
+def _sublayer(owner: nn.Module, name: str) -> Layer:
+    mod = owner.get_submodule(name)
+    if not isinstance(mod, nn.Linear | nn.Conv2d | nn.Conv1d):
+        raise TypeError(f"{name}: expected a Linear or Conv layer, got {type(mod).__name__}")
+    return mod
+
+
+def widen_units(
+    owner: nn.Module,
+    producers: Sequence[str],
+    consumer: str,
+    k: int,
+    *,
+    unit: int = 1,
+    init: str,
+    generator: torch.Generator | None,
+) -> dict[str, TensorChange]:
+    """Append ``k`` units of ``unit`` rows each to every producer and their columns to the consumer.
+
+    The producers share one unit layout (row ``j * unit + r`` is row ``r`` of unit ``j`` in
+    each); the consumer's input columns follow the same layout. ``net2net`` draws one plan
+    over units, so a copied unit copies all its rows in every producer.
+
+    Args:
+        owner: the module holding the layers.
+        producers: submodule names (relative to ``owner``) of the producer Linear/Conv layers.
+        consumer: submodule name of the layer that reads the producers' units.
+        k: units to add (``k * unit`` rows).
+        unit: rows per unit.
+        init: ``random``, ``zero_fanout`` or ``net2net``.
+        generator: randomness for new rows/columns and the ``net2net`` sources.
+
+    Returns:
+        Changes by name relative to ``owner`` (``q_proj.weight``, ``out_proj.weight``...).
+    """
+    cons = _sublayer(owner, consumer)
+    width = cons.weight.shape[1]
+    plan = Net2NetPlan.draw(width // unit, k, generator).expand(unit) if init == INIT_NET2NET else None
+    changes: dict[str, TensorChange] = {}
+    for name in producers:
+        changes.update(prefixed(name, widen_out(_sublayer(owner, name), k * unit, init=init, generator=generator, plan=plan)))
+    changes.update(prefixed(consumer, widen_in(cons, k * unit, init=init, generator=generator, plan=plan)))
+    return changes
+
+
+def narrow_units(owner: nn.Module, producers: Sequence[str], consumer: str, keep: torch.Tensor, *, unit: int = 1) -> dict[str, TensorChange]:
+    """Keep only units ``keep`` (sorted unit indices, ``unit`` rows each) of the producers and consumer.
+
+    Returns:
+        Changes by name relative to ``owner``.
+    """
+    rows = unit_rows(keep, unit)
+    changes: dict[str, TensorChange] = {}
+    for name in producers:
+        changes.update(prefixed(name, narrow_out(_sublayer(owner, name), rows)))
+    changes.update(prefixed(consumer, narrow_in(_sublayer(owner, consumer), rows)))
+    return changes
+
+
+def unit_scores(owner: nn.Module, producers: Sequence[str], consumer: str, *, unit: int = 1) -> torch.Tensor:
+    """Importance of each unit: the L2 norm of its fan-in rows (weights of all producers)
+    times the L2 norm of its fan-out columns in the consumer; ``(units,)`` on the CPU."""
+    cons = _sublayer(owner, consumer).weight.detach()
+    n = cons.shape[1] // unit
+    fan_in = torch.stack([_sublayer(owner, p).weight.detach().reshape(n, -1).pow(2).sum(1) for p in producers]).sum(0)
+    fan_out = cons.transpose(0, 1).reshape(n, -1).pow(2).sum(1)
+    return (fan_in.sqrt() * fan_out.sqrt()).cpu()
