@@ -23,6 +23,7 @@ from growsearch.report.front import Objective, load_study_data, pareto_mask
 from growsearch.report.hypervolume import hv_space, hypervolume, hypervolume_history
 from growsearch.report.timeline import Mark, Segment, run_epochs, schedule_timeline
 from growsearch.schedule import load_schedules
+from growsearch.search.attrs import STUDY_CONFIG_HASH
 from growsearch.search.storage import open_storage
 
 from synthetic_study import build_demo_study, create_study, make_trial
@@ -189,7 +190,7 @@ def test_export_file_round_trips_and_hides_password(small: tuple[str, optuna.Stu
     assert scheds[0].to_dict() == {"version": 1, "events": [{**SCHED_A["events"][0], "action": "grow", "form": "inplace", "init": "random",
                                                             "rule": "appended", "freeze": "all", "optimizer_state": "fresh"}]}
     y = yaml.safe_load(text)
-    assert y["config_hash"] == small[1].user_attrs["config_hash"] and y["versions"]["optuna"] == optuna.__version__
+    assert y["config_hash"] == STUDY_CONFIG_HASH.get(small[1]) and y["versions"]["optuna"] == optuna.__version__
     assert y["schedules"][0]["trial"] == 3 and y["schedules"][0]["reference"] == "paper-dropin"
     assert y["schedules"][0]["values"] == {"dev_eer": 0.05, "params": 500.0} and y["schedules"][0]["seed"] == 42
 
