@@ -29,7 +29,6 @@ from growsearch.search.attrs import (
     TRIAL_FAIL_REASON,
     TRIAL_SCHEDULE,
     TRIAL_SEED,
-    Attr,
     lease_attr,
     set_study_objectives,
     study_objectives,
@@ -37,7 +36,9 @@ from growsearch.search.attrs import (
 )
 from growsearch.search.objectives import Objective
 from growsearch.search.storage import open_storage
-from growsearch.vocabulary import COST_OBJECTIVES, DIRECTIONS, EER, OBJECTIVES
+from growsearch.search.study import StudyConfig
+from growsearch.vocabulary import COST_OBJECTIVES, DIRECTIONS, EER, OBJECTIVES, Direction
+from growsearch.yamlio import parse_model
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -175,16 +176,13 @@ def test_objective_vocabulary() -> None:
 
 @pytest.mark.parametrize("name", OBJECTIVES)
 @pytest.mark.parametrize("direction", DIRECTIONS)
-def test_every_objective_is_accepted(name: str, direction: str) -> None:
+def test_every_objective_is_accepted(name: str, direction: Direction) -> None:
     o = Objective(name=name, direction=direction)
     assert o.sign == (1.0 if direction == "minimize" else -1.0)
     assert Objective(name=name).direction == "minimize"
 
 
-def test_unknown_objective_is_refused_naming_the_vocabulary(tmp_path: Path) -> None:
-    from growsearch.search.study import StudyConfig  # noqa: PLC0415
-    from growsearch.yamlio import parse_model  # noqa: PLC0415
-
+def test_unknown_objective_is_refused_naming_the_vocabulary() -> None:
     with pytest.raises(ConfigError) as ei:
         parse_model(StudyConfig, {"objectives": ["dev_eer", "acc"]}, "s.yaml")
     known = ", ".join(repr(o) for o in OBJECTIVES[:-1]) + f" or {OBJECTIVES[-1]!r}"

@@ -44,6 +44,7 @@ from growsearch.search.attrs import (
 from growsearch.search.objectives import Objective
 from growsearch.vocabulary import COST_OBJECTIVES
 
+
 @dataclass(frozen=True)
 class TrialPoint:
     """A COMPLETE trial as the reports need it.

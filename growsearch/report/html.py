@@ -168,7 +168,7 @@ def scatter3d_data(data: StudyData) -> ScatterData | None:
     objectives (``None`` with fewer than three objectives)."""
     if len(data.names) < 3:
         return None
-    pref = [n for n in ("params", "flops", EER) if n in data.names]
+    pref: list[str] = [n for n in ("params", "flops", EER) if n in data.names]
     axes = pref if len(pref) == 3 else data.names[:3]
     series = _series(data, axes)
     return ScatterData(axes=axes, series=series, ties=_ties(series))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 from growsearch.search.objectives import Objective
 from growsearch.vocabulary import DEFAULT_DIRECTION, DIRECTIONS
@@ -91,9 +91,9 @@ class Attr(Generic[T]):
     def get(self, source: _HasUserAttrs | Mapping[str, Any]) -> T | None:
         """The value in ``source`` (a study, a trial or a user-attr dict); ``None`` when it is
         absent or not a ``kind``."""
-        values = source if isinstance(source, Mapping) else source.user_attrs
+        values: Mapping[str, Any] = source if isinstance(source, Mapping) else source.user_attrs
         v = values.get(self.key)
-        return v if isinstance(v, self.kind) else None
+        return cast("T", v) if isinstance(v, self.kind) else None
 
     def set(self, target: _SetsUserAttrs, value: T) -> None:
         """Write ``value`` on ``target`` (a study or a trial)."""

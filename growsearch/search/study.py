@@ -44,7 +44,7 @@ from growsearch.errors import ConfigError, GrowsearchError
 from growsearch.schedule import GrowthSchedule, legacy_spelling, load_schedules
 from growsearch.search.objectives import Objective
 from growsearch.search.space import SearchSpace, parse_space
-from growsearch.vocabulary import EER, OBJECTIVES, SAMPLERS, SamplerName
+from growsearch.vocabulary import EER, OBJECTIVES, SAMPLERS, Direction, SamplerName
 from growsearch.yamlio import check_kind, did_you_mean, key_line, load_yaml, parse_model
 
 __all__ = [
@@ -272,7 +272,7 @@ class StudyConfig(BaseModel):
         return [o.name for o in self.objectives]
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return [o.direction for o in self.objectives]
 
     @property
