@@ -63,3 +63,15 @@ SamplerName = Literal["nsga2", "nsga3", "tpe", "gp", "random"]
 #: The Optuna samplers a study may name (``sampler.name``); every one is built by
 #: :func:`growsearch.search.runner.make_sampler`.
 SAMPLERS: tuple[SamplerName, ...] = get_args(SamplerName)
+
+#: The metrics a study may optimise (keys of a run's ``metrics.json``), in this order.
+ObjectiveName = Literal["dev_eer", "params", "flops", "train_flops"]
+OBJECTIVES: tuple[ObjectiveName, ...] = get_args(ObjectiveName)
+#: The objective reports single out: the EER on the dev split (a fraction in ``[0, 1]``).
+EER: ObjectiveName = "dev_eer"
+#: The cost objectives: counts (printed as integers, plotted on log axes).
+COST_OBJECTIVES: tuple[ObjectiveName, ...] = ("params", "flops", "train_flops")
+#: How an objective is optimised; every objective of :data:`OBJECTIVES` is minimised unless a study says otherwise.
+Direction = Literal["minimize", "maximize"]
+DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
+DEFAULT_DIRECTION: Direction = "minimize"

@@ -18,7 +18,23 @@ import optuna
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
-OBJECTIVES = ("dev_eer", "params", "flops")
+from growsearch.search.attrs import (
+    OPTUNA_CONSTRAINTS,
+    STUDY_CONFIG,
+    STUDY_CONFIG_HASH,
+    TRIAL_CURVES,
+    TRIAL_FAIL_REASON,
+    TRIAL_METRICS,
+    TRIAL_REFERENCE,
+    TRIAL_SCHEDULE,
+    TRIAL_SEED,
+    VERSIONS,
+    set_study_objectives,
+)
+from growsearch.search.objectives import Objective
+from growsearch.vocabulary import EER, ObjectiveName
+
+OBJECTIVES: tuple[ObjectiveName, ...] = (EER, "params", "flops")
 BASE_PARAMS = 1_000_000
 BASE_FLOPS = 500_000_000
 POINTS = ("stage2", "stage3")
@@ -39,15 +55,15 @@ def make_trial(
 ) -> optuna.trial.FrozenTrial:
     """A frozen trial with growsearch's user attrs (for ``study.add_trial(s)``); ``constraints``
     are stored as Optuna stores them (feasible when all <= 0)."""
-    ua: dict[str, Any] = {"schedule": schedule or {"version": 1, "events": []}, "seed": seed}
+    ua: dict[str, Any] = {TRIAL_SCHEDULE.key: schedule or {"version": 1, "events": []}, TRIAL_SEED.key: seed}
     if curves is not None:
-        ua["curves"] = curves
+        ua[TRIAL_CURVES.key] = curves
     if reference:
-        ua["reference"] = reference
+        ua[TRIAL_REFERENCE.key] = reference
     if values is not None and state == TrialState.COMPLETE:
-        ua["metrics"] = dict(zip(OBJECTIVES, (float(v) for v in values)))
+        ua[TRIAL_METRICS.key] = dict(zip(OBJECTIVES, (float(v) for v in values)))
     if fail_reason:
-        ua["fail_reason"] = fail_reason
+        ua[TRIAL_FAIL_REASON.key] = fail_reason
     params = params or {}
     return create_trial(
         state=state,
@@ -55,7 +71,7 @@ def make_trial(
         params=params,
         distributions={k: IntDistribution(0, 10_000) for k in params},
         user_attrs=ua,
-        system_attrs={"constraints": [float(c) for c in constraints]} if constraints is not None else None,
+        system_attrs={OPTUNA_CONSTRAINTS: [float(c) for c in constraints]} if constraints is not None else None,
     )
 
 
@@ -64,10 +80,10 @@ def create_study(storage: Any, name: str, objectives: Sequence[str] = OBJECTIVES
     study = optuna.create_study(study_name=name, storage=storage, directions=["minimize"] * len(objectives))
     study.set_metric_names(list(objectives))
     cfg = config or {"name": name, "backbone": "resnet18", "preset": "tiny", "training": {"epochs": EPOCHS}}
-    study.set_user_attr("config", cfg)
-    study.set_user_attr("config_hash", hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16])
-    study.set_user_attr("objectives", [{"name": o, "direction": "minimize"} for o in objectives])
-    study.set_user_attr("versions", {"growsearch": "0.1.0", "optuna": optuna.__version__})
+    STUDY_CONFIG.set(study, cfg)
+    STUDY_CONFIG_HASH.set(study, hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16])
+    set_study_objectives(study, [Objective.recorded(o, "minimize") for o in objectives])
+    VERSIONS.set(study, {"growsearch": "0.1.0", "optuna": optuna.__version__})
     return study
 
 
@@ -121,4 +137,4 @@ def build_demo_study(storage: Any, name: str = "demo", n_trials: int = 50, *, se
 def _curves(final_eer: float, sched: dict[str, Any], rng: np.random.Generator) -> dict[str, list[float]]:
     eers = [round(final_eer + 0.3 * 0.6**e + float(rng.normal(0, 0.003)), 5) for e in range(EPOCHS)]
     eers[-1] = final_eer
-    return {"dev_eer": eers, "train_loss": [round(0.7 * 0.7**e, 5) for e in range(EPOCHS)]}
+    return {EER: eers, "train_loss": [round(0.7 * 0.7**e, 5) for e in range(EPOCHS)]}

@@ -11,7 +11,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from growsearch.backbones import create_backbone, list_backbones
 from growsearch.metrics.cost import count_flops, flops_per_second
-from growsearch.metrics.flops_definition import FLOPS_DEFINITION, flops_definitions_warning, mark_flops_definition
+from growsearch.metrics.flops_definition import (
+    FLOPS_DEFINITION,
+    LEGACY_FLOPS_DEFINITION,
+    flops_definitions_warning,
+    mark_flops_definition,
+)
+from growsearch.search.attrs import STUDY_FLOPS_DEFINITION
 
 SECONDS = (1.0, 4.0, 10.0)
 
@@ -60,14 +66,14 @@ def test_attention_is_the_only_length_dependence_of_wav2vec2() -> None:
 def test_studies_are_marked_and_mixed_definitions_warned() -> None:
     fresh = optuna.create_study(directions=["minimize", "minimize"])
     assert mark_flops_definition(fresh) is None
-    assert fresh.user_attrs["flops_definition"] == FLOPS_DEFINITION
+    assert STUDY_FLOPS_DEFINITION.get(fresh) == FLOPS_DEFINITION
     assert mark_flops_definition(fresh) is None  # idempotent
 
     old = optuna.create_study(study_name="old", directions=["minimize", "minimize"])  # made before definitions existed
     old.add_trial(optuna.trial.create_trial(values=[0.2, 1e6], user_attrs={"metrics": {"flops": 1e6}}))
     warning = mark_flops_definition(old)
     assert warning is not None and "legacy_v1" in warning and FLOPS_DEFINITION in warning
-    assert old.user_attrs["flops_definition"] == f"mixed: legacy_v1 + {FLOPS_DEFINITION}"
+    assert STUDY_FLOPS_DEFINITION.get(old) == f"mixed: {LEGACY_FLOPS_DEFINITION} + {FLOPS_DEFINITION}"
     assert "different definitions" in (flops_definitions_warning(old.user_attrs, []) or "")
 
     # trials disagreeing (e.g. a study attr lost) are caught from their metrics too

@@ -9,6 +9,7 @@ import yaml
 
 from growsearch.report.export import export_document
 from growsearch.report.front import load_study_data
+from growsearch.search.attrs import STUDY_TRAIN_CONFIG_HASH
 from growsearch.search.runner import open_study
 from growsearch.search.study import load_study_config
 from growsearch.train.config import load_train_config
@@ -31,7 +32,7 @@ def _export(tmp_path: Path, train_hash: str | None) -> Path:
 def test_study_records_and_export_carries_the_train_config_hash(tmp_path: Path) -> None:
     cfg = load_study_config(ROOT / "studies" / "quickstart.yaml")
     study = open_study(cfg, f"sqlite:///{tmp_path}/s.db")
-    assert study.user_attrs["train_config_hash"] == cfg.train.config_hash()
+    assert STUDY_TRAIN_CONFIG_HASH.get(study) == cfg.train.config_hash()
     doc = export_document(load_study_data(study), [], pick="knee")
     assert doc["train_config_hash"] == cfg.train.config_hash()
     # the study trained with the quickstart config: replaying on it matches

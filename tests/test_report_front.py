@@ -23,6 +23,7 @@ from growsearch.report.front import Objective, load_study_data, pareto_mask
 from growsearch.report.hypervolume import hv_space, hypervolume, hypervolume_history
 from growsearch.report.timeline import Mark, Segment, run_epochs, schedule_timeline
 from growsearch.schedule import load_schedules
+from growsearch.search.attrs import STUDY_CONFIG_HASH
 from growsearch.search.storage import open_storage
 
 from synthetic_study import build_demo_study, create_study, make_trial
@@ -30,7 +31,7 @@ from synthetic_study import build_demo_study, create_study, make_trial
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-MIN2 = [Objective("dev_eer", "minimize"), Objective("params", "minimize")]
+MIN2 = [Objective.recorded("dev_eer", "minimize"), Objective.recorded("params", "minimize")]
 SCHED_A = {"version": 1, "events": [{"point": "stage2", "epoch": 2, "neurons": 64}]}
 
 
@@ -76,7 +77,7 @@ def test_front_equals_optuna_on_random_study(tmp_path: Path, n_obj: int) -> None
 
 
 def test_pareto_mask_maximize_and_duplicates() -> None:
-    objs = [Objective("acc", "maximize"), Objective("params", "minimize")]
+    objs = [Objective.recorded("acc", "maximize"), Objective.recorded("params", "minimize")]
     v = np.array([[0.9, 10.0], [0.8, 5.0], [0.7, 6.0], [0.9, 10.0]])
     assert pareto_mask(v, objs).tolist() == [True, True, False, True]
 
@@ -105,19 +106,19 @@ def test_hypervolume_2d_by_hand() -> None:
 
 
 def test_hypervolume_3d_by_hand_and_maximize() -> None:
-    objs = [Objective(n, "minimize") for n in ("dev_eer", "params", "flops")]
+    objs = [Objective.recorded(n, "minimize") for n in ("dev_eer", "params", "flops")]
     v = np.array([[0.5, 0.5, 0.5], [0.25, 0.75, 0.5]])
     # 0.125 + 0.09375 - 0.0625 (overlap box (0.5, 0.75, 0.5) .. 1)
     assert hypervolume(v, objs, [1.0, 1.0, 1.0]) == pytest.approx(0.15625)
     # maximised objective: acc 0.8 -> loss -0.8; lower = -0.8, reference -0.5; z = 0
-    mx = [Objective("acc", "maximize"), Objective("params", "minimize")]
+    mx = [Objective.recorded("acc", "maximize"), Objective.recorded("params", "minimize")]
     assert hypervolume(np.array([[0.8, 1.0]]), mx, [-0.5, 2.0]) == pytest.approx(1.0 * 0.5)
 
 
 def test_hypervolume_history_is_monotone_and_ends_at_total() -> None:
     rng = np.random.default_rng(0)
     v = rng.random((40, 3))
-    objs = [Objective(n, "minimize") for n in "abc"]
+    objs = [Objective.recorded(n, "minimize") for n in "abc"]
     h = hypervolume_history(v, objs)
     assert np.all(np.diff(h) >= -1e-12)
     assert h[-1] == pytest.approx(hypervolume(v, objs))
@@ -189,7 +190,7 @@ def test_export_file_round_trips_and_hides_password(small: tuple[str, optuna.Stu
     assert scheds[0].to_dict() == {"version": 1, "events": [{**SCHED_A["events"][0], "action": "grow", "form": "inplace", "init": "random",
                                                             "rule": "appended", "freeze": "all", "optimizer_state": "fresh"}]}
     y = yaml.safe_load(text)
-    assert y["config_hash"] == small[1].user_attrs["config_hash"] and y["versions"]["optuna"] == optuna.__version__
+    assert y["config_hash"] == STUDY_CONFIG_HASH.get(small[1]) and y["versions"]["optuna"] == optuna.__version__
     assert y["schedules"][0]["trial"] == 3 and y["schedules"][0]["reference"] == "paper-dropin"
     assert y["schedules"][0]["values"] == {"dev_eer": 0.05, "params": 500.0} and y["schedules"][0]["seed"] == 42
 

@@ -9,9 +9,11 @@ import pytest
 import yaml
 
 from growsearch.errors import ConfigError
+from growsearch.search.attrs import STUDY_CONFIG, STUDY_CONFIG_HASH, STUDY_OBJECTIVES, VERSIONS, study_objectives
 from growsearch.search.runner import make_sampler, open_study
 from growsearch.search.storage import storage_url_from
 from growsearch.search.study import load_study_config, parse_duration, smoke_config
+from growsearch.vocabulary import OBJECTIVES
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
@@ -25,7 +27,7 @@ def test_shipped_studies_load(path: Path) -> None:
     assert cfg.train.training.epochs == cfg.epochs
     assert cfg.space.backbone == cfg.train.model.backbone
     assert cfg.space.epochs == cfg.epochs
-    assert set(cfg.objective_names) <= {"dev_eer", "params", "flops", "train_flops"}
+    assert set(cfg.objective_names) <= set(OBJECTIVES)
     make_sampler(cfg)
     assert len(cfg.config_hash()) == 16
 
@@ -95,10 +97,10 @@ def test_other_config_under_same_name_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
     a = load_study_config(_write(tmp_path))
     study = open_study(a, url)
-    assert study.user_attrs["config_hash"] == a.config_hash()
-    assert study.user_attrs["objectives"] == [o.model_dump() for o in a.objectives]
+    assert STUDY_CONFIG_HASH.get(study) == a.config_hash()
+    assert STUDY_OBJECTIVES.get(study) == [o.model_dump() for o in a.objectives] and study_objectives(study) == list(a.objectives)
     assert study.metric_names == a.objective_names
-    assert {"config", "versions"} <= set(study.user_attrs)
+    assert STUDY_CONFIG.get(study) == a.raw and VERSIONS.get(study)
     open_study(a, url)  # same config: fine
     b = load_study_config(_write(tmp_path, sampler={"name": "random", "seed": 3}))
     with pytest.raises(ConfigError, match="another config .*--study-name"):

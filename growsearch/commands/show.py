@@ -8,10 +8,13 @@ from typing import Any
 import click
 
 from growsearch.commands.list_studies import study_summary
+from growsearch.metrics.flops_definition import LEGACY_FLOPS_DEFINITION
 from growsearch.redact import redact_url
-from growsearch.report.front import EER, StudyData, load_study_data
+from growsearch.report.front import StudyData, load_study_data
 from growsearch.report.hypervolume import hv_space, hypervolume
 from growsearch.report.study_ref import resolve_study, storage_option
+from growsearch.search.attrs import STUDY_CONFIG, STUDY_CONFIG_HASH, STUDY_FLOPS_DEFINITION
+from growsearch.vocabulary import EER
 
 #: Config keys summarised (when the study's ``config`` user attr has them).
 CONFIG_KEYS = ("name", "train", "space", "epochs", "objectives", "constraints", "sampler", "budget", "reference", "execution",
@@ -26,11 +29,11 @@ def _short(v: Any, limit: int = 100) -> str:
 def show_data(data: StudyData, reference: str = "nadir") -> dict[str, Any]:
     """Everything ``show`` prints, as JSON-ready data."""
     out = study_summary(data)
-    cfg = data.user_attrs.get("config")
+    cfg = STUDY_CONFIG.get(data.user_attrs)
     if isinstance(cfg, dict) and "storage" in cfg:
         cfg = {**cfg, "storage": redact_url(str(cfg["storage"]))}
     out["config"] = {k: cfg[k] for k in CONFIG_KEYS if isinstance(cfg, dict) and k in cfg}
-    out["config_hash"] = data.user_attrs.get("config_hash")
+    out["config_hash"] = STUDY_CONFIG_HASH.get(data.user_attrs)
     vals = data.values_array()
     out["hypervolume"] = hypervolume(vals, data.objectives, reference)
     ref_values = (float(x) for x in hv_space(vals, data.objectives, reference).reference)
@@ -39,7 +42,7 @@ def show_data(data: StudyData, reference: str = "nadir") -> dict[str, Any]:
     out["best_eer"] = None if b is None else {"value": b.values[data.index(EER)], "trial": b.number}
     out["references"] = [{"trial": p.number, "reference": p.reference} for p in data.references]
     out["failed"] = [{"trial": n, "reason": r} for n, r in data.failed]
-    out["flops_definition"] = data.user_attrs.get("flops_definition") or "legacy_v1"
+    out["flops_definition"] = STUDY_FLOPS_DEFINITION.get(data.user_attrs) or LEGACY_FLOPS_DEFINITION
     out["flops_warning"] = data.flops_warning()
     return out
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from growsearch.report.export import export_document, knee_point, pick_members, write_export
 from growsearch.report.front import (
-    Objective,
     StudyData,
     TrialPoint,
     front_csv,
@@ -26,6 +25,7 @@ from growsearch.report.front import (
 from growsearch.report.hypervolume import HVSpace, hv_space, hypervolume, hypervolume_history
 from growsearch.report.study_ref import StudyRef, resolve_study
 from growsearch.report.timeline import Segment, Timeline, schedule_timeline
+from growsearch.search.objectives import Objective
 
 __all__ = [
     "HVSpace",

@@ -32,8 +32,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 
 from growsearch.errors import ConfigError
-from growsearch.report.front import EER, StudyData, objectives_of
+from growsearch.report.front import StudyData, objectives_of
 from growsearch.report.html import render_scatter, scatter_data
+from growsearch.vocabulary import EER
 
 FIGURE_ID = "growsearch-pareto"
 #: Non-front trials drawn in the attached figure (it is stored in ~2 kB study system attrs).

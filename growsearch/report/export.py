@@ -42,8 +42,10 @@ import yaml
 from growsearch.atomic import atomic_write_text
 from growsearch.errors import ConfigError, ScheduleError
 from growsearch.redact import redact_text, redact_url
-from growsearch.report.front import EER, StudyData, TrialPoint, loss_matrix
+from growsearch.report.front import StudyData, TrialPoint, loss_matrix
 from growsearch.schedule import GrowthSchedule
+from growsearch.search.attrs import STUDY_CONFIG_HASH, STUDY_TRAIN_CONFIG_HASH, VERSIONS
+from growsearch.vocabulary import EER
 
 PICKS = ("knee", "min-eer", "max-params", "all")
 EXPORT_VERSION = 1
@@ -152,9 +154,9 @@ def export_document(data: StudyData, members: list[TrialPoint], *, pick: str, st
         "growsearch_export": EXPORT_VERSION,
         "study": data.name,
         "storage": redact_url(storage) if storage else None,
-        "config_hash": data.user_attrs.get("config_hash"),
-        "train_config_hash": data.user_attrs.get("train_config_hash"),
-        "versions": data.user_attrs.get("versions"),
+        "config_hash": STUDY_CONFIG_HASH.get(data.user_attrs),
+        "train_config_hash": STUDY_TRAIN_CONFIG_HASH.get(data.user_attrs),
+        "versions": VERSIONS.get(data.user_attrs),
         "objectives": [{"name": o.name, "direction": o.direction} for o in data.objectives],
         "pick": pick,
         "schedules": items,

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from optuna.storages import RDBStorage
 
 from growsearch.search import optuna_private
+from growsearch.search.attrs import OPTUNA_CONSTRAINT_PREFIX, OPTUNA_CONSTRAINTS
 
 
 @dataclass
@@ -82,7 +83,7 @@ def read_rows(rdb: RDBStorage, study_id: int, n_objectives: int, *, user_keys: t
         cons: dict[int, list[float]] = {}
         for tid, key, vj in c.execute(
             sa.select(SA.c.trial_id, SA.c.key, SA.c.value_json).join(T, T.c.trial_id == SA.c.trial_id).where(
-                T.c.study_id == study_id, sa.or_(SA.c.key == "constraints", SA.c.key.like("constraints:%"))
+                T.c.study_id == study_id, sa.or_(SA.c.key == OPTUNA_CONSTRAINTS, SA.c.key.like(OPTUNA_CONSTRAINT_PREFIX + "%"))
             )
         ):
             v = json.loads(vj)

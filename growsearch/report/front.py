@@ -30,23 +30,19 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from growsearch.errors import ConfigError
-
-#: Objective names with a special meaning in reports.
-EER = "dev_eer"
-COST_OBJECTIVES = ("params", "flops", "train_flops")
-
-
-@dataclass(frozen=True)
-class Objective:
-    """One objective of the study: its metric name and ``minimize``/``maximize``."""
-
-    name: str
-    direction: str
-
-    @property
-    def sign(self) -> float:
-        """+1 for minimised objectives, -1 for maximised (loss = sign * value)."""
-        return 1.0 if self.direction == "minimize" else -1.0
+from growsearch.search.attrs import (
+    OPTUNA_FAIL_REASON,
+    TRIAL_CURVES,
+    TRIAL_FAIL_REASON,
+    TRIAL_METRICS,
+    TRIAL_REFERENCE,
+    TRIAL_SCHEDULE,
+    TRIAL_SEED,
+    study_objectives,
+    trial_fail_reason,
+)
+from growsearch.search.objectives import Objective
+from growsearch.vocabulary import COST_OBJECTIVES
 
 
 @dataclass(frozen=True)
@@ -156,12 +152,12 @@ def objectives_of(study: optuna.Study) -> list[Objective]:
     dirs = ["minimize" if d == StudyDirection.MINIMIZE else "maximize" for d in study.directions]
     names = study.metric_names
     if not names or len(names) != len(dirs):
-        attr = study.user_attrs.get("objectives")
-        if isinstance(attr, list) and len(attr) == len(dirs) and all(isinstance(o, dict) and "name" in o for o in attr):
-            names = [str(o["name"]) for o in attr]
+        recorded = study_objectives(study)
+        if recorded is not None and len(recorded) == len(dirs):
+            names = [o.name for o in recorded]
         else:
             names = [f"objective_{i}" for i in range(len(dirs))]
-    return [Objective(n, d) for n, d in zip(names, dirs)]
+    return [Objective.recorded(n, d) for n, d in zip(names, dirs)]
 
 
 def loss_matrix(values: np.ndarray, objectives: list[Objective]) -> np.ndarray:
@@ -179,28 +175,22 @@ def pareto_mask(values: np.ndarray, objectives: list[Objective]) -> np.ndarray:
 
 
 def _point(t: FrozenTrial) -> TrialPoint:
-    ua = t.user_attrs
-    sched = ua.get("schedule")
-    ref = ua.get("reference")
-    curves = ua.get("curves")
-    metrics = ua.get("metrics")
-    seed = ua.get("seed")
     return TrialPoint(
         number=t.number,
         values=tuple(float(v) for v in (t.values or ())),
-        schedule=sched if isinstance(sched, dict) else None,
-        reference=str(ref) if ref else None,
-        curves=curves if isinstance(curves, dict) else {},
-        metrics=metrics if isinstance(metrics, dict) else {},
-        seed=seed if isinstance(seed, int) else None,
+        schedule=TRIAL_SCHEDULE.get(t),
+        reference=TRIAL_REFERENCE.get(t) or None,
+        curves=TRIAL_CURVES.get(t) or {},
+        metrics=TRIAL_METRICS.get(t) or {},
+        seed=TRIAL_SEED.get(t),
         params=dict(t.params),
         feasible=all(c <= 0.0 for c in t.constraints.values()),
     )
 
 
 def _fail_reason(t: FrozenTrial) -> str:
-    r = t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason")
-    return str(r).splitlines()[0] if r else "(no reason recorded)"
+    r = trial_fail_reason(t)
+    return r.splitlines()[0] if r else "(no reason recorded)"
 
 
 def load_study_data(study: optuna.Study, *, full: bool = False) -> StudyData:
@@ -273,11 +263,12 @@ def _load_fast(study: optuna.Study, rdb: Any) -> StudyData:
     from growsearch.search.optuna_private import study_id_of  # noqa: PLC0415
 
     objectives = objectives_of(study)
-    rows = read_rows(rdb, study_id_of(study), len(objectives), user_keys=("reference", "fail_reason"), system_keys=("fail_reason",))
+    rows = read_rows(rdb, study_id_of(study), len(objectives), user_keys=(TRIAL_REFERENCE.key, TRIAL_FAIL_REASON.key),
+                     system_keys=(OPTUNA_FAIL_REASON,))
     counts = Counter(rows.states)
     complete = np.asarray([s == "COMPLETE" for s in rows.states], dtype=bool)
     ok = complete & np.all(np.isfinite(rows.values), axis=1) if rows.values.size else complete
-    refs = rows.user_attr["reference"]
+    refs = rows.user_attr[TRIAL_REFERENCE.key]
     idx = np.flatnonzero(ok)
     cons = rows.constraints
     points = [
@@ -297,7 +288,7 @@ def _load_fast(study: optuna.Study, rdb: Any) -> StudyData:
     for i, s in enumerate(rows.states):
         if s == "FAIL":
             tid = int(rows.trial_ids[i])
-            r = rows.user_attr["fail_reason"].get(tid) or rows.system_attr["fail_reason"].get(tid)
+            r = rows.user_attr[TRIAL_FAIL_REASON.key].get(tid) or rows.system_attr[OPTUNA_FAIL_REASON].get(tid)
             failed.append((int(rows.numbers[i]), str(r).splitlines()[0] if r else "(no reason recorded)"))
     return _finish(study, objectives, points, counts, failed, constrained)
 

@@ -29,9 +29,11 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from growsearch.report.front import EER, StudyData, TrialPoint, schedule_summary
+from growsearch.report.front import StudyData, TrialPoint, schedule_summary
 from growsearch.report.hypervolume import hypervolume, hypervolume_history
 from growsearch.report.timeline import Timeline, run_epochs, schedule_timeline
+from growsearch.search.attrs import STUDY_CONFIG, STUDY_CONFIG_HASH
+from growsearch.vocabulary import COST_OBJECTIVES, EER
 
 #: Marker symbol per reference label; other labels get ``REF_SYMBOL_OTHER``.
 REF_SYMBOLS = {"baseline": "square", "paper-dropin": "star"}
@@ -166,7 +168,7 @@ def scatter3d_data(data: StudyData) -> ScatterData | None:
     objectives (``None`` with fewer than three objectives)."""
     if len(data.names) < 3:
         return None
-    pref = [n for n in ("params", "flops", EER) if n in data.names]
+    pref: list[str] = [n for n in ("params", "flops", EER) if n in data.names]
     axes = pref if len(pref) == 3 else data.names[:3]
     series = _series(data, axes)
     return ScatterData(axes=axes, series=series, ties=_ties(series))
@@ -208,7 +210,7 @@ def _members(data: StudyData) -> list[TrialPoint]:
 def timelines_data(data: StudyData) -> list[MemberTimeline]:
     """Timelines of the front members (best EER first, at most ``MAX_MEMBERS``) and of the
     reference trials; run length from each trial's curves or the study config."""
-    cfg = data.user_attrs.get("config")
+    cfg = STUDY_CONFIG.get(data.user_attrs)
     out = []
     for p in _members(data):
         try:
@@ -276,7 +278,7 @@ def render_scatter(d: ScatterData, *, title: str = "") -> go.Figure:
             text=[f"×{len(t.numbers)}" for t in d.ties], textposition="top right", textfont={"size": 15, "color": "#d62728"},
             hovertext=[t.text for t in d.ties], hoverinfo="text", showlegend=False))
     fig.update_layout(title=title or f"{d.axes[1]} vs {d.axes[0]}", xaxis_title=d.axes[0], yaxis_title=d.axes[1])
-    if d.axes[0] in ("params", "flops", "train_flops"):
+    if d.axes[0] in COST_OBJECTIVES:
         fig.update_xaxes(type="log")
     return fig
 
@@ -299,7 +301,7 @@ def render_scatter3d(d: ScatterData, *, title: str = "Pareto front (3-D)") -> go
                                    textfont={"size": 13, "color": "#d62728"}, hovertext=[t.text for t in d.ties], hoverinfo="text",
                                    showlegend=False))
     axis: dict[str, Any] = {"title": {"font": {"size": 14}}, "tickfont": {"size": 11}}
-    log = {a: {"type": "log"} if a in ("params", "flops", "train_flops") else {} for a in d.axes}
+    log = {a: {"type": "log"} if a in COST_OBJECTIVES else {} for a in d.axes}
     fig.update_layout(
         title=title, height=720, margin={"l": 10, "r": 10, "t": 50, "b": 10},
         legend={"x": 0, "y": 1, "bgcolor": "rgba(255,255,255,0.7)"},
@@ -429,7 +431,7 @@ def build_report(data: StudyData, *, reference: str | Sequence[float] = "nadir",
         f"<p>Study <b>{e(data.name)}</b>{' in ' + e(storage) if storage else ''}: {len(data.points)} complete trials, "
         f"Pareto front of {int(data.on_front.sum())}, objectives {e(', '.join(f'{o.name} ({o.direction})' for o in data.objectives))}; "
         f"normalised hypervolume {hv:.4f} (reference {e(str(reference))}); reference trials: {e(refs)}; "
-        f"config hash {e(str(data.user_attrs.get('config_hash', '-')))}.</p>"
+        f"config hash {e(STUDY_CONFIG_HASH.get(data.user_attrs) or '-')}.</p>"
     )
     return (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"

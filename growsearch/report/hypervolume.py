@@ -35,7 +35,9 @@ import moocore
 import numpy as np
 
 from growsearch.errors import ConfigError
-from growsearch.report.front import EER, Objective, loss_matrix
+from growsearch.report.front import loss_matrix
+from growsearch.search.objectives import Objective
+from growsearch.vocabulary import EER
 
 REFERENCE_MODES = ("nadir", "fixed")
 MARGIN = 0.1

@@ -29,21 +29,29 @@ import optuna
 from optuna.trial import TrialState
 
 from growsearch.search import optuna_private as op
+from growsearch.search.attrs import (
+    LEASE_PREFIX,
+    STUDY_LEGACY_LEASE,
+    TRIAL_DRIVER,
+    TRIAL_FAIL_REASON,
+    TRIAL_REFERENCE,
+    TRIAL_REQUEUED_FROM,
+    TRIAL_SCHEDULE,
+    lease_attr,
+)
 from growsearch.search.storage import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
 __all__ = ["DriverLease", "LEASE_PREFIX", "driver_alive", "lease_key"]
 
 log = logging.getLogger(__name__)
 
-#: Study user attr prefix of a driver's lease: ``driver:<token>``.
-LEASE_PREFIX = "driver:"
 #: Failed heartbeats in a row after which a driver stops (``execution.heartbeat_max_failures``).
 HEARTBEAT_MAX_FAILURES = 10
 
 
 def lease_key(token: str) -> str:
     """The study user attr holding the lease of the driver with ``token``."""
-    return LEASE_PREFIX + token
+    return lease_attr(token).key
 
 
 def _pid_alive(pid: int) -> bool:
@@ -128,8 +136,8 @@ class DriverLease:
         attrs = op.storage_of(self.study).get_study_user_attrs(op.study_id_of(self.study))
         out = {v["token"]: v for k, v in attrs.items()
                if k.startswith(LEASE_PREFIX) and isinstance(v, dict) and v.get("token")}
-        legacy = attrs.get("driver")
-        if isinstance(legacy, dict) and legacy.get("token") and legacy["token"] not in out:
+        legacy = STUDY_LEGACY_LEASE.get(attrs)
+        if legacy is not None and legacy.get("token") and legacy["token"] not in out:
             out[legacy["token"]] = legacy
         return out
 
@@ -218,7 +226,7 @@ class DriverLease:
         ages: dict[int, float] | None = None
         requeued = 0
         for ft in running:
-            token = ft.user_attrs.get("driver")
+            token = TRIAL_DRIVER.get(ft)
             if token == self.driver["token"]:
                 continue
             lease = leases.get(token) if token else None
@@ -254,16 +262,16 @@ class DriverLease:
             if rdb is None:
                 if storage.get_trial(trial_id).state.is_finished():
                     return False
-                storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+                storage.set_trial_user_attr(trial_id, TRIAL_FAIL_REASON.key, reason)
                 return bool(storage.set_trial_state_values(trial_id, state=TrialState.FAIL))
         except optuna.exceptions.UpdateFinishedTrialError:
             return False
-        return op.fail_trial(rdb, trial_id, "fail_reason", reason)
+        return op.fail_trial(rdb, trial_id, TRIAL_FAIL_REASON.key, reason)
 
     def requeue(self, params: dict[str, Any], attrs: dict[str, Any], number: int) -> None:
         """Enqueue the rerun of trial ``number``; a trial that never got its proposal (its
         driver died between ask and sampling) has nothing to rerun: a fresh ask replaces it."""
-        keep: dict[str, Any] = {k: attrs[k] for k in ("reference", "schedule") if k in attrs and attrs.get("reference")}
+        keep: dict[str, Any] = {k: attrs[k] for k in (TRIAL_REFERENCE.key, TRIAL_SCHEDULE.key) if k in attrs and TRIAL_REFERENCE.get(attrs)}
         if not params and not keep:
             return
-        self.study.enqueue_trial(dict(params), user_attrs={**keep, "requeued_from": number}, skip_if_exists=False)
+        self.study.enqueue_trial(dict(params), user_attrs={**keep, TRIAL_REQUEUED_FROM.key: number}, skip_if_exists=False)

@@ -25,7 +25,9 @@ from typing import IO, Any
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune import Callback
 
+from growsearch.search.attrs import TRIAL_FAIL_REASON, TRIAL_METRICS
 from growsearch.search.searcher import FINAL_KEY, StudySearcher
+from growsearch.vocabulary import EER
 
 __all__ = ["ProgressCallback", "format_duration", "last_error_line", "system_kill_reason"]
 
@@ -125,8 +127,8 @@ class ProgressCallback(Callback):
             self.front_size = len(study.best_trials) if len(study.directions) > 1 else 1
         except Exception:  # noqa: BLE001 - a progress line must never stop the search
             pass
-        m = ft.user_attrs.get("metrics") or {}
-        eer = m.get("dev_eer")
+        m = TRIAL_METRICS.get(ft) or {}
+        eer = m.get(EER)
         if isinstance(eer, int | float) and (self.best_eer is None or eer < self.best_eer):
             self.best_eer = float(eer)
         self.flops_total += float(m.get("train_flops") or 0.0)
@@ -136,8 +138,8 @@ class ProgressCallback(Callback):
     def load_existing(self) -> None:
         """Initialise the front size, best EER and reuse totals from the study's COMPLETE trials."""
         for ft in self.searcher.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            m = ft.user_attrs.get("metrics") or {}
-            eer = m.get("dev_eer")
+            m = TRIAL_METRICS.get(ft) or {}
+            eer = m.get(EER)
             if isinstance(eer, int | float) and (self.best_eer is None or eer < self.best_eer):
                 self.best_eer = float(eer)
         try:
@@ -266,9 +268,9 @@ class ProgressCallback(Callback):
         r = self.running.setdefault(trial.trial_id, {"number": (trial.config or {}).get("trial_number"),
                                                      "schedule": self._schedule_text(trial.config or {}), "done": 0, "eer": None})
         r["done"] = int(result["epoch"]) + 1
-        if isinstance(result.get("dev_eer"), int | float):
-            r["eer"] = float(result["dev_eer"])
-        eer = "" if result.get("dev_eer") is None else f": dev EER {result['dev_eer']:.4f}"
+        if isinstance(result.get(EER), int | float):
+            r["eer"] = float(result[EER])
+        eer = "" if result.get(EER) is None else f": dev EER {result[EER]:.4f}"
         self._verbose(f"[growsearch] trial #{r['number']} epoch {int(result['epoch'])} ({self._epochs_text(r)}){eer}")
         self._refresh()
 
@@ -280,7 +282,7 @@ class ProgressCallback(Callback):
             vals = ", ".join(f"{k} {v:.4g}" for k, v in zip(self.searcher.objectives, ft.values or ()))
             self._print(f"[growsearch] trial #{n} complete: {vals}")
         elif ft is not None and ft.state == TrialState.FAIL:
-            self._print(f"[growsearch] trial #{n} failed: {ft.user_attrs.get('fail_reason', '?')}")
+            self._print(f"[growsearch] trial #{n} failed: {TRIAL_FAIL_REASON.get(ft) or '?'}")
         self._status(force=True)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from growsearch.errors import ConfigError
+from growsearch.search.attrs import STUDY_CONFIG_HASH
 
 
 def check_writable(path: Path, what: str) -> None:
@@ -114,7 +115,7 @@ def refuse_other_config(cfg: Any, study: Any, storage_url: str) -> None:
     """
     from growsearch.redact import redact_url
 
-    old, h = study.user_attrs.get("config_hash"), cfg.config_hash()
+    old, h = STUDY_CONFIG_HASH.get(study), cfg.config_hash()
     if old is not None and old != h:
         raise ConfigError(
             f"{cfg.path or 'study'}: study {cfg.name!r} in {redact_url(storage_url)} was created with another config "

@@ -34,6 +34,15 @@ from growsearch.errors import ConfigError, GrowsearchError, RunFailed
 from growsearch.metrics.flops_definition import mark_flops_definition
 from growsearch.paths import child_path
 from growsearch.redact import redact_url
+from growsearch.search.attrs import (
+    STUDY_CONFIG,
+    STUDY_CONFIG_HASH,
+    STUDY_PREFIX_REUSE,
+    STUDY_TRAIN_CONFIG_HASH,
+    TRIAL_METRICS,
+    VERSIONS,
+    set_study_objectives,
+)
 from growsearch.search.raywatch import RayGuard, start_local_ray
 from growsearch.search.resources import check_data, check_trial_fits, preflight, refuse_other_config, study_data_config
 from growsearch.search.sampling import TrialSeededSampler
@@ -141,14 +150,14 @@ def open_study(cfg: StudyConfig, storage_url: str, *, versions: dict[str, str] |
     else:
         study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=make_sampler(cfg),
                                     directions=cfg.directions, load_if_exists=True)
-    if study.user_attrs.get("config_hash") is None:
-        study.set_user_attr("config", cfg.raw)
-        study.set_user_attr("config_hash", h)
-        study.set_user_attr("objectives", [o.model_dump() for o in cfg.objectives])
+    if STUDY_CONFIG_HASH.get(study) is None:
+        STUDY_CONFIG.set(study, cfg.raw)
+        STUDY_CONFIG_HASH.set(study, h)
+        set_study_objectives(study, cfg.objectives)
         study.set_metric_names(names)
-    study.set_user_attr("versions", versions or package_versions())
-    if study.user_attrs.get("train_config_hash") is None:  # what an export's replay is checked against
-        study.set_user_attr("train_config_hash", cfg.train.config_hash())
+    VERSIONS.set(study, versions or package_versions())
+    if STUDY_TRAIN_CONFIG_HASH.get(study) is None:  # what an export's replay is checked against
+        STUDY_TRAIN_CONFIG_HASH.set(study, cfg.train.config_hash())
     return study
 
 
@@ -167,7 +176,7 @@ def _reuse_totals(study: optuna.Study) -> tuple[float, float, int]:
     total = saved = 0.0
     epochs = 0
     for ft in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        m = ft.user_attrs.get("metrics") or {}
+        m = TRIAL_METRICS.get(ft) or {}
         total += float(m.get("train_flops") or 0.0)
         saved += float(m.get("train_flops_saved") or 0.0)
         epochs += int(m.get("prefix_epochs_reused") or 0)
@@ -433,8 +442,8 @@ def _finish(summary: RunSummary, study: optuna.Study, searcher: StudySearcher, t
         summary.front_size = 0
     total, saved, epochs = _reuse_totals(study)
     summary.train_flops, summary.train_flops_saved, summary.epochs_reused = total, saved, epochs
-    study.set_user_attr("prefix_reuse", {"train_flops": total, "train_flops_saved": saved, "prefix_epochs_reused": epochs,
-                                         "saved_fraction": saved / total if total > 0 else 0.0})
+    STUDY_PREFIX_REUSE.set(study, {"train_flops": total, "train_flops_saved": saved, "prefix_epochs_reused": epochs,
+                                   "saved_fraction": saved / total if total > 0 else 0.0})
     summary.wall_s = time.time() - t_start
     return summary
 

@@ -60,6 +60,22 @@ from ray.tune.stopper import Stopper
 from growsearch.errors import ScheduleError
 from growsearch.schedule import GrowthSchedule
 from growsearch.search import optuna_private as op
+from growsearch.search.attrs import (
+    OPTUNA_FIXED_PARAMS,
+    TRIAL_ATTEMPT,
+    TRIAL_CONSTRAINT,
+    TRIAL_CURVES,
+    TRIAL_DRIVER,
+    TRIAL_DUPLICATE_OF,
+    TRIAL_METRICS,
+    TRIAL_NODE,
+    TRIAL_RAY_TRIAL_ID,
+    TRIAL_REFERENCE,
+    TRIAL_REQUEUED_FROM,
+    TRIAL_SCHEDULE,
+    TRIAL_SEED,
+    VERSIONS,
+)
 from growsearch.search.lease import HEARTBEAT_MAX_FAILURES, LEASE_PREFIX, DriverLease, driver_alive, lease_key
 from growsearch.search.space import SearchSpace
 from growsearch.search.storage import storage_fault
@@ -224,12 +240,12 @@ class StudySearcher(Searcher):
             # live driver: dead drivers' trials were just reaped): one that FAILed after its
             # retries is enqueued again. Nothing is enqueued once the budget is met (nothing runs).
             self.n_complete = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-            have = {t.user_attrs.get("reference") for t in self.study.get_trials(
+            have = {TRIAL_REFERENCE.get(t) for t in self.study.get_trials(
                 deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))}
             if not self.budget_reached:
                 for label, sched in self.references:
                     if label not in have:
-                        self.study.enqueue_trial({}, user_attrs={"reference": label, "schedule": sched.to_dict()},
+                        self.study.enqueue_trial({}, user_attrs={TRIAL_REFERENCE.key: label, TRIAL_SCHEDULE.key: sched.to_dict()},
                                                  skip_if_exists=False)
             waiting = len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
             return {"complete": self.n_complete, "requeued": requeued, "waiting": waiting}
@@ -296,22 +312,23 @@ class StudySearcher(Searcher):
                 return None
         for _ in range(MAX_REPEATS):
             trial = self._ask()
-            trial.set_user_attr("driver", self.driver["token"])  # first: other drivers' reap reads it
+            TRIAL_DRIVER.set(trial, str(self.driver["token"]))  # first: other drivers' reap reads it
             attrs = trial.user_attrs
-            if attrs.get("reference") and attrs.get("schedule") is not None:
-                label, params, sched = attrs["reference"], {}, GrowthSchedule.from_dict(attrs["schedule"])
+            ref, ref_sched = TRIAL_REFERENCE.get(attrs), TRIAL_SCHEDULE.get(attrs)
+            if ref and ref_sched is not None:
+                label, params, sched = ref, {}, GrowthSchedule.from_dict(ref_sched)
             else:
                 label = None
                 self.space.define_by_run(trial)
                 params = dict(trial.params)
                 sched = self.space.decode(params)
-            trial.set_user_attr("schedule", sched.to_dict())
+            TRIAL_SCHEDULE.set(trial, sched.to_dict())
             if label is not None:
                 break
-            twin = self._twin(trial, sched, enqueued=bool(op.fixed_params_of(trial)) or "requeued_from" in attrs)
+            twin = self._twin(trial, sched, enqueued=bool(op.fixed_params_of(trial)) or TRIAL_REQUEUED_FROM.key in attrs)
             if twin is None:
                 break
-            trial.set_user_attr("duplicate_of", twin[0])
+            TRIAL_DUPLICATE_OF.set(trial, twin[0])
             self._fail(op.trial_id_of(trial), f"duplicate schedule: trial {twin[0]} ({twin[1]}) has the same schedule; not trained")
         else:
             self.gave_up = (f"the sampler proposed {MAX_REPEATS} schedules in a row that the study already has; "
@@ -319,11 +336,11 @@ class StudySearcher(Searcher):
             self._stop = True
             return None if busy else Searcher.FINISHED
         requeued = self._resume_chain(attrs)
-        trial.set_user_attr("ray_trial_id", trial_id)
+        TRIAL_RAY_TRIAL_ID.set(trial, trial_id)
         if self.seed is not None:
-            trial.set_user_attr("seed", self.seed)
+            TRIAL_SEED.set(trial, self.seed)
         if self.versions:
-            trial.set_user_attr("versions", self.versions)
+            VERSIONS.set(trial, self.versions)
         self.lease.record_heartbeat(op.trial_id_of(trial))
         self.live[trial_id] = trial
         self.started[trial_id] = time.time()
@@ -349,10 +366,10 @@ class StudySearcher(Searcher):
         for t in op.storage_of(self.study).get_all_trials(op.study_id_of(self.study), deepcopy=False, states=states):
             if t.number == trial.number:
                 continue
-            d = t.user_attrs.get("schedule")
-            if d is None and t.state == TrialState.WAITING and t.system_attrs.get("fixed_params"):
+            d = TRIAL_SCHEDULE.get(t)
+            if d is None and t.state == TrialState.WAITING and t.system_attrs.get(OPTUNA_FIXED_PARAMS):
                 try:
-                    d = self.space.decode(t.system_attrs["fixed_params"]).to_dict()
+                    d = self.space.decode(t.system_attrs[OPTUNA_FIXED_PARAMS]).to_dict()
                 except Exception:  # parameters of another space version: not comparable
                     d = None
             if d is not None and _schedule_key(d) == key:
@@ -363,13 +380,13 @@ class StudySearcher(Searcher):
         """The trials a re-enqueued trial continues, newest first (``requeued_from`` links):
         the worker resumes from the newest of their folders that holds a checkpoint."""
         chain: list[int] = []
-        n = attrs.get("requeued_from")
+        n = TRIAL_REQUEUED_FROM.get(attrs)
         while isinstance(n, int) and n not in chain and len(chain) < 100:
             chain.append(n)
             try:
                 storage = op.storage_of(self.study)
-                n = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(
-                    op.study_id_of(self.study), n)).user_attrs.get("requeued_from")
+                n = TRIAL_REQUEUED_FROM.get(storage.get_trial(storage.get_trial_id_from_study_id_trial_number(
+                    op.study_id_of(self.study), n)))
             except KeyError:
                 break
         return chain
@@ -383,11 +400,11 @@ class StudySearcher(Searcher):
                 # ask-and-tell with storage heartbeats is the point here: the driver records them
                 warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
                 trial = self.study.ask()
-            label = trial.user_attrs.get("reference")
+            label = TRIAL_REFERENCE.get(trial)
             if not label:
                 return trial
             twin = next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-                         if t.number != trial.number and t.user_attrs.get("reference") == label
+                         if t.number != trial.number and TRIAL_REFERENCE.get(t) == label
                          and (t.state == TrialState.COMPLETE or t.number < trial.number)), None)
             if twin is None:
                 return trial
@@ -438,12 +455,12 @@ class StudySearcher(Searcher):
             return
         if op.storage_of(self.study).get_trial(op.trial_id_of(trial)).state.is_finished():
             return  # never tell twice
-        for key in ("metrics", "curves", "node", "attempt"):
-            if key in payload:
-                trial.set_user_attr(key, payload[key])
+        for attr in (TRIAL_METRICS, TRIAL_CURVES, TRIAL_NODE, TRIAL_ATTEMPT):  # the payload names them by their keys
+            if attr.key in payload:
+                attr.set(trial, payload[attr.key])
         if self.constraint_fn is not None:
             cons = self.constraint_fn(metrics)
-            trial.set_user_attr("constraint", list(cons.values()))
+            TRIAL_CONSTRAINT.set(trial, list(cons.values()))
             for key, val in cons.items():
                 trial.set_constraint(key, val)
         try:

@@ -35,19 +35,19 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from growsearch.bounds import CPUS_MAX, EPOCHS_MAX, GPUS_MAX, TRIALS_MAX, Seed
 from growsearch.errors import ConfigError, GrowsearchError
 from growsearch.schedule import GrowthSchedule, legacy_spelling, load_schedules
+from growsearch.search.objectives import Objective
 from growsearch.search.space import SearchSpace, parse_space
-from growsearch.vocabulary import SAMPLERS, SamplerName
+from growsearch.vocabulary import EER, OBJECTIVES, SAMPLERS, Direction, SamplerName
 from growsearch.yamlio import check_kind, did_you_mean, key_line, load_yaml, parse_model
 
 __all__ = [
-    "OBJECTIVES",
     "SAMPLERS",
     "Budget",
     "Constraints",
@@ -61,8 +61,6 @@ __all__ = [
     "validate_study_name",
 ]
 
-#: Objective names a study may use (metrics of a run), with their usual direction.
-OBJECTIVES: dict[str, str] = {"dev_eer": "minimize", "params": "minimize", "flops": "minimize", "train_flops": "minimize"}
 
 #: A study name: it names folders (Ray's experiment, the default outputs ``runs/<name>``),
 #: so only letters, digits, ``_``, ``.`` and ``-``, starting with a letter or digit.
@@ -104,15 +102,6 @@ def parse_duration(value: Any) -> float:
         raise ValueError(f"expected a duration such as 600, '20m' or '2h', got {value!r}")
     mult = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}[m.group(2)]
     return float(m.group(1)) * mult
-
-
-class Objective(BaseModel):
-    """One objective: a metric name and a direction."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: Literal["dev_eer", "params", "flops", "train_flops"]
-    direction: Literal["minimize", "maximize"] = "minimize"
 
 
 class Constraints(BaseModel):
@@ -248,7 +237,7 @@ class StudyConfig(BaseModel):
     train: Any
     space: SearchSpace
     epochs: int = Field(gt=0)
-    objectives: tuple[Objective, ...] = (Objective(name="dev_eer"), Objective(name="params"))
+    objectives: tuple[Objective, ...] = (Objective(name=EER), Objective(name="params"))
     constraints: Constraints = Constraints()
     sampler: SamplerConfig = SamplerConfig()
     budget: Budget
@@ -283,7 +272,7 @@ class StudyConfig(BaseModel):
         return [o.name for o in self.objectives]
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return [o.direction for o in self.objectives]
 
     @property
