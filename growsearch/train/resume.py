@@ -80,7 +80,7 @@ class Plan:
 
 def run_key(config: TrainConfig, schedule: GrowthSchedule) -> str:
     """Identity of a run: the config (without schedule and epochs) hashed, plus the schedule."""
-    d = config.model_dump(mode="json")
+    d = config.identity()
     d.pop("schedule", None)
     d["training"].pop("epochs", None)
     return st.prefix_key(d, -1) + ":" + schedule.key_json()  # the spelling of checkpoints made before optimizer_state
@@ -122,7 +122,7 @@ def plan(config: TrainConfig, schedule: GrowthSchedule, out: Path, prefix_cache:
     """
     first_growth = schedule.first_epoch
     eligible = eligible_from(schedule, config.training.best_checkpoint)
-    prefix_id = st.prefix_key(config.model_dump(mode="json"), first_growth) if prefix_cache is not None and first_growth else None
+    prefix_id = st.prefix_key(config.identity(), first_growth) if prefix_cache is not None and first_growth else None
     if prefix_id is not None and first_growth is not None and 0 < eligible < first_growth:  # not for a valid schedule
         log(f"prefix cache not used: the best checkpoint may only come from epoch {eligible} on, inside the prefix")
         prefix_id = None

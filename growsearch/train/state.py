@@ -102,7 +102,7 @@ def prefix_key(config_dict: dict[str, Any], first_epoch: int) -> str:
     included so a changed growsearch never reuses an old prefix.
 
     Args:
-        config_dict: ``TrainConfig.model_dump(mode="json")``.
+        config_dict: :meth:`TrainConfig.identity() <growsearch.train.config.TrainConfig.identity>`.
         first_epoch: epoch of the first growth event (> 0).
     """
     training = dict(config_dict["training"])
