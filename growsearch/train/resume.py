@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,7 @@ def start_run(p: Plan, model: Backbone, config: TrainConfig, schedule: GrowthSch
             raise ConfigError(f"{src}: checkpoint of a different config or schedule; rerun with --no-resume or another --out")
         if "prefix_best" not in extra and run.epoch < (p.first_growth or 0):
             # an older checkpoint without prefix_best: do not write an incomplete prefix
-            p = Plan(p.run_key, p.ckpt_file, p.first_growth, p.eligible_from, p.prefix_id, None)
+            p = replace(p, prefix_file=None)
         log(f"resuming {out} at epoch {run.epoch}")
         return run, int(extra.get("prefix_epochs_reused", 0)), p
     if p.prefix_file is not None and p.prefix_file.is_file():
