@@ -42,7 +42,10 @@ class ModelConfig(BaseModel):
         backbone: registry name (``growsearch backbones`` lists them).
         preset: preset of that backbone (``tiny``, ``small``...); ``None`` = its default.
         options: keyword overrides passed to the backbone factory.
-        pretrained: path of a state dict (``torch.save``) loaded into the fresh backbone.
+        pretrained: path of a weights file loaded into the fresh backbone: for the wav2vec2
+            family the same as ``options.pretrained`` (torchaudio / Hugging Face / fairseq
+            files), else a state dict (``torch.save``) of this backbone, loaded strictly
+            (see :mod:`growsearch.train.setup`).
         max_params: the largest model (parameters, after growth) this config may build
             (default ``$GROWSEARCH_MAX_PARAMS`` or 1e9); the model is built on the meta device
             at validation to check it, so bad options and impossible widths are refused before
