@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from growsearch.backbones import create_backbone
-from growsearch.errors import ConfigError, RunFailed, ScheduleError
 from growsearch.backbones.checkpoint import load_model
+from growsearch.errors import ConfigError, RunFailed, ScheduleError
 from growsearch.metrics.cost import count_params, train_flops_per_sample
 from growsearch.schedule import GrowthSchedule
 from growsearch.train.config import TrainConfig, load_train_config
