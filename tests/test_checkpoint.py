@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from growth_toy import toy_registered  # noqa: F401  (fixture)
 
 from growsearch.backbones import create_backbone, list_backbones
 from growsearch.backbones.checkpoint import atomic_torch_save, load_model, read_checkpoint, save_model

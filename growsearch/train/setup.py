@@ -55,19 +55,17 @@ def build_model(config: TrainConfig) -> Backbone:
     """
     m = config.model
     model = create_backbone(m.backbone, m.preset, **dict(m.options))
+    if m.pretrained:
+        p = Path(os.path.expanduser(m.pretrained))
+        if not p.is_file():
+            raise ConfigError(f"model.pretrained: file not found (got {m.pretrained!r})")
+        if type(model).pretrained_option:
+            if "pretrained" in m.options:
+                raise ConfigError("model.pretrained and model.options.pretrained are both set; keep one")
+            model = create_backbone(m.backbone, m.preset, **dict(m.options), pretrained=str(p))
+        else:
+            _load_state_dict_file(model, p, m.backbone)
     model.max_params = m.max_params  # the size limit its schedules are checked against
-    if not m.pretrained:
-        return model
-    p = Path(os.path.expanduser(m.pretrained))
-    if not p.is_file():
-        raise ConfigError(f"model.pretrained: file not found (got {m.pretrained!r})")
-    if type(model).pretrained_option:
-        if "pretrained" in m.options:
-            raise ConfigError("model.pretrained and model.options.pretrained are both set; keep one")
-        model = create_backbone(m.backbone, m.preset, **dict(m.options), pretrained=str(p))
-        model.max_params = m.max_params
-        return model
-    _load_state_dict_file(model, p, m.backbone)
     return model
 
 
