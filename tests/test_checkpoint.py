@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from growsearch.backbones import create_backbone, list_backbones
+from growsearch.backbones.checkpoint import atomic_torch_save, load_model, read_checkpoint, save_model
 from growsearch.errors import ConfigError
-from growsearch.growth.checkpoint import atomic_torch_save, load_model, read_checkpoint, save_model
 from growsearch.growth.freeze import FreezePolicy
 from growsearch.schedule import GrowthEvent
 

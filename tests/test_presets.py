@@ -209,7 +209,7 @@ def test_loop_freeze_extra_trainable_trains_the_head_in_a_new_only_phase(corpus:
     """Through train(): with training.freeze_extra_trainable [fc1, fc2] (the ResNet head), the
     head moves in the frozen phase while every old entry of the convolutional stack stays
     bit-identical (old entries keep their indices: the top-left block)."""
-    from growsearch.growth.checkpoint import load_model
+    from growsearch.backbones.checkpoint import load_model
 
     cfg = _on_corpus(load_train_config(PRESETS / "resnet18" / "tiny" / "config.yaml"), corpus, epochs=2,
                      max_batches_per_epoch=2, max_eval_batches=1, batch_size=8)
@@ -276,7 +276,7 @@ def test_resnet_new_units_phase_trains_only_the_branches_through_the_loop(corpus
     """The ResNet preset's frozen regime (freeze new_units, no extra trainables): in the grown
     phase only the parallel branch moves; the consumers' new input columns keep their init and
     every old entry (the linear head included) stays bit-identical."""
-    from growsearch.growth.checkpoint import load_model
+    from growsearch.backbones.checkpoint import load_model
 
     cfg = _on_corpus(load_train_config(PRESETS / "resnet18" / "tiny" / "config.yaml"), corpus, epochs=2,
                      max_batches_per_epoch=2, max_eval_batches=1, batch_size=8)
@@ -301,9 +301,9 @@ def test_resnet_new_units_phase_trains_only_the_branches_through_the_loop(corpus
         block = after[name][tuple(slice(0, s) for s in old.shape)]
         assert torch.equal(block, old), f"old entries of {name} moved"
     # the consumers' new input columns are exactly what the surgery drew (the loop's generator)
-    from growsearch.train.loop import _apply_events
+    from growsearch.train.epoch import apply_events
 
-    _apply_events(models[0], sched.due(1), cfg.seed, 1)
+    apply_events(models[0], sched.due(1), cfg.seed, 1)
     for name in ("stage3.blocks.0.conv1.weight", "stage3.blocks.0.downsample.0.weight"):
         assert after[name].shape != snaps[0][name].shape
         assert torch.equal(after[name], dict(models[0].named_parameters())[name].detach()), name

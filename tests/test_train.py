@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from growsearch.backbones import create_backbone
+from growsearch.backbones.checkpoint import load_model
 from growsearch.errors import ConfigError, RunFailed, ScheduleError
-from growsearch.growth.checkpoint import load_model
 from growsearch.metrics.cost import count_params, train_flops_per_sample
 from growsearch.schedule import GrowthSchedule
 from growsearch.train.config import TrainConfig, load_train_config
@@ -249,6 +249,31 @@ def test_prefix_key_ignores_schedule_and_epochs_not_seed(corpus: Path) -> None:
     assert prefix_key(a, 1) != prefix_key(c, 1)
     d = make_config(corpus, lr=2e-3).model_dump(mode="json")
     assert prefix_key(a, 1) != prefix_key(d, 1)
+
+
+def test_removed_training_num_workers_still_loads_and_keeps_the_hashes(monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """``training.num_workers`` was never read: an old config that sets it loads with one warning,
+    and every hash (config, run key, prefix key) is what it was before the key was removed."""
+    import growsearch.train.config as config_module
+    from growsearch.train.resume import run_key
+
+    monkeypatch.setattr(config_module, "_warned_num_workers", False)
+    base = {"seed": 3, "data": {"dataset": "synthetic", "root": "/tmp", "synth_size": "tiny"},
+            "model": {"backbone": "resnet18", "preset": "tiny"}}
+    unset = TrainConfig.model_validate({**base, "training": {"epochs": 2}})
+    assert capsys.readouterr().err == ""
+    zero, three, three_again = (TrainConfig.model_validate({**base, "training": {"epochs": 2, "num_workers": n}}) for n in (0, 3, 3))
+    err = capsys.readouterr().err
+    assert err.count("training.num_workers is ignored") == 1 and "data.num_workers" in err
+    assert "num_workers" not in unset.model_dump()["training"] and "num_workers" not in three.model_dump()["training"]
+    # the values main computed while the key existed (so existing studies and caches still match)
+    assert unset.config_hash() == zero.config_hash() == "84d73b92ce480665"
+    assert three.config_hash() == three_again.config_hash() == "fd74751b739a5e87"
+    assert prefix_key(unset.identity(), 1) == prefix_key(zero.identity(), 1) != prefix_key(three.identity(), 1)
+    assert run_key(unset, GROW_AT_1) == run_key(zero, GROW_AT_1)
+    with pytest.raises(ValueError, match="num_workers"):
+        TrainConfig.model_validate({**base, "training": {"epochs": 2, "num_workers": -1}})
 
 
 @pytest.mark.parametrize("rule", ["last_phase", "any"])

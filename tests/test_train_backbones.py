@@ -69,3 +69,45 @@ def test_pretrained_state_dict_is_loaded_strictly(tmp_path: Path, corpus: Path) 
         build_model(cfg(tmp_path / "w.pt", preset="small"))
     with pytest.raises(ConfigError, match="model.pretrained: file not found"):
         build_model(cfg(tmp_path / "missing.pt"))
+
+
+# the backbones whose factory reads a weights file itself (``pretrained=FILE``): the wav2vec2 family
+PRETRAINED_OPTION = [b for b in list_backbones() if type(create_backbone(b, "tiny")).pretrained_option]
+
+
+def test_the_wav2vec2_family_reads_pretrained_files() -> None:
+    assert {b for b in list_backbones() if b.startswith("wav2vec2")} == set(PRETRAINED_OPTION)
+    assert {"wav2vec2", "wav2vec2_lora", "wav2vec2_widen"} <= set(PRETRAINED_OPTION)
+
+
+@pytest.mark.parametrize("backbone", PRETRAINED_OPTION)
+def test_pretrained_key_and_option_load_the_same_weights(backbone: str, tmp_path: Path, corpus: Path) -> None:
+    """``model.pretrained: FILE`` and ``model.options.pretrained: FILE`` load the file's weights
+    into the wav2vec2 part, both of them (a torchaudio state dict with random values)."""
+    import torch
+
+    from growsearch.errors import ConfigError
+    from growsearch.train.loop import build_model
+
+    g = torch.Generator().manual_seed(11)
+    own = create_backbone(backbone, "tiny").wav2vec2.state_dict()
+    sd = {k: torch.randn(v.shape, generator=g) for k, v in create_backbone("wav2vec2", "tiny").wav2vec2.state_dict().items()}
+    path = tmp_path / "w2v.pt"
+    torch.save(sd, path)
+    data = {"dataset": "synthetic", "root": str(corpus), "synth_size": "tiny"}
+
+    def build(model: dict[str, object]) -> torch.nn.Module:
+        return build_model(TrainConfig.model_validate({"data": data, "training": {"epochs": 1},
+                                                       "model": {"backbone": backbone, "preset": "tiny", **model}}))
+
+    by_key = build({"pretrained": str(path)}).wav2vec2.state_dict()
+    by_option = build({"options": {"pretrained": str(path)}}).wav2vec2.state_dict()
+    assert any(not torch.equal(own[k], v) for k, v in sd.items())  # the file is not what a fresh build holds
+    for k, v in sd.items():
+        assert torch.equal(by_key[k], v), k
+        assert torch.equal(by_option[k], v), k
+    with pytest.raises(ConfigError, match="model.pretrained and model.options.pretrained are both set"):
+        build({"pretrained": str(path), "options": {"pretrained": str(path)}})
+    torch.save({k: v[..., :1] for k, v in sd.items()}, tmp_path / "bad.pt")
+    with pytest.raises(ConfigError, match="does not fit this wav2vec2 model"):
+        build({"pretrained": str(tmp_path / "bad.pt")})

@@ -82,6 +82,10 @@ class Backbone(nn.Module, ABC):
 
     #: "logmel", "lfcc" or "raw": the front-end this backbone expects.
     input_kind: ClassVar[str] = "raw"
+    #: True when the factory takes ``pretrained=PATH`` and reads the weights file itself (its
+    #: own formats, e.g. wav2vec2's); ``model.pretrained`` is then passed to it that way.
+    #: False: ``model.pretrained`` must hold this backbone's state dict, loaded strictly.
+    pretrained_option: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()

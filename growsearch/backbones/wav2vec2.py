@@ -184,6 +184,7 @@ class Wav2Vec2Backbone(Backbone):
     """
 
     input_kind = "raw"
+    pretrained_option = True  # ``pretrained=PATH``: torchaudio / Hugging Face / fairseq files (see pretrained.py)
 
     def __init__(
         self,

@@ -290,7 +290,7 @@ class StudyConfig(BaseModel):
     def identity(self) -> dict[str, Any]:
         """What defines the study's results (hashed by :meth:`config_hash`)."""
         return {
-            "train": self.train.model_dump(mode="json"),
+            "train": self.train.identity(),
             "space": legacy_spelling(self.space.model_dump(mode="json")),  # hashes of studies made before optimizer_state
             "epochs": self.epochs,
             "objectives": [o.model_dump() for o in self.objectives],

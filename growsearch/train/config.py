@@ -20,6 +20,7 @@ Loss functions (``training.loss``):
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,7 +42,10 @@ class ModelConfig(BaseModel):
         backbone: registry name (``growsearch backbones`` lists them).
         preset: preset of that backbone (``tiny``, ``small``...); ``None`` = its default.
         options: keyword overrides passed to the backbone factory.
-        pretrained: path of a state dict (``torch.save``) loaded into the fresh backbone.
+        pretrained: path of a weights file loaded into the fresh backbone: for the wav2vec2
+            family the same as ``options.pretrained`` (torchaudio / Hugging Face / fairseq
+            files), else a state dict (``torch.save``) of this backbone, loaded strictly
+            (see :mod:`growsearch.train.setup`).
         max_params: the largest model (parameters, after growth) this config may build
             (default ``$GROWSEARCH_MAX_PARAMS`` or 1e9); the model is built on the meta device
             at validation to check it, so bad options and impossible widths are refused before
@@ -118,7 +122,6 @@ class TrainingConfig(BaseModel):
         max_batches_per_epoch: stop each epoch after this many batches (smoke runs).
         max_eval_batches: evaluate dev/eval on at most this many batches (smoke runs).
         eval_every: evaluate the dev set every this many epochs (and always after the last).
-        num_workers: DataLoader worker processes.
         freeze_extra_trainable: parameter name prefixes (e.g. ``head``, ``fc1``) that train
             fully in a ``new_only``/``new_units`` phase besides the new units (the paper's frozen regime
             trains the new neurons plus projection and head); ignored by ``all``.
@@ -127,6 +130,11 @@ class TrainingConfig(BaseModel):
             event on, so a dropin run reports the grown model and a plasticity run the shrunk
             one (the paper's rule); ``any`` = every epoch (a schedule ending with a shrink still
             keeps its last phase), so a run may report a checkpoint from before its growth.
+
+    ``training.num_workers`` is removed: it was validated but never read (DataLoader workers
+    are ``data.num_workers``). A config that still sets it loads, with one warning per
+    process; its value is left out of dumps and kept only for :meth:`TrainConfig.identity`,
+    so hashes do not change.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -144,9 +152,19 @@ class TrainingConfig(BaseModel):
     max_batches_per_epoch: int | None = Field(default=None, gt=0)
     max_eval_batches: int | None = Field(default=None, gt=0)
     eval_every: int = Field(default=1, gt=0, le=EPOCHS_MAX)
-    num_workers: int = Field(default=0, ge=0, le=WORKERS_MAX)
     freeze_extra_trainable: tuple[str, ...] = ()
     best_checkpoint: Literal["last_phase", "any"] = "last_phase"
+    #: removed (never read; DataLoader workers are ``data.num_workers``): an old config that sets
+    #: it loads with a warning; kept out of dumps, and only :meth:`TrainConfig.identity` reads it
+    num_workers: int | None = Field(default=None, ge=0, le=WORKERS_MAX, exclude=True,
+                                    deprecated="training.num_workers is ignored; use data.num_workers")
+
+    @field_validator("num_workers")
+    @classmethod
+    def _removed_num_workers(cls, v: int | None) -> int | None:
+        if v is not None:
+            _warn_num_workers_once()
+        return v
 
     @field_validator("amp", mode="before")
     @classmethod
@@ -154,6 +172,17 @@ class TrainingConfig(BaseModel):
         if isinstance(v, str) and v.lower() in ("true", "false"):
             return v.lower() == "true"
         return v
+
+
+_warned_num_workers = False
+
+
+def _warn_num_workers_once() -> None:
+    global _warned_num_workers
+    if not _warned_num_workers:
+        _warned_num_workers = True
+        print("warning: training.num_workers is ignored (it never had an effect); DataLoader workers are set "
+              "by data.num_workers. Remove it from the config.", file=sys.stderr, flush=True)
 
 
 class TrainConfig(BaseModel):
@@ -180,13 +209,25 @@ class TrainConfig(BaseModel):
                 raise ValueError(str(exc)) from None
         return v
 
+    def identity(self) -> dict[str, Any]:
+        """``model_dump(mode="json")`` as every hash of a config sees it (:meth:`config_hash`,
+        the study's ``config_hash``, the run key and the prefix-cache key).
+
+        It still holds the removed ``training.num_workers`` (its old value, 0 when unset), so
+        the hashes of existing configs, studies and prefix caches stay what they were.
+        """
+        d = self.model_dump(mode="json")
+        legacy = vars(self.training).get("num_workers")  # the one reader (no deprecation warning)
+        d["training"]["num_workers"] = 0 if legacy is None else legacy
+        return d
+
     def config_hash(self) -> str:
         """sha256 (16 hex digits) of what a replay must match to reproduce a trial: data, model
         and training settings (not the seed, which an export item carries, nor the schedule)."""
         import hashlib
         import json
 
-        ident = self.model_dump(mode="json", exclude={"seed", "schedule"})
+        ident = {k: v for k, v in self.identity().items() if k not in ("seed", "schedule")}
         text = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

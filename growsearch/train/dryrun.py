@@ -100,11 +100,12 @@ def dry_run(config: TrainConfig, schedule: GrowthSchedule | None = None, *, trai
     """
     from growsearch.backbones import create_backbone
     from growsearch.metrics.cost import count_params
-    from growsearch.train.loop import _apply_events, _costs
+    from growsearch.train.bookkeeping import costs as costs_now
+    from growsearch.train.epoch import apply_events
 
     def costs_of(model: Any) -> dict[str, Any]:
         if flops:
-            return _costs(model, clip_s)
+            return costs_now(model, clip_s)
         return {"params": int(count_params(model)["total"]), "flops": None, "train_flops_per_sample": None}
 
     tc = config.training
@@ -126,7 +127,7 @@ def dry_run(config: TrainConfig, schedule: GrowthSchedule | None = None, *, trai
         events = schedule.due(epoch)
         if events or epoch == 0:
             if events:
-                results = _apply_events(model, events, config.seed, epoch)
+                results = apply_events(model, events, config.seed, epoch)
                 policy = FreezePolicy.build(model, results, events[0].freeze, extra_trainable=tc.freeze_extra_trainable)
                 costs = costs_of(model)
             phases.append({

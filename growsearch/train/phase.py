@@ -21,7 +21,7 @@ from growsearch.growth.freeze import FreezePolicy
 from growsearch.growth.optim import build_optimizer, rebuild_optimizer, snapshot_optimizer
 from growsearch.growth.surgery import SurgeryResult
 
-__all__ = ["Phase", "restore_phase", "snapshot", "start_phase"]
+__all__ = ["Phase", "current_lr", "make_scheduler", "restore_phase", "snapshot", "start_phase"]
 
 
 @dataclass
@@ -99,3 +99,16 @@ def restore_phase(model: nn.Module, state: dict[str, Any], *, optimizer_name: st
                           weight_decay=weight_decay, **_extra(optimizer_name))
     opt.load_state_dict(state["optimizer"])
     return Phase(opt, freeze, float(state["lr"]), int(state["start_epoch"]))
+
+
+def make_scheduler(kind: str, optimizer: torch.optim.Optimizer) -> Any:
+    """The phase's LR scheduler: ``plateau`` (ReduceLROnPlateau on the dev EER, factor 0.5,
+    patience 2) or ``None`` for ``none``. Rebuilt with every phase's optimizer."""
+    if kind == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2)
+    return None
+
+
+def current_lr(phase: Phase) -> float:
+    """The learning rate the phase's optimizer uses now (its start LR if it has no groups)."""
+    return float(phase.optimizer.param_groups[0]["lr"]) if phase.optimizer.param_groups else phase.lr

@@ -1,7 +1,7 @@
 """Training state on disk: the resumable checkpoint and the shared-prefix cache.
 
 One file, ``checkpoint/state.pt``, holds everything needed to continue a run exactly. It is
-a :mod:`growsearch.growth.checkpoint` model checkpoint (spec, the growth events applied so
+a :mod:`growsearch.backbones.checkpoint` model checkpoint (spec, the growth events applied so
 far, weights; written atomically, read with ``weights_only=True``) whose ``extra`` holds the
 phase (optimizer and freeze-policy states), LR-scheduler and GradScaler states, the RNG
 states, the next epoch to train, the per-epoch records, the best checkpoint so far (events +
@@ -102,7 +102,7 @@ def prefix_key(config_dict: dict[str, Any], first_epoch: int) -> str:
     included so a changed growsearch never reuses an old prefix.
 
     Args:
-        config_dict: ``TrainConfig.model_dump(mode="json")``.
+        config_dict: :meth:`TrainConfig.identity() <growsearch.train.config.TrainConfig.identity>`.
         first_epoch: epoch of the first growth event (> 0).
     """
     training = dict(config_dict["training"])

@@ -9,19 +9,25 @@ Files are written atomically (temporary file in the same folder + ``os.replace``
 killed writer never leaves a half-written checkpoint, and read with
 ``torch.load(weights_only=True)``: ``extra`` may hold only tensors and primitive
 containers (dict, list, tuple, str, int, float, bool, None).
+
+This is the one writer of the checkpoint blob (:func:`model_blob`): the training loop keeps
+the best epoch's blob in memory and writes it later, and writes its resumable state with
+:func:`save_model`. It lives next to the registry that rebuilds the models it stores.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from growsearch.atomic import atomic_write
+from growsearch.backbones.registry import create_from_spec
 from growsearch.errors import ConfigError, GrowsearchError
 
-__all__ = ["CHECKPOINT_FORMAT", "atomic_torch_save", "load_model", "read_checkpoint", "save_model"]
+__all__ = ["CHECKPOINT_FORMAT", "atomic_torch_save", "load_model", "model_blob", "read_checkpoint", "save_model"]
 
 #: Marks a growsearch model checkpoint (and its layout version).
 CHECKPOINT_FORMAT = "growsearch-model/1"
@@ -36,15 +42,34 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda fh: torch.save(obj, fh), binary=True)
 
 
-def save_model(path: str | Path, model: Any, *, extra: dict[str, Any] | None = None) -> Path:
-    """Write a backbone checkpoint atomically.
+def model_blob(model: Any, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint dict of ``model``: format, spec, events and a CPU copy of the weights.
+
+    The weights and events are copied, so the blob stays as it is while the model trains on
+    (the loop keeps the best epoch's blob in memory).
 
     Args:
-        path: the file to write (folders are created).
         model: a :class:`~growsearch.backbones.base.Backbone` built by the registry
             (``model.spec`` set).
         extra: anything else to keep (epoch, metrics, optimizer/freeze state dicts);
-            tensors and primitive containers only.
+            tensors and primitive containers only. Stored as given (not copied).
+
+    Raises:
+        ValueError: the model has no spec (was not built by ``create_backbone``).
+    """
+    if getattr(model, "spec", None) is None:
+        raise ValueError("a model checkpoint needs a backbone built by create_backbone (model.spec is None)")
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "spec": model.spec.to_dict(),
+        "history": copy.deepcopy(list(model.history)),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "extra": {} if extra is None else extra,
+    }
+
+
+def save_model(path: str | Path, model: Any, *, extra: dict[str, Any] | None = None) -> Path:
+    """Write :func:`model_blob` of ``model`` atomically (folders are created).
 
     Returns:
         The path written.
@@ -52,16 +77,7 @@ def save_model(path: str | Path, model: Any, *, extra: dict[str, Any] | None = N
     Raises:
         ValueError: the model has no spec (was not built by ``create_backbone``).
     """
-    if getattr(model, "spec", None) is None:
-        raise ValueError("save_model needs a backbone built by create_backbone (model.spec is None)")
-    blob = {
-        "format": CHECKPOINT_FORMAT,
-        "spec": model.spec.to_dict(),
-        "history": [dict(ev) for ev in model.history],
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "extra": {} if extra is None else extra,
-    }
-    return atomic_torch_save(blob, path)
+    return atomic_torch_save(model_blob(model, extra=extra), path)
 
 
 def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -102,8 +118,6 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") ->
         ConfigError: missing/corrupt/foreign file, an unknown backbone, events that no
             longer replay, or weights that do not fit the rebuilt model.
     """
-    from growsearch.backbones import create_from_spec  # registers the backbones
-
     blob = read_checkpoint(path, map_location=map_location)
     p = Path(path)
     try:
