@@ -71,17 +71,21 @@ def read_rows(rdb: RDBStorage, study_id: int, n_objectives: int, *, user_keys: t
         ua: dict[str, dict[int, Any]] = {k: {} for k in user_keys}
         if user_keys:
             for tid, key, vj in c.execute(
-                sa.select(UA.c.trial_id, UA.c.key, UA.c.value_json).join(T, T.c.trial_id == UA.c.trial_id).where(T.c.study_id == study_id, UA.c.key.in_(user_keys))
+                sa.select(UA.c.trial_id, UA.c.key, UA.c.value_json)
+                .join(T, T.c.trial_id == UA.c.trial_id)
+                .where(T.c.study_id == study_id, UA.c.key.in_(user_keys))
             ):
                 ua[key][tid] = json.loads(vj)
         sy: dict[str, dict[int, Any]] = {k: {} for k in system_keys}
         if system_keys:
             for tid, key, vj in c.execute(
-                sa.select(SA.c.trial_id, SA.c.key, SA.c.value_json).join(T, T.c.trial_id == SA.c.trial_id).where(T.c.study_id == study_id, SA.c.key.in_(system_keys))
+                sa.select(SA.c.trial_id, SA.c.key, SA.c.value_json)
+                .join(T, T.c.trial_id == SA.c.trial_id)
+                .where(T.c.study_id == study_id, SA.c.key.in_(system_keys))
             ):
                 sy[key][tid] = json.loads(vj)
         cons: dict[int, list[float]] = {}
-        for tid, key, vj in c.execute(
+        for tid, _key, vj in c.execute(
             sa.select(SA.c.trial_id, SA.c.key, SA.c.value_json).join(T, T.c.trial_id == SA.c.trial_id).where(
                 T.c.study_id == study_id, sa.or_(SA.c.key == OPTUNA_CONSTRAINTS, SA.c.key.like(OPTUNA_CONSTRAINT_PREFIX + "%"))
             )

@@ -329,7 +329,7 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
             interrupted = True
         except GrowsearchError:
             raise
-        except Exception as exc:  # Ray/Tune itself failed (e.g. a worker killed mid-save): no raw traceback
+        except Exception as exc:  # noqa: BLE001 - Ray/Tune itself failed (e.g. a worker killed mid-save): no raw traceback
             if not searcher.record_storage_fault(exc):  # a storage fault is reported as one below
                 ray_failed = _ray_failure(exc)
                 say(f"[growsearch] Ray Tune stopped: {ray_failed}")
@@ -353,7 +353,7 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
             elif started_ray:
                 try:
                     ray.shutdown()
-                except Exception:
+                except Exception:  # noqa: BLE001 - best effort on the way out; the summary matters more
                     pass
     summary.interrupted = interrupted
     summary.failed_session = list(searcher.failures)
@@ -438,7 +438,7 @@ def _finish(summary: RunSummary, study: optuna.Study, searcher: StudySearcher, t
     summary.budget_reached = searcher.budget_reached or (searcher.budget_trials is not None and summary.complete >= searcher.budget_trials)
     try:
         summary.front_size = len(study.best_trials) if summary.complete else 0
-    except Exception:
+    except Exception:  # noqa: BLE001 - a summary line must not fail the run
         summary.front_size = 0
     total, saved, epochs = _reuse_totals(study)
     summary.train_flops, summary.train_flops_saved, summary.epochs_reused = total, saved, epochs

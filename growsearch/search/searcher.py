@@ -270,7 +270,8 @@ class StudySearcher(Searcher):
         complete = sum(1 for t in trials if t.state == TrialState.COMPLETE)
         return complete, len(trials) - complete
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    # Ray's own annotation says dict | None, yet Searcher.FINISHED (a str) is how a searcher ends a run
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         with self._lock:
             try:
                 return self._suggest(trial_id)
@@ -370,7 +371,7 @@ class StudySearcher(Searcher):
             if d is None and t.state == TrialState.WAITING and t.system_attrs.get(OPTUNA_FIXED_PARAMS):
                 try:
                     d = self.space.decode(t.system_attrs[OPTUNA_FIXED_PARAMS]).to_dict()
-                except Exception:  # parameters of another space version: not comparable
+                except Exception:  # noqa: BLE001 - parameters of another space version: not comparable
                     d = None
             if d is not None and _schedule_key(d) == key:
                 return t.number, t.state.name

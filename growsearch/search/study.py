@@ -304,7 +304,9 @@ class StudyConfig(BaseModel):
         text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def with_overrides(self, *, name: str | None = None, trials: int | None = None, storage: str | None = None, address: str | None = None) -> StudyConfig:
+    def with_overrides(
+        self, *, name: str | None = None, trials: int | None = None, storage: str | None = None, address: str | None = None
+    ) -> StudyConfig:
         """A copy with command-line overrides applied."""
         upd: dict[str, Any] = {}
         if name is not None:

@@ -169,7 +169,7 @@ def _node() -> dict[str, str]:
         if ray.is_initialized():
             node["node_id"] = ray.get_runtime_context().get_node_id()
             node["ip"] = ray.util.get_node_ip_address()
-    except Exception:
+    except Exception:  # noqa: BLE001 - node facts are informative only
         pass
     return node
 
@@ -190,6 +190,14 @@ def _final(payload: dict[str, Any]) -> dict[str, Any]:
         if isinstance(v, int | float) and not isinstance(v, bool):
             out[k] = v
     return out
+
+
+
+def _default_trial_fn() -> TrialFn:
+    """:func:`growsearch.train.loop.train`, imported only when a trial runs (torch is heavy)."""
+    from growsearch.train.loop import train
+
+    return train
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -215,9 +223,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         schedule = GrowthSchedule.from_dict(config["schedule"], source=f"trial {number} schedule")
     else:
         schedule = ctx.space.decode(config.get("params") or {})
-    fn = ctx.trial_fn
-    if fn is None:
-        from growsearch.train.loop import train as fn
+    fn = ctx.trial_fn or _default_trial_fn()
     # attempts of this trial (Tune restarts a crashed one) and whether it resumes a checkpoint
     attempts_file = out / ".attempts"
     try:

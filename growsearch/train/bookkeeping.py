@@ -217,7 +217,7 @@ def _min_tdcf(splits: Any, scored: Scored, log: Callable[[str], None]) -> float 
 
     try:
         a = read_asv_scores(asv.scores)
-        return float(min_tdcf(scored.bona, scored.spoof, asv_tar=a["target"], asv_non=a["nontarget"], asv_spoof=a["spoof"]))
+        return float(min_tdcf(scored.bona, scored.spoof, asv_tar=a.target, asv_non=a.nontarget, asv_spoof=a.spoof))
     except GrowsearchError as exc:  # t-DCF is reported, not optimised: EER still stands
         log(f"min t-DCF not computed: {exc}")
         return None
