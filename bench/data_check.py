@@ -27,17 +27,23 @@ import soundfile as sf
 ASVSPOOF2019_LA_FILES = 25_380 + 24_844 + 71_237
 
 
+def la_like_wave(rng: np.random.Generator) -> np.ndarray:
+    """One voiced-looking 16 kHz clip with ASVspoof 2019 LA's length distribution (1.5-6 s,
+    mean about 3.4 s), float32; ``bench/data_pipeline.py`` builds its corpus from it too."""
+    seconds = float(np.clip(rng.gamma(6.0, 3.4 / 6.0), 1.5, 6.0))
+    t = np.arange(int(seconds * 16_000)) / 16_000
+    f0 = 110 + 80 * rng.random()
+    wave = sum(np.sin(2 * np.pi * f0 * k * t + rng.random()) / k for k in range(1, 8)) * 0.1
+    wave = wave * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + rng.normal(0, 0.003, t.size)
+    return np.asarray(wave, dtype=np.float32)
+
+
 def write_corpus(folder: Path, n: int, seed: int = 0) -> list[Path]:
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
-        seconds = float(np.clip(rng.gamma(6.0, 3.4 / 6.0), 1.5, 6.0))
-        t = np.arange(int(seconds * 16_000)) / 16_000
-        f0 = 110 + 80 * rng.random()
-        wave = sum(np.sin(2 * np.pi * f0 * k * t + rng.random()) / k for k in range(1, 8)) * 0.1
-        wave = wave * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + rng.normal(0, 0.003, t.size)
         p = folder / f"LA_T_{i:07d}.flac"
-        sf.write(str(p), wave.astype(np.float32), 16_000, subtype="PCM_16")
+        sf.write(str(p), la_like_wave(rng), 16_000, subtype="PCM_16")
         paths.append(p)
     return paths
 

@@ -38,6 +38,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ siblings
+from data_check import la_like_wave
+
 LA_TRAIN = 25_380
 BACKBONES = ("lcgrnn", "resnet18")
 
@@ -53,13 +56,8 @@ def write_la_corpus(root: Path, n_train: int, n_other: int = 16, seed: int = 0) 
         folder.mkdir(parents=True)
         lines = []
         for i in range(n):
-            seconds = float(np.clip(rng.gamma(6.0, 3.4 / 6.0), 1.5, 6.0))
-            t = np.arange(int(seconds * 16_000)) / 16_000
-            f0 = 110 + 80 * rng.random()
-            wave = sum(np.sin(2 * np.pi * f0 * k * t + rng.random()) / k for k in range(1, 8)) * 0.1
-            wave = wave * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + rng.normal(0, 0.003, t.size)
             utt = f"LA_{code}_{i + 1:07d}"
-            sf.write(str(folder / f"{utt}.flac"), wave.astype(np.float32), 16_000, subtype="PCM_16")
+            sf.write(str(folder / f"{utt}.flac"), la_like_wave(rng), 16_000, subtype="PCM_16")
             bona = i % 10 == 0 or i == 0
             lines.append(f"LA_{i % 20:04d} {utt} - {'-' if bona else 'A0' + str(1 + i % 6)} {'bonafide' if bona else 'spoof'}")
         (proto / f"ASVspoof2019.LA.cm.{name}.txt").write_text("\n".join(lines) + "\n")

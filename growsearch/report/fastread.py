@@ -56,6 +56,19 @@ def rdb_of(study: optuna.Study) -> RDBStorage | None:
     return optuna_private.rdb_of(study)
 
 
+
+def _attr_values(c: Any, table: Any, T: Any, study_id: int, keys: tuple[str, ...]) -> dict[str, dict[int, Any]]:
+    """``{key: {trial_id: value}}`` of the attribute ``table`` (user or system) for ``keys``."""
+    out: dict[str, dict[int, Any]] = {k: {} for k in keys}
+    if keys:
+        for tid, key, vj in c.execute(
+            sa.select(table.c.trial_id, table.c.key, table.c.value_json)
+            .join(T, T.c.trial_id == table.c.trial_id)
+            .where(T.c.study_id == study_id, table.c.key.in_(keys))
+        ):
+            out[key][tid] = json.loads(vj)
+    return out
+
 def read_rows(rdb: RDBStorage, study_id: int, n_objectives: int, *, user_keys: tuple[str, ...] = (), system_keys: tuple[str, ...] = ()) -> Rows:
     """Numbers, states, values (and a few attribute keys) of every trial: 2-4 queries.
 
@@ -68,22 +81,8 @@ def read_rows(rdb: RDBStorage, study_id: int, n_objectives: int, *, user_keys: t
         vals = c.execute(
             sa.select(V.c.trial_id, V.c.objective, V.c.value, V.c.value_type).join(T, T.c.trial_id == V.c.trial_id).where(T.c.study_id == study_id)
         ).all()
-        ua: dict[str, dict[int, Any]] = {k: {} for k in user_keys}
-        if user_keys:
-            for tid, key, vj in c.execute(
-                sa.select(UA.c.trial_id, UA.c.key, UA.c.value_json)
-                .join(T, T.c.trial_id == UA.c.trial_id)
-                .where(T.c.study_id == study_id, UA.c.key.in_(user_keys))
-            ):
-                ua[key][tid] = json.loads(vj)
-        sy: dict[str, dict[int, Any]] = {k: {} for k in system_keys}
-        if system_keys:
-            for tid, key, vj in c.execute(
-                sa.select(SA.c.trial_id, SA.c.key, SA.c.value_json)
-                .join(T, T.c.trial_id == SA.c.trial_id)
-                .where(T.c.study_id == study_id, SA.c.key.in_(system_keys))
-            ):
-                sy[key][tid] = json.loads(vj)
+        ua = _attr_values(c, UA, T, study_id, user_keys)
+        sy = _attr_values(c, SA, T, study_id, system_keys)
         cons: dict[int, list[float]] = {}
         for tid, _key, vj in c.execute(
             sa.select(SA.c.trial_id, SA.c.key, SA.c.value_json).join(T, T.c.trial_id == SA.c.trial_id).where(
