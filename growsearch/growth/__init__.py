@@ -1,2 +1,2 @@
 """Growth operators: widening/shrinking primitives, initialisers, freeze policy, optimizer
-rebuild and checkpoints of grown models."""
+rebuild (checkpoints of grown models live in :mod:`growsearch.backbones.checkpoint`)."""
