@@ -112,7 +112,9 @@ def demo_values(grown: dict[str, int], rng: np.random.Generator | None) -> tuple
     return eer, float(params), float(flops)
 
 
-def build_demo_study(storage: Any, name: str = "demo", n_trials: int = 50, *, seed: int = 0, n_failed: int = 2, references: bool = True) -> optuna.Study:
+def build_demo_study(
+    storage: Any, name: str = "demo", n_trials: int = 50, *, seed: int = 0, n_failed: int = 2, references: bool = True
+) -> optuna.Study:
     """A study of ``n_trials`` COMPLETE searched trials (+ references, + ``n_failed`` FAIL)."""
     rng = np.random.default_rng(seed)
     study = create_study(storage, name)
