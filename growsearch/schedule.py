@@ -161,7 +161,12 @@ class GrowthSchedule(BaseModel):
         data = copy_lines(data, dict(data))
         if isinstance(data.get("events"), list):
             evs = data["events"]
-            order = sorted(range(len(evs)), key=lambda i: evs[i].get("epoch", 0) if isinstance(evs[i], Mapping) and isinstance(evs[i].get("epoch", 0), int) else 0)
+
+            def epoch_of(i: int) -> int:
+                ev = evs[i]
+                return ev.get("epoch", 0) if isinstance(ev, Mapping) and isinstance(ev.get("epoch", 0), int) else 0
+
+            order = sorted(range(len(evs)), key=epoch_of)
             data["events"] = copy_lines(evs, [evs[i] for i in order], order)
         try:
             return cls.model_validate(plain(data))

@@ -112,7 +112,9 @@ def demo_values(grown: dict[str, int], rng: np.random.Generator | None) -> tuple
     return eer, float(params), float(flops)
 
 
-def build_demo_study(storage: Any, name: str = "demo", n_trials: int = 50, *, seed: int = 0, n_failed: int = 2, references: bool = True) -> optuna.Study:
+def build_demo_study(
+    storage: Any, name: str = "demo", n_trials: int = 50, *, seed: int = 0, n_failed: int = 2, references: bool = True
+) -> optuna.Study:
     """A study of ``n_trials`` COMPLETE searched trials (+ references, + ``n_failed`` FAIL)."""
     rng = np.random.default_rng(seed)
     study = create_study(storage, name)
@@ -120,14 +122,19 @@ def build_demo_study(storage: Any, name: str = "demo", n_trials: int = 50, *, se
     if references:
         for label, grown, sched in (
             ("baseline", {}, {"version": 1, "events": []}),
-            ("paper-dropin", {"stage2": 64}, {"version": 1, "label": "paper-dropin", "events": [{"point": "stage2", "epoch": 3, "neurons": 64}]}),
+            (
+                "paper-dropin",
+                {"stage2": 64},
+                {"version": 1, "label": "paper-dropin", "events": [{"point": "stage2", "epoch": 3, "neurons": 64}]},
+            ),
         ):
             v = demo_values(grown, None)
             trials.append(make_trial(v, schedule=sched, reference=label, curves=_curves(v[0], sched, rng)))
-    for i in range(n_trials):
+    for _ in range(n_trials):
         sched, grown = _schedule(rng)
         v = demo_values(grown, rng)
-        trials.append(make_trial(v, schedule=sched, curves=_curves(v[0], sched, rng), params={"g2": grown.get("stage2", 0), "g3": grown.get("stage3", 0)}))
+        params = {"g2": grown.get("stage2", 0), "g3": grown.get("stage3", 0)}
+        trials.append(make_trial(v, schedule=sched, curves=_curves(v[0], sched, rng), params=params))
     for i in range(n_failed):
         trials.append(make_trial(None, state=TrialState.FAIL, fail_reason=f"NaN loss at epoch {i + 1}"))
     study.add_trials(trials)

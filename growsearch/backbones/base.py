@@ -86,6 +86,8 @@ class Backbone(nn.Module, ABC):
     #: own formats, e.g. wav2vec2's); ``model.pretrained`` is then passed to it that way.
     #: False: ``model.pretrained`` must hold this backbone's state dict, loaded strictly.
     pretrained_option: ClassVar[bool] = False
+    #: the front-end module (set by each subclass's ``__init__``).
+    frontend: nn.Module
 
     def __init__(self) -> None:
         super().__init__()

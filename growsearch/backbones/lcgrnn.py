@@ -25,7 +25,7 @@ units whose fan-in (all gates, input and recurrent) has the smallest L2 norm.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -117,22 +117,26 @@ class LCGRNN(Backbone):
             for i, h in enumerate(self.base_hidden)
         }
 
+    def _gru(self, i: int) -> nn.GRU:
+        """GRU layer ``i`` (``nn.ModuleList`` indexing is typed ``Module``)."""
+        return cast(nn.GRU, self.grus[i])
+
     def _index(self, point: str) -> int:
         growth_point(self.growth_points(), point)
         return int(point[3:]) - 1
 
     def width(self, point: str) -> int:
-        return self.grus[self._index(point)].hidden_size
+        return self._gru(self._index(point)).hidden_size
 
     def _grow(self, point: str, neurons: int, *, form: str, init: str, generator: torch.Generator | None) -> SurgeryResult:
         """Add ``neurons`` hidden units to GRU layer ``point`` (checked by :meth:`Backbone.grow`)."""
         i = self._index(point)
-        gru = self.grus[i]
+        gru = self._gru(i)
         plan = Net2NetPlan.draw(gru.hidden_size, neurons, generator) if init == INIT_NET2NET else None
         res = SurgeryResult(point, "grow", neurons)
         res.changed.update(prefixed(f"grus.{i}", widen_gru(gru, neurons, init=init, generator=generator, plan=plan)))
         if i + 1 < len(self.grus):
-            ch = widen_gru_input(self.grus[i + 1], neurons, init=init, generator=generator, plan=plan)
+            ch = widen_gru_input(self._gru(i + 1), neurons, init=init, generator=generator, plan=plan)
             res.changed.update(prefixed(f"grus.{i + 1}", ch))
         else:
             res.changed.update(prefixed("head", widen_in(self.head, neurons, init=init, generator=generator, plan=plan, xavier=True)))
@@ -142,14 +146,14 @@ class LCGRNN(Backbone):
     def _shrink(self, point: str, neurons: int, *, rule: str) -> SurgeryResult:
         """Remove ``neurons`` hidden units from GRU layer ``point`` (checked by :meth:`Backbone.shrink`)."""
         i = self._index(point)
-        gru = self.grus[i]
+        gru = self._gru(i)
         n = neurons
         keep = keep_appended(gru.hidden_size, n) if rule == "appended" else keep_largest(unit_norms(gru), n)
         res = SurgeryResult(point, "shrink", n)
         res.changed.update(prefixed(f"grus.{i}", narrow_gru(gru, keep)))
         self._gens[i] = [self._gens[i][j] for j in keep.tolist()]
         if i + 1 < len(self.grus):
-            res.changed.update(prefixed(f"grus.{i + 1}", narrow_gru_input(self.grus[i + 1], keep)))
+            res.changed.update(prefixed(f"grus.{i + 1}", narrow_gru_input(self._gru(i + 1), keep)))
         else:
             res.changed.update(prefixed("head", narrow_in(self.head, keep)))
         return res

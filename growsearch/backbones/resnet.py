@@ -28,7 +28,7 @@ block or branch, the units whose fan-in rows have the smallest L2 norm.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -41,6 +41,7 @@ from growsearch.growth.check import growth_point
 from growsearch.growth.init import INIT_NET2NET, Net2NetPlan, redraw_default_
 from growsearch.growth.surgery import SurgeryResult, TensorChange
 from growsearch.growth.widen import (
+    Layer,
     keep_appended,
     keep_largest,
     narrow_in,
@@ -99,17 +100,25 @@ class Stage(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.branches = nn.ModuleList()
 
+    def block(self, i: int) -> BasicBlock:
+        """Block ``i`` of the sequence (``nn.Sequential`` indexing is typed ``Module``)."""
+        return cast(BasicBlock, self.blocks[i])
+
+    def branch_blocks(self) -> list[BasicBlock]:
+        """The parallel branches, in order (``nn.ModuleList`` items are typed ``Module``)."""
+        return [cast(BasicBlock, b) for b in self.branches]
+
     @property
     def in_channels(self) -> int:
-        return self.blocks[0].conv1.in_channels
+        return self.block(0).conv1.in_channels
 
     @property
     def base_out(self) -> int:
-        return self.blocks[-1].conv2.out_channels
+        return self.block(-1).conv2.out_channels
 
     @property
     def out_channels(self) -> int:
-        return self.base_out + sum(b.conv2.out_channels for b in self.branches)
+        return self.base_out + sum(b.conv2.out_channels for b in self.branch_blocks())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.blocks(x)
@@ -131,6 +140,10 @@ class ResNet18(Backbone):
     """
 
     input_kind = "logmel"
+    stage1: Stage  # set in __init__ (setattr by name)
+    stage2: Stage
+    stage3: Stage
+    stage4: Stage
 
     def __init__(
         self,
@@ -209,25 +222,25 @@ class ResNet18(Backbone):
         if point == "head":
             return self.fc1.out_features
         stage = self._stage(point)
-        return stage.blocks[0].conv1.out_channels + sum(b.conv2.out_channels for b in stage.branches)
+        return stage.block(0).conv1.out_channels + sum(b.conv2.out_channels for b in stage.branch_blocks())
 
     def _stage(self, point: str) -> Stage:
         growth_point(self.growth_points(), point)
         return getattr(self, point)
 
-    def _consumers(self, s: int) -> list[tuple[str, nn.Module]]:
+    def _consumers(self, s: int) -> list[tuple[str, Layer]]:
         """Layers reading the output of stage ``s`` (1-based), by name: the next stage's first
         block and its parallel branches (``conv1`` and projection), or ``fc1``/``fc`` after stage 4."""
         if s == 4:
             return [("fc", self.fc)] if self.head_kind == "linear" else [("fc1", self.fc1)]
         stage: Stage = getattr(self, f"stage{s + 1}")
-        heads = [(f"stage{s + 1}.blocks.0", stage.blocks[0])]
-        heads += [(f"stage{s + 1}.branches.{j}", b) for j, b in enumerate(stage.branches)]
-        out: list[tuple[str, nn.Module]] = []
+        heads = [(f"stage{s + 1}.blocks.0", stage.block(0))]
+        heads += [(f"stage{s + 1}.branches.{j}", b) for j, b in enumerate(stage.branch_blocks())]
+        out: list[tuple[str, Layer]] = []
         for pre, block in heads:  # the first block and every parallel branch read the stage input
             out.append((f"{pre}.conv1", block.conv1))
             if block.downsample is not None:
-                out.append((f"{pre}.downsample.0", block.downsample[0]))
+                out.append((f"{pre}.downsample.0", cast(nn.Conv2d, block.downsample[0])))
         return out
 
     # ---- grow ------------------------------------------------------------------------
@@ -254,8 +267,8 @@ class ResNet18(Backbone):
     def _grow_parallel(self, point: str, k: int, init: str, generator: torch.Generator | None, res: SurgeryResult) -> None:
         s = int(point[-1])
         stage: Stage = getattr(self, point)
-        ref = stage.blocks[0].conv1.weight
-        stride = stage.blocks[0].conv1.stride[0]
+        ref = stage.block(0).conv1.weight
+        stride = stage.block(0).conv1.stride[0]
         branch = BasicBlock(stage.in_channels, k, k, stride, projection=True)
         redraw_default_(branch, generator)
         branch.to(device=ref.device, dtype=ref.dtype)
@@ -293,7 +306,7 @@ class ResNet18(Backbone):
         return SurgeryResult(point, "shrink", n, res.changed, res.added, res.removed)
 
     @staticmethod
-    def _keep(layer: nn.Module, take: int, rule: str) -> torch.Tensor:
+    def _keep(layer: Layer, take: int, rule: str) -> torch.Tensor:
         width = layer.weight.shape[0]
         if rule == "appended":
             return keep_appended(width, take)
@@ -320,7 +333,7 @@ class ResNet18(Backbone):
         s = int(point[-1])
         stage: Stage = getattr(self, point)
         idx = len(stage.branches) - 1
-        branch: BasicBlock = stage.branches[idx]
+        branch = stage.branch_blocks()[idx]
         bw = branch.conv2.out_channels
         total = stage.out_channels
         offset = total - bw  # the newest branch is the last block of channels
@@ -342,8 +355,8 @@ class ResNet18(Backbone):
             res.changed[f"{pre}.conv2.weight"] = TensorChange.kept(conv2_shape, {0: keep_out, 1: keep_inner})
             res.changed.update(prefixed(f"{pre}.bn2", narrow_norm(branch.bn2, keep_out)))
             assert branch.downsample is not None  # branches are always built with a projection
-            res.changed.update(prefixed(f"{pre}.downsample.0", narrow_out(branch.downsample[0], keep_out)))
-            res.changed.update(prefixed(f"{pre}.downsample.1", narrow_norm(branch.downsample[1], keep_out)))
+            res.changed.update(prefixed(f"{pre}.downsample.0", narrow_out(cast(nn.Conv2d, branch.downsample[0]), keep_out)))
+            res.changed.update(prefixed(f"{pre}.downsample.1", narrow_norm(cast(nn.BatchNorm2d, branch.downsample[1]), keep_out)))
             keep_cols = torch.cat([torch.arange(offset), offset + keep_out])
         for name, layer in self._consumers(s):
             res.changed.update(prefixed(name, narrow_in(layer, keep_cols)))

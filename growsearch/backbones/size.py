@@ -15,13 +15,14 @@ import copy
 import json
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from growsearch.bounds import NEURONS_MAX
 from growsearch.errors import ConfigError, GrowsearchError, ScheduleError
 from growsearch.schedule import GrowthEvent, GrowthSchedule
+from growsearch.vocabulary import Init
 
 MAX_PARAMS_ENV = "GROWSEARCH_MAX_PARAMS"
 #: Parameters a model may reach by default (about 16 GB to train with Adam in fp32).
@@ -190,7 +191,8 @@ def _all_points_grown(model: Any, space: Any, pick: int) -> GrowthSchedule:
         forms = [f for f in (ps.forms or space.forms or gp.forms) if f in gp.forms] or list(gp.forms)
         form = forms[pick]
         inits = gp.inits_for(form)
-        init = "zero_fanout" if "zero_fanout" in inits else (inits[0] if inits else "random")
+        # one of the point's inits (GrowthEvent validates it)
+        init = cast(Init, "zero_fanout" if "zero_fanout" in inits else (inits[0] if inits else "random"))
         n = max(1, space.events.max) * ps.neurons.high
         events.append(GrowthEvent(point=name, epoch=0, action="grow", neurons=-(-n // gp.step) * gp.step, form=form, init=init))
     return GrowthSchedule(events=tuple(events)) if events else GrowthSchedule.empty()

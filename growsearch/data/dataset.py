@@ -14,6 +14,7 @@ which would keep the workers' copy at the old epoch).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,7 +166,7 @@ class Splits:
     root: Path
     asv: dict[str, AsvFiles] = field(default_factory=dict)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[tuple[str, ClipDataset]]:
         yield from (("train", self.train), ("dev", self.dev), ("eval", self.eval))
 
     @property

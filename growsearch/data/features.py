@@ -56,6 +56,10 @@ class LogMel(nn.Module):
 class LFCC(nn.Module):
     """ASVspoof 2019 baseline LFCC with deltas. ``(batch, samples)`` -> ``(batch, 60, frames)``."""
 
+    window: torch.Tensor  # buffers (registered in __init__)
+    fbank: torch.Tensor
+    dct: torch.Tensor
+
     def __init__(self, *, n_filter: int = 20, n_lfcc: int = 20, win_length: int = 320, hop_length: int = 160,
                  n_fft: int = 512, preemphasis: float = 0.97, deltas: bool = True) -> None:
         super().__init__()
@@ -96,6 +100,8 @@ def _delta(c: torch.Tensor) -> torch.Tensor:
 
 class Cepstrum(nn.Module):
     """DCT of the log power spectrum. ``(batch, samples)`` -> ``(batch, n_ceps, frames)``."""
+
+    dct: torch.Tensor  # buffer (registered in __init__)
 
     def __init__(self, *, n_ceps: int = 20, n_fft: int = 1024, hop_length: int = 512) -> None:
         super().__init__()

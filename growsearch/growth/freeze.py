@@ -230,7 +230,7 @@ class FreezePolicy:
         if not self.masks:
             return
         with torch.no_grad():
-            for name, p, mask, _ in self._masked():
+            for _name, p, mask, _ in self._masked():
                 if p.grad is not None:
                     p.grad.mul_(mask.to(p.grad.dtype))
 

@@ -51,6 +51,11 @@ def refresh_flat_weights(gru: nn.GRU) -> None:
     gru.flatten_parameters()
 
 
+def _detached(gru: nn.GRU, name: str) -> torch.Tensor:
+    """``gru.<name>.detach()`` (torch's stubs type the per-layer weights ``Tensor | Module``)."""
+    return getattr(gru, name).detach()
+
+
 def _params(gru: nn.GRU) -> list[str]:
     names = ["weight_ih_l0", "weight_hh_l0"]
     if gru.bias:
@@ -93,7 +98,7 @@ def widen_gru(gru: nn.GRU, k: int, *, init: str, generator: torch.Generator | No
         return out
 
     # weight_ih: (3H, in) -> (3H', in)
-    w_ih = gru.weight_ih_l0.detach()
+    w_ih = _detached(gru, "weight_ih_l0")
     if init == INIT_NET2NET:
         assert plan is not None
         rows_ih = w_ih[gate_rows(h, plan.sources)]
@@ -101,7 +106,7 @@ def widen_gru(gru: nn.GRU, k: int, *, init: str, generator: torch.Generator | No
         rows_ih = xavier_uniform((GATES * hn, w_ih.shape[1]), generator, dtype=w_ih.dtype).to(w_ih.device)[new_pos_new]
     new_ih = place(w_ih, rows_ih)
     # weight_hh: (3H, H) -> (3H', H')
-    w_hh = gru.weight_hh_l0.detach()
+    w_hh = _detached(gru, "weight_hh_l0")
     if init == INIT_NET2NET:
         assert plan is not None
         scaled, cols = plan.split_columns(w_hh, dim=1)
@@ -142,7 +147,7 @@ def widen_gru_input(gru: nn.GRU, k: int, *, init: str, generator: torch.Generato
         ``{"weight_ih_l0": change}``.
     """
     _check_plain(gru)
-    w = gru.weight_ih_l0.detach()
+    w = _detached(gru, "weight_ih_l0")
     if init == INIT_RANDOM:
         cols = xavier_uniform((w.shape[0], w.shape[1] + k), generator, dtype=w.dtype).to(w.device)[:, w.shape[1] :]
         new = torch.cat([w, cols], dim=1)
@@ -168,10 +173,10 @@ def narrow_gru(gru: nn.GRU, keep: torch.Tensor) -> dict[str, TensorChange]:
     keep = keep.to(torch.long)
     rows = gate_rows(h, keep)
     changes: dict[str, TensorChange] = {}
-    w_ih = gru.weight_ih_l0.detach()
+    w_ih = _detached(gru, "weight_ih_l0")
     changes["weight_ih_l0"] = TensorChange.kept(tuple(w_ih.shape), {0: rows})
     set_param(gru, "weight_ih_l0", w_ih[rows.to(w_ih.device)])
-    w_hh = gru.weight_hh_l0.detach()
+    w_hh = _detached(gru, "weight_hh_l0")
     changes["weight_hh_l0"] = TensorChange.kept(tuple(w_hh.shape), {0: rows, 1: keep})
     set_param(gru, "weight_hh_l0", w_hh[rows.to(w_hh.device)][:, keep.to(w_hh.device)])
     if gru.bias:
@@ -188,7 +193,7 @@ def narrow_gru_input(gru: nn.GRU, keep: torch.Tensor) -> dict[str, TensorChange]
     """Keep only input columns ``keep`` (sorted indices) of ``gru``."""
     _check_plain(gru)
     keep = keep.to(torch.long)
-    w = gru.weight_ih_l0.detach()
+    w = _detached(gru, "weight_ih_l0")
     set_param(gru, "weight_ih_l0", w[:, keep.to(w.device)])
     gru.input_size = len(keep)
     refresh_flat_weights(gru)
@@ -199,5 +204,5 @@ def unit_norms(gru: nn.GRU) -> torch.Tensor:
     """L2 norm of each hidden unit's fan-in (its rows in all gates of ``weight_ih`` and
     ``weight_hh``): ``(H,)``."""
     h = gru.hidden_size
-    sq = gru.weight_ih_l0.detach().pow(2).sum(1) + gru.weight_hh_l0.detach().pow(2).sum(1)  # (3H,)
+    sq = _detached(gru, "weight_ih_l0").pow(2).sum(1) + _detached(gru, "weight_hh_l0").pow(2).sum(1)  # (3H,)
     return sq.view(GATES, h).sum(0).sqrt()

@@ -51,7 +51,7 @@ def _fan_in(weight: torch.Tensor) -> int:
     return weight.shape[1] * math.prod(weight.shape[2:])
 
 
-def _set_width(module: nn.Module, *, out: int | None = None, inp: int | None = None) -> None:
+def _set_width(module: Layer, *, out: int | None = None, inp: int | None = None) -> None:
     if isinstance(module, nn.Linear):
         if out is not None:
             module.out_features = out

@@ -124,7 +124,7 @@ class StudyData:
         """A warning when the study's FLOPs were counted under different definitions
         (:func:`growsearch.metrics.flops_definition.flops_definitions_warning`; the study's
         ``flops_definition`` attr and the loaded trials' metrics), else None."""
-        from growsearch.metrics.flops_definition import flops_definitions_warning  # noqa: PLC0415
+        from growsearch.metrics.flops_definition import flops_definitions_warning
 
         return flops_definitions_warning(self.user_attrs, [p.metrics for p in self.points if p.attrs_loaded])
 
@@ -203,11 +203,11 @@ def load_study_data(study: optuna.Study, *, full: bool = False) -> StudyData:
     ``study.get_trials(deepcopy=False)``.
     """
     if not full:
-        from growsearch.report.fastread import rdb_of  # noqa: PLC0415
+        from growsearch.report.fastread import rdb_of
 
         rdb = rdb_of(study)
         if rdb is not None:
-            import sqlalchemy as sa  # noqa: PLC0415
+            import sqlalchemy as sa
 
             try:
                 return _load_fast(study, rdb)
@@ -259,8 +259,8 @@ def _finish(
 
 
 def _load_fast(study: optuna.Study, rdb: Any) -> StudyData:
-    from growsearch.report.fastread import read_rows  # noqa: PLC0415
-    from growsearch.search.optuna_private import study_id_of  # noqa: PLC0415
+    from growsearch.report.fastread import read_rows
+    from growsearch.search.optuna_private import study_id_of
 
     objectives = objectives_of(study)
     rows = read_rows(rdb, study_id_of(study), len(objectives), user_keys=(TRIAL_REFERENCE.key, TRIAL_FAIL_REASON.key),
@@ -298,11 +298,11 @@ def schedule_summary(schedule: dict[str, Any] | None) -> str:
     """``+64 gru2@3 (inplace, random); -all grown gru2@6 (appended)`` or ``(no growth)``."""
     if not schedule or not schedule.get("events"):
         return "(no growth)"
-    from growsearch.schedule import GrowthSchedule  # noqa: PLC0415
+    from growsearch.schedule import GrowthSchedule
 
     try:
         return "; ".join(e.describe() for e in GrowthSchedule.from_dict(schedule).events)
-    except Exception:  # a report must still show a schedule this version cannot parse
+    except Exception:  # noqa: BLE001 - a report must still show a schedule this version cannot parse
         return str(schedule.get("events"))
 
 
@@ -345,7 +345,7 @@ def front_table(data: StudyData) -> str:
 
 def front_csv(data: StudyData) -> str:
     """The Pareto set as CSV: ``number, <objectives>..., reference, schedule`` (schedule as JSON)."""
-    import json  # noqa: PLC0415
+    import json
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -92,7 +92,8 @@ def hv_space(
     else:
         ref = np.asarray(list(reference), dtype=float)
         if ref.shape != (m,):
-            raise ConfigError(f"hypervolume reference has {ref.size} values but the study has {m} objectives ({', '.join(o.name for o in objectives)})")
+            names = ", ".join(o.name for o in objectives)
+            raise ConfigError(f"hypervolume reference has {ref.size} values but the study has {m} objectives ({names})")
     return HVSpace(reference=ref, lower=lower)
 
 

@@ -47,7 +47,7 @@ import math
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -376,7 +376,7 @@ class SearchSpace(BaseModel):
                     r = rule if rule in rules else next((x for x in self.plasticity.rules if x in rules), None)
                     if r is None:
                         continue
-                    events.append(GrowthEvent(point=point, epoch=at, action="shrink", neurons=None, rule=r, freeze="all",
+                    events.append(GrowthEvent(point=point, epoch=at, action="shrink", neurons=None, rule=cast(ShrinkRule, r), freeze="all",
                                               optimizer_state="fresh", lr=lr))
         sched = GrowthSchedule.of(events, label=label)
         return sched.validate_for(pts, epochs, source="decoded schedule")
