@@ -15,11 +15,11 @@ from growsearch.report.hypervolume import hypervolume, hypervolume_history
 
 
 def _mn(name: str) -> Objective:
-    return Objective(name, "minimize")
+    return Objective.recorded(name, "minimize")
 
 
 def _mx(name: str) -> Objective:
-    return Objective(name, "maximize")
+    return Objective.recorded(name, "maximize")
 
 
 CASES = {

@@ -88,6 +88,9 @@ class Backbone(nn.Module, ABC):
     pretrained_option: ClassVar[bool] = False
     #: the front-end module (set by each subclass's ``__init__``).
     frontend: nn.Module
+    #: ``model.max_params`` of the config that built it (``None``: the default limit); the size
+    #: check of :meth:`check_schedule` counts against it.
+    max_params: int | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -205,7 +208,7 @@ class Backbone(nn.Module, ABC):
             return
         from growsearch.backbones.size import max_params_limit, meta_copy, peak_params, size_message
 
-        msg = size_message(peak_params(meta_copy(self), [schedule]), max_params_limit(getattr(self, "max_params", None)), source)
+        msg = size_message(peak_params(meta_copy(self), [schedule]), max_params_limit(self.max_params), source)
         if msg:
             raise ScheduleError(msg)
 
