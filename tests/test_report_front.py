@@ -23,7 +23,7 @@ from growsearch.report.front import Objective, load_study_data, pareto_mask
 from growsearch.report.hypervolume import hv_space, hypervolume, hypervolume_history
 from growsearch.report.timeline import Mark, Segment, run_epochs, schedule_timeline
 from growsearch.schedule import load_schedules
-from growsearch.search.attrs import STUDY_CONFIG_HASH
+from growsearch.search.attrs import STUDY_CONFIG_HASH, TRIAL_DUPLICATE_OF
 from growsearch.search.storage import open_storage
 
 from synthetic_study import build_demo_study, create_study, make_trial
@@ -321,3 +321,29 @@ def test_postgres_fast_read_and_cli_hide_password(tmp_path: Path) -> None:
         for text in (out.read_text(), r.stdout, r.stderr, r2.stdout, r2.stderr):
             assert password not in text
     optuna.delete_study(study_name=name, storage=open_storage(url, heartbeat=False))
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_duplicate_proposals_are_not_failures(tmp_path: Path, full: bool) -> None:
+    """A proposal recorded FAIL with ``duplicate_of`` (never trained) is listed apart from real
+    failures, by the fast (RDB) and the full reader alike, and ``show`` says so."""
+    url = f"sqlite:///{tmp_path / 'dup.db'}"
+    study = create_study(open_storage(url, heartbeat=False), "dup", ("dev_eer", "params"))
+    dup = make_trial(None, state=optuna.trial.TrialState.FAIL, fail_reason="duplicate schedule: trial 0 has the same schedule")
+    dup.set_user_attr(TRIAL_DUPLICATE_OF.key, 0)
+    study.add_trials([
+        make_trial((0.1, 300.0), schedule=SCHED_A),
+        dup,
+        make_trial(None, state=optuna.trial.TrialState.FAIL, fail_reason="NaN loss at epoch 3"),
+    ])
+    data = load_study_data(study, full=full)
+    assert data.duplicates == [(1, 0)]
+    assert data.failed == [(2, "NaN loss at epoch 3")]
+    assert data.counts["FAIL"] == 2  # Optuna's states are reported as they are
+    if not full:
+        out = CliRunner().invoke(cli, ["show", "dup", "--storage", url])
+        assert out.exit_code == 0, out.output
+        assert "duplicate proposals (not trained, resampled): 1: #1 = #0" in out.output
+        assert "failed trials: 1\n  #2: NaN loss at epoch 3" in out.output
+        js = json.loads(CliRunner().invoke(cli, ["show", "dup", "--storage", url, "--json"]).output)
+        assert js["duplicates"] == [{"trial": 1, "duplicate_of": 0}] and [f["trial"] for f in js["failed"]] == [2]

@@ -42,6 +42,7 @@ def show_data(data: StudyData, reference: str = "nadir") -> dict[str, Any]:
     out["best_eer"] = None if b is None else {"value": b.values[data.index(EER)], "trial": b.number}
     out["references"] = [{"trial": p.number, "reference": p.reference} for p in data.references]
     out["failed"] = [{"trial": n, "reason": r} for n, r in data.failed]
+    out["duplicates"] = [{"trial": n, "duplicate_of": twin} for n, twin in data.duplicates]
     out["flops_definition"] = STUDY_FLOPS_DEFINITION.get(data.user_attrs) or LEGACY_FLOPS_DEFINITION
     out["flops_warning"] = data.flops_warning()
     return out
@@ -76,6 +77,9 @@ def command(study: str, storage: str | None, as_json: bool, reference: str) -> N
     lines.append(f"flops definition: {d['flops_definition']}")
     if d["flops_warning"]:
         lines.append(f"warning: {d['flops_warning']}")
+    if d["duplicates"]:  # FAIL in Optuna's states, but proposals that were never trained, not failures
+        lines.append(f"duplicate proposals (not trained, resampled): {len(d['duplicates'])}: "
+                     + ", ".join(f"#{x['trial']} = #{x['duplicate_of']}" for x in d["duplicates"]))
     lines.append(f"failed trials: {len(d['failed'])}")
     for f in d["failed"]:
         lines.append(f"  #{f['trial']}: {f['reason']}")

@@ -33,6 +33,7 @@ from growsearch.errors import ConfigError
 from growsearch.search.attrs import (
     OPTUNA_FAIL_REASON,
     TRIAL_CURVES,
+    TRIAL_DUPLICATE_OF,
     TRIAL_FAIL_REASON,
     TRIAL_METRICS,
     TRIAL_REFERENCE,
@@ -85,8 +86,11 @@ class StudyData:
         points: COMPLETE trials with finite values, sorted by trial number.
         on_front: boolean mask over ``points``: Pareto-optimal.
         counts: number of trials per state name (``COMPLETE``, ``FAIL``, ...).
-        failed: ``(number, reason)`` for each FAIL trial (``fail_reason`` user attr, or
-            Optuna's ``fail_reason`` system attr, or ``"(no reason recorded)"``).
+        failed: ``(number, reason)`` for each FAIL trial that was a real failure
+            (``fail_reason`` user attr, or Optuna's ``fail_reason`` system attr, or
+            ``"(no reason recorded)"``).
+        duplicates: ``(number, twin)`` for each proposal recorded FAIL without training
+            because trial ``twin`` has the same schedule (``duplicate_of``); not failures.
         user_attrs: the study's user attrs (``config``, ``config_hash``, ``versions``...).
     """
 
@@ -97,6 +101,7 @@ class StudyData:
     counts: dict[str, int]
     failed: list[tuple[int, str]]
     user_attrs: dict[str, Any]
+    duplicates: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -227,9 +232,11 @@ def _load_full(study: optuna.Study) -> StudyData:
         if t.state == TrialState.COMPLETE and t.values is not None and len(t.values) == m and all(math.isfinite(v) for v in t.values)
     ]
     points.sort(key=lambda p: p.number)
-    failed = [(t.number, _fail_reason(t)) for t in trials if t.state == TrialState.FAIL]
+    fails = [t for t in trials if t.state == TrialState.FAIL]
+    duplicates = [(t.number, twin) for t in fails if (twin := TRIAL_DUPLICATE_OF.get(t)) is not None]
+    failed = [(t.number, _fail_reason(t)) for t in fails if TRIAL_DUPLICATE_OF.get(t) is None]
     constrained = any(len(t.constraints) > 0 for t in trials)
-    return _finish(study, objectives, points, counts, failed, constrained)
+    return _finish(study, objectives, points, counts, failed, constrained, duplicates)
 
 
 def front_mask(values: np.ndarray, objectives: list[Objective], feasible: np.ndarray, constrained: bool) -> np.ndarray:
@@ -243,7 +250,13 @@ def front_mask(values: np.ndarray, objectives: list[Objective], feasible: np.nda
 
 
 def _finish(
-    study: optuna.Study, objectives: list[Objective], points: list[TrialPoint], counts: Counter[str], failed: list[tuple[int, str]], constrained: bool
+    study: optuna.Study,
+    objectives: list[Objective],
+    points: list[TrialPoint],
+    counts: Counter[str],
+    failed: list[tuple[int, str]],
+    constrained: bool,
+    duplicates: list[tuple[int, int]],
 ) -> StudyData:
     data = StudyData(
         name=study.study_name,
@@ -253,6 +266,7 @@ def _finish(
         counts={s.name: counts.get(s.name, 0) for s in TrialState},
         failed=sorted(failed),
         user_attrs=dict(study.user_attrs),
+        duplicates=sorted(duplicates),
     )
     data.on_front = front_mask(data.values_array(), objectives, np.asarray([p.feasible for p in points], dtype=bool), constrained)
     return data
@@ -263,7 +277,7 @@ def _load_fast(study: optuna.Study, rdb: Any) -> StudyData:
     from growsearch.search.optuna_private import study_id_of
 
     objectives = objectives_of(study)
-    rows = read_rows(rdb, study_id_of(study), len(objectives), user_keys=(TRIAL_REFERENCE.key, TRIAL_FAIL_REASON.key),
+    rows = read_rows(rdb, study_id_of(study), len(objectives), user_keys=(TRIAL_REFERENCE.key, TRIAL_FAIL_REASON.key, TRIAL_DUPLICATE_OF.key),
                      system_keys=(OPTUNA_FAIL_REASON,))
     counts = Counter(rows.states)
     complete = np.asarray([s == "COMPLETE" for s in rows.states], dtype=bool)
@@ -285,12 +299,18 @@ def _load_fast(study: optuna.Study, rdb: Any) -> StudyData:
         if on_front[k] or p.reference:
             points[k] = _point(rdb.get_trial(ids[k]))
     failed = []
+    duplicates = []
     for i, s in enumerate(rows.states):
         if s == "FAIL":
             tid = int(rows.trial_ids[i])
+            twin = TRIAL_DUPLICATE_OF.get({k: col[tid] for k, col in rows.user_attr.items() if tid in col})
+            if twin is not None:
+                duplicates.append((int(rows.numbers[i]), twin))
+                continue
             r = rows.user_attr[TRIAL_FAIL_REASON.key].get(tid) or rows.system_attr[OPTUNA_FAIL_REASON].get(tid)
             failed.append((int(rows.numbers[i]), str(r).splitlines()[0] if r else "(no reason recorded)"))
-    return _finish(study, objectives, points, counts, failed, constrained)
+    return _finish(study, objectives, points, counts, failed, constrained, duplicates)
+
 
 
 # ---- table / JSON / CSV ------------------------------------------------------------------
