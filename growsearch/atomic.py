@@ -1,14 +1,17 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then ``os.replace``.
 
 A killed process or a full disk leaves either the old file or the new one, never half of
-one; the temporary file is removed on any failure.
+one; the temporary file is removed on any failure. :func:`exclusive_lock` serialises the
+processes that build the same folder (the generated corpus, a feature-cache entry).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,3 +46,24 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         fh.write(text)
 
     return atomic_write(path, write)
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (created if missing) for the ``with`` body.
+
+    Best effort: where the lock file cannot be opened or locked (a read-only folder, a network
+    file system without locks) the body runs unlocked, so callers still finish their work
+    with an atomic rename and re-check what another process may have written meanwhile.
+    """
+    try:
+        lock = open(lock_path, "a")  # noqa: SIM115 - held until the body ends
+    except OSError:
+        yield
+        return
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield

@@ -52,7 +52,6 @@ with a warning.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -71,6 +70,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from growsearch.atomic import exclusive_lock
 from growsearch.data.audio import fix_length, read_audio
 from growsearch.data.dataset import ClipDataset, Item, Splits, listed_at
 from growsearch.data.decode_check import CHECK_VERSION
@@ -370,11 +370,7 @@ def ensure_entry(cache_root: Path, items: list[Item], *, split: str, clip_sample
     if entry is not None:
         return entry
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{key}.lock", "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        except OSError:  # no locks (some network file systems): the atomic rename still holds
-            pass
+    with exclusive_lock(path.parent / f".{key}.lock"):  # without locks the atomic rename still holds
         entry = open_entry(path, key)  # another process built it while we waited
         if entry is not None:
             return entry

@@ -30,7 +30,6 @@ benchmarks and searches.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from growsearch.atomic import exclusive_lock
 from growsearch.data import synthetic_bench
 from growsearch.errors import DataError
 
@@ -374,23 +374,10 @@ def ensure_corpus(root: str | Path, *, seed: int = 0, size: str = "small") -> bo
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"{root}: cannot create the folder for the synthetic corpus: {exc.strerror or exc}") from None
-    lock_path = parent / f".{root.name}.lock"
-    try:
-        lock = open(lock_path, "a")  # noqa: SIM115 - held until generation ends
-    except OSError:
-        lock = None
-    try:
-        if lock is not None:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            except OSError:
-                pass
+    with exclusive_lock(parent / f".{root.name}.lock"):
         if _check_existing(root, seed, size):  # another process generated it meanwhile
             return False
         return _generate_and_rename(root, parent, seed, size)
-    finally:
-        if lock is not None:
-            lock.close()
 
 
 def _generate_and_rename(root: Path, parent: Path, seed: int, size: str) -> bool:
