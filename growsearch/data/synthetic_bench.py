@@ -24,8 +24,8 @@ cannot represent all of it:
   both unnormalised in c0 and c1, which made its training seed-dependent.
   Measured with ``bench/corpus_difficulty.py`` (3 seeds, 10 epochs; ``bench/results/CALIBRATION.md``):
   the tiny LC-GRNN (lr 3e-3) reaches 0.230 dev EER at its baseline width and 0.165 at the
-  grown width (seed sd 0.020); the tiny ResNet18 learns this version easily (about 0.12 at
-  both widths), so it shows no width gap.
+  grown width (seed sd 0.020); the tiny ResNet18 0.135 and 0.107 (gap 0.029, below the 0.05
+  target; version 1: 0.187 and 0.140).
 - **Channel cues** (:data:`CUE_P`, off in version 2): a bona fide utterance may carry one
   artefact of a train/dev system alone, so only a system's pair of artefacts marks a spoof;
   a capacity requirement measured in ``CALIBRATION.md``, not yet calibrated.
