@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from growsearch.data import DataConfig, build_splits, synthetic
@@ -63,3 +64,15 @@ def test_full_profile_protocol() -> None:
 
 def test_config_accepts_bench() -> None:
     assert DataConfig(dataset="synthetic", synth_size="bench").synth_size == "bench"
+
+
+def test_channel_cue_is_one_train_system_artefact_and_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bona fide "channel cue" (CUE_P > 0) is one artefact of a train/dev system, the same for the same seed."""
+    spk = synthetic.Speaker(name="LA_0001", f0=120.0, formant_scale=1.0, tilt=1.0, breath=0.05)
+    plain = bench.utterance(0, 1, 5, "bonafide", spk)
+    monkeypatch.setattr(bench, "CUE_P", 1.0)
+    a, b = bench.utterance(0, 1, 5, "bonafide", spk), bench.utterance(0, 1, 5, "bonafide", spk)
+    assert np.array_equal(a, b) and not np.array_equal(a, plain)
+    pool = {c for s in bench.TRAIN_DEV_SYSTEMS for c in bench.system_components(0, s)}
+    cue = bench.channel_cue(0, np.random.default_rng(7))
+    assert len(cue) == 1 and cue[0] in pool
