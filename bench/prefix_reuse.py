@@ -2,13 +2,17 @@
 
 The quickstart study (real training on the generated corpus) runs twice with the same
 sampler seed, one trial at a time so both runs see the same proposals: once with
-``execution.prefix_reuse: true`` (trials whose schedules share their first growth epoch
-load the trained baseline prefix from the cache) and once with it off. Reported: training
-FLOPs actually spent (sum over COMPLETE trials of ``train_flops - train_flops_saved``),
-epochs reused, wall time of each run, and whether both runs reached the same objective
-values (prefix reuse must not change results). Usage::
+``execution.prefix_reuse: true`` (a trial starts from the longest training state the prefix
+cache holds for its schedule: the baseline epochs before its first growth, or also a grown
+phase it shares with an earlier trial) and once with it off. Reported: ``saved_fraction``,
+the share of the study's training FLOPs that the cache saved (sum over COMPLETE trials of
+``train_flops_saved`` / ``train_flops``); ``identical``, whether both runs proposed the same
+schedules and reached the same objective values for each (reuse must not change results);
+training FLOPs actually spent, epochs reused (and how many of them lie after a trial's first
+growth, which the first-growth-only cache could not reuse), cache hits, wall time of each run.
+Usage::
 
-    python bench/prefix_reuse.py [--trials 8] [--concurrent 1]
+    python bench/prefix_reuse.py [--trials 12] [--concurrent 1]
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+
+from growsearch.search.attrs import TRIAL_METRICS, TRIAL_SCHEDULE
 
 ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -42,17 +48,25 @@ def run(reuse: bool, trials: int, concurrent: int, work: Path) -> dict[str, Any]
     wall = time.perf_counter() - t0
     study = optuna.load_study(study_name=name, storage=cfg.default_storage)
     done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
-    total = sum(float(t.user_attrs["metrics"].get("train_flops") or 0) for t in done)
-    saved = sum(float(t.user_attrs["metrics"].get("train_flops_saved") or 0) for t in done)
-    epochs = sum(int(t.user_attrs["metrics"].get("prefix_epochs_reused") or 0) for t in done)
-    train_s = sum(float(t.user_attrs["metrics"].get("wall_s") or 0) for t in done)
+    metrics = [TRIAL_METRICS.get(t) or {} for t in done]
+    total = sum(float(m.get("train_flops") or 0) for m in metrics)
+    saved = sum(float(m.get("train_flops_saved") or 0) for m in metrics)
+    reused = [int(m.get("prefix_epochs_reused") or 0) for m in metrics]
+    train_s = sum(float(m.get("wall_s") or 0) for m in metrics)
+    beyond = 0
+    for t, n in zip(done, reused):
+        events = (TRIAL_SCHEDULE.get(t) or {}).get("events") or []
+        first = min((int(e["epoch"]) for e in events), default=cfg.epochs)
+        beyond += max(0, n - first)
     return {
         "wall_s": round(wall, 2),
         "trial_train_wall_s": round(train_s, 2),
         "train_flops_if_no_reuse": total,
         "train_flops_spent": total - saved,
         "train_flops_saved": saved,
-        "prefix_epochs_reused": epochs,
+        "prefix_epochs_reused": sum(reused),
+        "prefix_epochs_reused_after_first_growth": beyond,
+        "cache_hits": sum(1 for n in reused if n > 0),
         "complete": len(done),
         "values": {json.dumps(t.params, sort_keys=True) if not t.user_attrs.get("reference") else t.user_attrs["reference"]: t.values for t in done},
     }
@@ -60,7 +74,7 @@ def run(reuse: bool, trials: int, concurrent: int, work: Path) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=8)
+    ap.add_argument("--trials", type=int, default=12, help="COMPLETE trials per run (default: the quickstart's budget)")
     ap.add_argument("--concurrent", type=int, default=1)
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="gs_prefix"))
@@ -68,13 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     off = run(False, args.trials, args.concurrent, work)
     common = set(on["values"]) & set(off["values"])
     same = all(on["values"][k] == off["values"][k] for k in common)
+    identical = same and set(on["values"]) == set(off["values"]) and on["complete"] == off["complete"] > 0
+    saved_fraction = round(on["train_flops_saved"] / on["train_flops_if_no_reuse"], 4) if on["train_flops_if_no_reuse"] else 0.0
     res = {
         "study": "studies/quickstart.yaml",
         "trials": args.trials,
         "concurrent": args.concurrent,
         "with_reuse": {k: v for k, v in on.items() if k != "values"},
         "without_reuse": {k: v for k, v in off.items() if k != "values"},
-        "compute_saved_fraction": round(on["train_flops_saved"] / on["train_flops_if_no_reuse"], 4) if on["train_flops_if_no_reuse"] else 0.0,
+        "saved_fraction": saved_fraction,
+        "identical": identical,
+        "compute_saved_fraction": saved_fraction,
         "spent_ratio_with_vs_without": round(on["train_flops_spent"] / off["train_flops_spent"], 4) if off["train_flops_spent"] else None,
         "schedules_in_both_runs": len(common),
         "same_objective_values_where_both_ran": same,
