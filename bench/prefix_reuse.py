@@ -10,9 +10,16 @@ the share of the study's training FLOPs that the cache saved (sum over COMPLETE 
 schedules and reached the same objective values for each (reuse must not change results);
 training FLOPs actually spent, epochs reused (and how many of them lie after a trial's first
 growth, which the first-growth-only cache could not reuse), cache hits, wall time of each run.
+Wall times are not comparable between the runs on a shared machine (and the first run also
+generates the corpus); the FLOPs are.
+
+``--paper-pair`` adds two reference trials to the study (a separate measurement, not the
+quickstart's): the paper's dropin (unfrozen) and plasticity schedules sized for the quickstart
+model, which share their growth at epoch 2, so the plasticity trial starts from the state
+after the dropin trial's grown epochs (what the first-growth-only cache could not reuse).
 Usage::
 
-    python bench/prefix_reuse.py [--trials 12] [--concurrent 1]
+    python bench/prefix_reuse.py [--trials 12] [--concurrent 1] [--paper-pair]
 """
 
 from __future__ import annotations
@@ -34,14 +41,29 @@ ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def run(reuse: bool, trials: int, concurrent: int, work: Path) -> dict[str, Any]:
+#: The paper's dropin (unfrozen) and plasticity schedules at the quickstart's size (6 epochs):
+#: +8 units in GRU layer 2 after 2 baseline epochs; plasticity drops them again at epoch 4.
+PAPER_GROW = {"point": "gru2", "epoch": 2, "neurons": 8, "form": "inplace", "init": "random", "freeze": "all",
+              "optimizer_state": "fresh"}
+PAPER_PAIR = {
+    "pair-dropin": [PAPER_GROW],
+    "pair-plasticity": [PAPER_GROW, {"point": "gru2", "epoch": 4, "action": "shrink", "rule": "appended"}],
+}
+
+
+def run(reuse: bool, trials: int, concurrent: int, work: Path, paper_pair: bool = False) -> dict[str, Any]:
+    from growsearch.schedule import GrowthSchedule
     from growsearch.search.runner import run_study
-    from growsearch.search.study import Budget, load_study_config
+    from growsearch.search.study import Budget, Reference, load_study_config
 
     cfg = load_study_config(ROOT / "studies" / "quickstart.yaml")
     ex = cfg.execution.model_copy(update={"prefix_reuse": reuse, "max_concurrent": concurrent})
     name = f"reuse_{'on' if reuse else 'off'}"
-    cfg = cfg.model_copy(update={"name": name, "outputs": str(work / name), "budget": Budget(trials=trials), "execution": ex})
+    refs = cfg.reference
+    if paper_pair:
+        refs = (*refs, *(Reference(label=k, schedule=GrowthSchedule.of(v, label=k)) for k, v in PAPER_PAIR.items()))
+    cfg = cfg.model_copy(update={"name": name, "outputs": str(work / name), "budget": Budget(trials=trials), "execution": ex,
+                                 "reference": refs})
     lines: list[str] = []
     t0 = time.perf_counter()
     run_study(cfg, log=lines.append, progress_every=1e9)
@@ -76,16 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=12, help="COMPLETE trials per run (default: the quickstart's budget)")
     ap.add_argument("--concurrent", type=int, default=1)
+    ap.add_argument("--paper-pair", action="store_true", help="add the paper's dropin + plasticity pair as reference trials")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="gs_prefix"))
-    on = run(True, args.trials, args.concurrent, work)
-    off = run(False, args.trials, args.concurrent, work)
+    on = run(True, args.trials, args.concurrent, work, args.paper_pair)
+    off = run(False, args.trials, args.concurrent, work, args.paper_pair)
     common = set(on["values"]) & set(off["values"])
     same = all(on["values"][k] == off["values"][k] for k in common)
     identical = same and set(on["values"]) == set(off["values"]) and on["complete"] == off["complete"] > 0
     saved_fraction = round(on["train_flops_saved"] / on["train_flops_if_no_reuse"], 4) if on["train_flops_if_no_reuse"] else 0.0
     res = {
-        "study": "studies/quickstart.yaml",
+        "study": "studies/quickstart.yaml" + (" + the paper's dropin/plasticity pair as references" if args.paper_pair else ""),
         "trials": args.trials,
         "concurrent": args.concurrent,
         "with_reuse": {k: v for k, v in on.items() if k != "values"},

@@ -115,3 +115,34 @@ def test_corrupt_entry_is_rebuilt_and_eviction_keeps_results(corpus: Path, tmp_p
     assert third.metrics["prefix_epochs_reused"] == 0
     assert small.size() == 0 and sum("evicted 1 least recently used entry" in m for m in logs) == 2
     assert comparable(tmp_path / "c") == comparable(tmp_path / "a")
+
+
+@pytest.mark.slow
+def test_checkpoint_of_state_format_2_resumes_without_writing_prefixes(corpus: Path, tmp_path: Path) -> None:
+    """A resumable checkpoint written before window_best (format 2: ``best`` + ``prefix_best``)
+    still resumes to the same result; its incomplete windows never become a prefix entry."""
+    import torch
+
+    cfg = make_config(corpus, 3, "last_phase")
+    sched = schedules("all", "fresh")["dropin"]
+    full = train(cfg, sched, out_dir=tmp_path / "full", resume=False, log=quiet)
+
+    class Stop(Exception):
+        pass
+
+    def stop(record: dict[str, Any], _ckpt: Path) -> None:
+        if record["epoch"] == 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, sched, out_dir=tmp_path / "old", resume=False, on_epoch=stop, log=quiet)
+    state = tmp_path / "old" / "checkpoint" / "state.pt"
+    blob = torch.load(state, weights_only=True)
+    wb = blob["extra"].pop("window_best")
+    blob["extra"].update(state_format=2, prefix_best=wb.get(0), best=wb.get(1))
+    torch.save(blob, state)
+    cache = tmp_path / "cache"
+    resumed = train(cfg, sched, out_dir=tmp_path / "old", prefix_cache=cache, log=quiet)
+    assert resumed.metrics["best_epoch"] == full.metrics["best_epoch"]
+    assert comparable(tmp_path / "old") == comparable(tmp_path / "full")
+    assert PrefixCache(cache).size() == 0  # the state before epoch 2 would have been written by a new run
