@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -22,7 +23,7 @@ from growsearch.search.attrs import TRIAL_METRICS, trial_prefix_reuse
 from growsearch.train.prefix_cache import DEFAULT_MAX_BYTES, PrefixCache, set_limit
 
 
-def _writer(data: bytes, delay: float = 0.0):  # type: ignore[no-untyped-def]
+def _writer(data: bytes, delay: float = 0.0) -> Callable[[Path], None]:
     def write(path: Path) -> None:
         time.sleep(delay)
         path.write_bytes(data)
