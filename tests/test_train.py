@@ -22,6 +22,7 @@ from growsearch.schedule import GrowthSchedule
 from growsearch.train.config import TrainConfig, load_train_config
 from growsearch.train.evaluate import loss_fn
 from growsearch.train.loop import NonFiniteLoss, train
+from growsearch.train.resume import prefix_keys
 from growsearch.train.state import prefix_key
 
 GROW_AT_1 = GrowthSchedule.of([{"point": "stage2", "epoch": 1, "neurons": 4}])
@@ -180,7 +181,7 @@ def test_prefix_cache_gives_identical_results(grown_run: Any, corpus: Path, tmp_
     cache = tmp_path / "cache"
     first = train(make_config(corpus), GROW_AT_1, out_dir=tmp_path / "a", resume=False, prefix_cache=cache, log=quiet)
     assert first.metrics["prefix_epochs_reused"] == 0
-    assert len(list(cache.glob("*/state.pt"))) == 1
+    assert len(list(cache.glob("*.pt"))) == 1
     assert_same(grown_run, first)
     second = train(make_config(corpus), GROW_AT_1, out_dir=tmp_path / "b", resume=False, prefix_cache=cache, log=quiet)
     assert second.metrics["prefix_epochs_reused"] == 1
@@ -228,27 +229,32 @@ def test_prefix_cache_reader_uses_its_own_best_rule(writer: str, uncached: dict[
     cfg = make_config(corpus, epochs=3, max_batches_per_epoch=1, best_checkpoint="any")
     cache = tmp_path / "cache"
     train(cfg, scheds[writer], out_dir=tmp_path / writer, resume=False, prefix_cache=cache, log=quiet)
-    files = list(cache.glob("*/state.pt"))
-    assert len(files) == 1
-    _, extra = load_model(files[0])
+    files = {load_model(f)[1]["epoch"]: f for f in cache.glob("*.pt")}
+    assert sorted(files) == [1, 2]  # the states before epochs 1 and 2: both schedules grow the same at epoch 1
+    _, extra = load_model(files[1])
     assert extra["best"] is None and extra["run_key"].startswith("prefix:")  # nothing of the writer's schedule
-    assert extra["prefix_best"]["epoch"] == 0 and extra["records"][0]["dev_eer"] == extra["prefix_best"]["dev_eer"]
+    assert extra["window_best"][0]["epoch"] == 0 and extra["records"][0]["dev_eer"] == extra["window_best"][0]["dev_eer"]
     r = train(cfg, scheds[reader], out_dir=tmp_path / reader, resume=False, prefix_cache=cache, log=quiet)
-    assert r.metrics["prefix_epochs_reused"] == 1
+    assert r.metrics["prefix_epochs_reused"] == 2  # the baseline epoch and the grown one
     assert comparable(tmp_path / reader) == comparable(uncached[reader])
     assert comparable(tmp_path / writer) == comparable(uncached[writer])
 
 
-def test_prefix_key_ignores_schedule_and_epochs_not_seed(corpus: Path) -> None:
-    a = make_config(corpus).model_dump(mode="json")
-    b = make_config(corpus, epochs=9).model_dump(mode="json")
-    b["schedule"] = GROW_AT_1.to_dict()
-    assert prefix_key(a, 1) == prefix_key(b, 1)
-    assert prefix_key(a, 1) != prefix_key(a, 2)
-    c = dict(a, seed=8)
-    assert prefix_key(a, 1) != prefix_key(c, 1)
-    d = make_config(corpus, lr=2e-3).model_dump(mode="json")
-    assert prefix_key(a, 1) != prefix_key(d, 1)
+def test_prefix_key_ignores_epochs_and_later_events_not_seed(corpus: Path) -> None:
+    a, b = make_config(corpus, epochs=4), make_config(corpus, epochs=9)
+    grow = {"point": "stage2", "epoch": 1, "neurons": 4}
+    dropin, plasticity = GrowthSchedule.of([grow]), GrowthSchedule.of([grow, {"point": "stage2", "epoch": 3, "action": "shrink"}])
+    ka, kb = prefix_keys(a, dropin), prefix_keys(b, plasticity)
+    assert sorted(ka) == [1, 2, 3] and sorted(kb) == list(range(1, 9))
+    assert ka[1] == kb[1] == prefix_keys(a, GrowthSchedule.empty())[1]  # before any event: the baseline's
+    assert ka[2] == kb[2] and ka[3] == kb[3]  # the grown phase both schedules share
+    assert ka[2] != prefix_keys(a, GrowthSchedule.of([dict(grow, neurons=8)]))[2]
+    assert ka[2] != prefix_keys(a, GrowthSchedule.of([dict(grow, freeze="new_only")]))[2]
+    assert ka[2] != prefix_keys(a, GrowthSchedule.of([dict(grow, optimizer_state="carry")]))[2]
+    assert len(set(ka.values())) == 3
+    ident = a.model_dump(mode="json")
+    assert prefix_key(ident, 1, []) != prefix_key(dict(ident, seed=8), 1, [])
+    assert prefix_key(ident, 1, []) != prefix_key(make_config(corpus, lr=2e-3).model_dump(mode="json"), 1, [])
 
 
 def test_removed_training_num_workers_still_loads_and_keeps_the_hashes(monkeypatch: pytest.MonkeyPatch,
@@ -270,7 +276,7 @@ def test_removed_training_num_workers_still_loads_and_keeps_the_hashes(monkeypat
     # the values main computed while the key existed (so existing studies and caches still match)
     assert unset.config_hash() == zero.config_hash() == "84d73b92ce480665"
     assert three.config_hash() == three_again.config_hash() == "fd74751b739a5e87"
-    assert prefix_key(unset.identity(), 1) == prefix_key(zero.identity(), 1) != prefix_key(three.identity(), 1)
+    assert prefix_key(unset.identity(), 1, []) == prefix_key(zero.identity(), 1, []) != prefix_key(three.identity(), 1, [])
     assert run_key(unset, GROW_AT_1) == run_key(zero, GROW_AT_1)
     with pytest.raises(ValueError, match="num_workers"):
         TrainConfig.model_validate({**base, "training": {"epochs": 2, "num_workers": -1}})

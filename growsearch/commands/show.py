@@ -12,6 +12,7 @@ from growsearch.metrics.flops_definition import LEGACY_FLOPS_DEFINITION
 from growsearch.redact import redact_url
 from growsearch.report.front import StudyData, load_study_data
 from growsearch.report.hypervolume import hv_space, hypervolume
+from growsearch.report.reuse import prefix_reuse
 from growsearch.report.study_ref import resolve_study, storage_option
 from growsearch.search.attrs import STUDY_CONFIG, STUDY_CONFIG_HASH, STUDY_FLOPS_DEFINITION
 from growsearch.vocabulary import EER
@@ -26,8 +27,8 @@ def _short(v: Any, limit: int = 100) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
-def show_data(data: StudyData, reference: str = "nadir") -> dict[str, Any]:
-    """Everything ``show`` prints, as JSON-ready data."""
+def show_data(data: StudyData, reference: str = "nadir", reuse: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything ``show`` prints, as JSON-ready data (``reuse``: :func:`growsearch.report.reuse.prefix_reuse`)."""
     out = study_summary(data)
     cfg = STUDY_CONFIG.get(data.user_attrs)
     if isinstance(cfg, dict) and "storage" in cfg:
@@ -45,6 +46,7 @@ def show_data(data: StudyData, reference: str = "nadir") -> dict[str, Any]:
     out["duplicates"] = [{"trial": n, "duplicate_of": twin} for n, twin in data.duplicates]
     out["flops_definition"] = STUDY_FLOPS_DEFINITION.get(data.user_attrs) or LEGACY_FLOPS_DEFINITION
     out["flops_warning"] = data.flops_warning()
+    out["prefix_cache"] = reuse
     return out
 
 
@@ -57,7 +59,8 @@ def show_data(data: StudyData, reference: str = "nadir") -> dict[str, Any]:
 def command(study: str, storage: str | None, as_json: bool, reference: str) -> None:
     """Summarise STUDY (a study name with --storage, or a study YAML)."""
     ref = resolve_study(study, storage)
-    d = show_data(load_study_data(ref.load()), reference)
+    loaded = ref.load()
+    d = show_data(load_study_data(loaded), reference, prefix_reuse(loaded))
     if as_json:
         click.echo(json.dumps(d, indent=2, default=str))
         return
@@ -77,6 +80,11 @@ def command(study: str, storage: str | None, as_json: bool, reference: str) -> N
     lines.append(f"flops definition: {d['flops_definition']}")
     if d["flops_warning"]:
         lines.append(f"warning: {d['flops_warning']}")
+    pc = d["prefix_cache"]
+    if pc is not None and pc["complete"]:
+        lines.append(f"prefix cache: {pc['hits']} of {pc['complete']} trials started from a cached prefix, "
+                     f"{pc['epochs_reused']} epochs reused, {pc['train_flops_saved']:.4g} of {pc['train_flops']:.4g} "
+                     f"training FLOPs saved ({100 * pc['saved_fraction']:.1f}%)")
     if d["duplicates"]:  # FAIL in Optuna's states, but proposals that were never trained, not failures
         lines.append(f"duplicate proposals (not trained, resampled): {len(d['duplicates'])}: "
                      + ", ".join(f"#{x['trial']} = #{x['duplicate_of']}" for x in d["duplicates"]))

@@ -74,7 +74,7 @@ def export_mismatch(schedule_file: Path, cfg: Any, config: Path) -> str | None:
 @click.option("--seed", type=int, default=None, help=f"Override the seed (0..{SEED_MAX}).")
 @click.option("--no-resume", is_flag=True, help="Start from scratch even if the output folder holds a checkpoint.")
 @click.option("--prefix-cache", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder of the shared-prefix cache (baseline epochs reused across schedules).")
+              help="Folder of the shared-prefix cache (training states reused by schedules that agree up to an epoch).")
 @click.option("--dry-run", is_flag=True, help="Build the model and apply the schedule without data, weight files or "
                                                "training; print per phase the parameters, trainable entries, inference "
                                                "FLOPs per second of audio and projected training FLOPs.")

@@ -30,6 +30,8 @@ __all__ = [
     "OPTUNA_CONSTRAINT_PREFIX",
     "OPTUNA_FAIL_REASON",
     "OPTUNA_FIXED_PARAMS",
+    "PREFIX_EPOCHS_REUSED",
+    "PREFIX_FLOPS_SAVED",
     "STUDY_ATTRS",
     "STUDY_CONFIG",
     "STUDY_CONFIG_HASH",
@@ -58,6 +60,7 @@ __all__ = [
     "set_study_objectives",
     "study_objectives",
     "trial_fail_reason",
+    "trial_prefix_reuse",
 ]
 
 T = TypeVar("T")
@@ -106,7 +109,8 @@ TRIAL_REFERENCE: Attr[str] = Attr("reference", str, "trial",
                                   "the label of an enqueued reference trial (baseline, paper-dropin); absent for searched trials")
 TRIAL_CURVES: Attr[dict[str, list[float]]] = Attr("curves", dict, "trial",
                                                   "per-epoch curves: {dev_eer, train_loss, params, flops: [...]}")
-TRIAL_METRICS: Attr[dict[str, Any]] = Attr("metrics", dict, "trial", "the run's metrics.json minus curves")
+TRIAL_METRICS: Attr[dict[str, Any]] = Attr("metrics", dict, "trial",
+                                           "the run's metrics.json minus curves (prefix-cache reuse: see trial_prefix_reuse)")
 TRIAL_SEED: Attr[int] = Attr("seed", int, "trial", "the training seed")
 TRIAL_FAIL_REASON: Attr[str] = Attr("fail_reason", str, "trial", "why a FAIL trial failed (see trial_fail_reason)")
 TRIAL_DRIVER: Attr[str] = Attr("driver", str, "trial", "the token of the driver that ran the trial (its lease: lease_attr)")
@@ -170,6 +174,25 @@ def trial_fail_reason(trial: Any) -> str | None:
     Optuna's ``fail_reason`` system attr, else ``None``."""
     r = trial.user_attrs.get(TRIAL_FAIL_REASON.key) or trial.system_attrs.get(OPTUNA_FAIL_REASON)
     return str(r) if r else None
+
+
+#: The fields of a trial's ``metrics`` that say what the prefix cache saved it: the epochs it
+#: loaded instead of training them, and their training FLOPs.
+PREFIX_EPOCHS_REUSED = "prefix_epochs_reused"
+PREFIX_FLOPS_SAVED = "train_flops_saved"
+
+
+def trial_prefix_reuse(source: _HasUserAttrs | Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the prefix cache saved a trial: ``{"epochs", "train_flops"}``; ``None`` when not recorded.
+
+    Args:
+        source: a trial, its user-attr dict, or its ``metrics`` dict itself.
+    """
+    values: Mapping[str, Any] = source if isinstance(source, Mapping) else source.user_attrs
+    m = values if PREFIX_EPOCHS_REUSED in values else TRIAL_METRICS.get(values)
+    if not isinstance(m, Mapping) or not isinstance(m.get(PREFIX_EPOCHS_REUSED), int):
+        return None
+    return {"epochs": int(m[PREFIX_EPOCHS_REUSED]), "train_flops": float(m.get(PREFIX_FLOPS_SAVED) or 0.0)}
 
 
 def study_objectives(study: _HasUserAttrs | Mapping[str, Any]) -> list[Objective] | None:

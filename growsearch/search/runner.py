@@ -271,6 +271,10 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
     shared = cfg.shared_dir
     try:
         train_cfg = worker_train_config(cfg.train.model_copy(update={"data": study_data_config(cfg)}))
+        if ex.prefix_reuse:  # every trial's cache reads its size limit from the folder
+            from growsearch.train.prefix_cache import set_limit
+
+            set_limit(shared / "prefix_cache", int(ex.prefix_cache_max_gb * 2**30))
     except BaseException:
         searcher.close("the run did not start")  # release the lease, stop its heartbeats
         raise

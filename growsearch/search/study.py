@@ -173,7 +173,11 @@ class Execution(BaseModel):
             than let its lease go stale while other drivers reap its live trials.
         shared_dir: a folder every node sees, for trial checkpoints and the prefix cache
             (``None``: the outputs folder).
-        prefix_reuse: reuse the trained shared prefix of schedules (baseline epochs).
+        prefix_reuse: reuse the training state of schedule prefixes that trials share (the
+            baseline epochs, and grown phases schedules have in common); see
+            :mod:`growsearch.train.prefix_cache`.
+        prefix_cache_max_gb: size limit of the prefix cache in GiB; least recently used
+            entries are evicted beyond it.
         crash_at_epoch: test hook: the trial process exits hard after this epoch's
             checkpoint on its first attempt (to test worker restarts).
         epoch_delay_s: test hook: the trial sleeps this long after each epoch, so that tests
@@ -193,6 +197,7 @@ class Execution(BaseModel):
     heartbeat_max_failures: int = Field(default=10, ge=1, le=1000)
     shared_dir: str | None = None
     prefix_reuse: bool = True
+    prefix_cache_max_gb: float = Field(default=10.0, gt=0, le=1e6)
     crash_at_epoch: int | None = Field(default=None, ge=0, le=EPOCHS_MAX)
     epoch_delay_s: float = Field(default=0.0, ge=0, le=3600)
 

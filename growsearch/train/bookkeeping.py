@@ -65,12 +65,13 @@ def _peak_mem_mb(device: torch.device) -> float:
 
 # ---- per epoch -----------------------------------------------------------------------------
 def evaluate_dev(run: RunState, dev_set: Any, config: TrainConfig, *, epoch: int, eligible_from: int,
-                 first_growth: int | None, device: torch.device, amp_dtype: torch.dtype | None,
+                 windows: tuple[int, ...], device: torch.device, amp_dtype: torch.dtype | None,
                  on_nonfinite: Callable[[], None]) -> float:
     """Score the dev set; keep the checkpoint if it is the best so far; step the LR scheduler.
 
-    ``run.best`` follows this schedule's rule (epochs from ``eligible_from`` on);
-    ``run.prefix_best`` (for the prefix cache) every epoch before ``first_growth``.
+    ``run.window_best[w]`` is the best of the epochs from ``w`` on, for every window start
+    ``w`` in ``windows`` already reached (what the prefix cache stores); ``run.best`` follows
+    this schedule's rule: the window from ``eligible_from``.
 
     Args:
         on_nonfinite: called when a dev score is NaN/Inf (it raises).
@@ -84,13 +85,13 @@ def evaluate_dev(run: RunState, dev_set: Any, config: TrainConfig, *, epoch: int
     if not np.isfinite(dev.scores).all():
         on_nonfinite()
     dev_eer = _eer(dev)
-    new_best = epoch >= eligible_from and (run.best is None or dev_eer < run.best["dev_eer"])
-    new_prefix_best = (first_growth is not None and epoch < first_growth
-                       and (run.prefix_best is None or dev_eer < run.prefix_best["dev_eer"]))
-    if new_best or new_prefix_best:
+    improved = [w for w in windows if w <= epoch and (w not in run.window_best or dev_eer < run.window_best[w]["dev_eer"])]
+    if improved:
         cand = {"epoch": epoch, "dev_eer": dev_eer, "model": model_blob(run.model)}
-        run.best = cand if new_best else run.best
-        run.prefix_best = cand if new_prefix_best else run.prefix_best
+        for w in improved:
+            run.window_best[w] = cand
+    if epoch >= eligible_from:
+        run.best = run.window_best.get(eligible_from, run.best)
     if run.scheduler is not None:
         run.scheduler.step(dev_eer)
     return dev_eer

@@ -25,13 +25,19 @@ reports its grown model, and a plasticity run (ending with a shrink) its last ph
 the paper's code, so the final model has the baseline's size. With ``any``, every epoch is
 eligible unless the schedule ends with a shrink (then its last phase).
 
-**Shared prefix.** The prefix file holds only what does not depend on the schedule that
-wrote it: model, optimizer/freeze/LR-scheduler/RNG states after epochs ``0..e-1``, their
-records, and ``prefix_best``, the best of those epochs with *all* of them eligible. The
-writer's own ``best`` (which follows the writer's rule) is not stored: each reading trial
-derives its ``best`` from ``prefix_best`` with its own rule (all prefix epochs eligible, or,
-with a final shrink, none: a shrink always comes after the first growth). A trial whose
-eligible window would start inside the prefix neither reads nor writes it.
+**Shared prefix.** The training state at the start of epoch ``e`` depends only on the
+config (without its number of epochs), the seed and the growth events applied before ``e``,
+so it is cached under that key (:func:`growsearch.train.state.prefix_key`) after every epoch
+boundary and shared by every schedule that agrees with the writer's up to ``e``: the baseline
+epochs, but also a grown phase that a dropin and a plasticity schedule with the same growth
+have in common. A run starts from the longest prefix the cache holds. A prefix holds only
+what does not depend on the rest of the writer's schedule: model, optimizer/freeze/
+LR-scheduler/RNG states after epochs ``0..e-1``, their records, and ``window_best``, for
+every window start ``w`` (0 and each event epoch before ``e``) the best of epochs
+``w..e-1`` with *all* of them eligible. The writer's own ``best`` (which follows the writer's
+rule) is not stored: each reading trial takes its ``best`` from the window its own rule
+starts at (its eligible window always starts at 0 or at one of its event epochs, which are
+the prefix's when they are before ``e``).
 
 **Training FLOPs.** ``train_flops`` = sum over epochs of (samples seen x training FLOPs per
 sample of the model size in that epoch); ``train_flops_scratch_final`` is the same number
@@ -118,7 +124,7 @@ def train(
         on_epoch: called as ``on_epoch(record, checkpoint_dir)`` after each epoch's
             checkpoint is written (``checkpoint_dir`` = ``out_dir/checkpoint``).
         resume: continue from ``out_dir/checkpoint/state.pt`` if it exists.
-        prefix_cache: folder of the shared-prefix cache (see :mod:`growsearch.train.state`).
+        prefix_cache: folder of the shared-prefix cache (see :mod:`growsearch.train.prefix_cache`).
         log: where progress lines go (default: stderr).
         schedule_source: how schedule errors name the schedule (e.g. its file).
         resume_from: a ``state.pt`` or a folder holding one (e.g. a checkpoint Ray restored
@@ -224,7 +230,7 @@ def _one_epoch(c: _Context, run: RunState, epoch: int, cost: dict[str, float]) -
             bk.fail_nan(c.out, run, c.schedule, c.config, epoch, stats.batches, float("nan"), c.splits, what="dev scores")
 
         dev_eer = bk.evaluate_dev(run, c.splits.dev, c.config, epoch=epoch, eligible_from=c.plan.eligible_from,
-                                  first_growth=c.plan.first_growth, device=c.device, amp_dtype=c.amp_dtype,
+                                  windows=c.plan.windows, device=c.device, amp_dtype=c.amp_dtype,
                                   on_nonfinite=nan_scores)
     run.records.append(bk.epoch_record(run, epoch, stats, dev_eer, cost, events, t0, c.device))
     run.epoch = epoch + 1

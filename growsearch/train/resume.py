@@ -2,11 +2,13 @@
 
 :func:`start_run` decides where a run starts (the policy is in :mod:`growsearch.train.loop`'s
 docstring): from its own resumable checkpoint (``out_dir/checkpoint/state.pt`` or
-``resume_from``) when one exists and ``resume`` is on, else from the shared prefix of its
-config when the prefix cache holds it, else from epoch 0. :func:`write_checkpoints` writes
-the resumable checkpoint after every epoch and the shared prefix once, after the epoch
-before the first growth. Both files are :mod:`growsearch.backbones.checkpoint` model
-checkpoints whose ``extra`` holds the rest of the run (:func:`state_extra`).
+``resume_from``) when one exists and ``resume`` is on, else from the longest shared prefix of
+its config and schedule that the prefix cache holds, else from epoch 0.
+:func:`write_checkpoints` writes the resumable checkpoint after every epoch and, when the
+cache does not hold it yet, the state at that epoch boundary as a shared prefix. Both are
+:mod:`growsearch.backbones.checkpoint` model checkpoints whose ``extra`` holds the rest of
+the run (:func:`state_extra`); the cache's files are managed by
+:mod:`growsearch.train.prefix_cache`.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ from typing import Any
 import torch
 
 from growsearch.backbones import Backbone
-from growsearch.backbones.checkpoint import load_model, save_model
+from growsearch.backbones.checkpoint import load_model, model_blob, save_model
 from growsearch.errors import ConfigError
-from growsearch.schedule import GrowthEvent, GrowthSchedule
+from growsearch.schedule import GrowthEvent, GrowthSchedule, legacy_spelling
 from growsearch.train import state as st
 from growsearch.train.config import TrainConfig
 from growsearch.train.phase import Phase, make_scheduler, restore_phase, start_phase
+from growsearch.train.prefix_cache import PrefixCache
 
-__all__ = ["Plan", "RunState", "best_after_prefix", "eligible_from", "plan", "run_key", "start_run", "state_extra",
-           "write_checkpoints"]
+__all__ = ["Plan", "RunState", "best_after_prefix", "eligible_from", "plan", "prefix_keys", "run_key", "start_run",
+           "state_extra", "write_checkpoints"]
 
 
 @dataclass
@@ -41,9 +44,9 @@ class RunState:
         records: the per-epoch records so far.
         best: ``{"epoch", "dev_eer", "model": checkpoint blob}`` under this schedule's rule.
         train_flops: training FLOPs so far.
-        prefix_best: best of the epochs before the first growth with every one of them
-            eligible (what the prefix cache stores instead of ``best``); None: none evaluated
-            yet or not tracked.
+        window_best: for every window start ``w`` reached (epoch 0 and each event epoch so
+            far), the best of the evaluated epochs from ``w`` on with all of them eligible
+            (what a prefix stores instead of ``best``; ``best`` is one of them).
     """
 
     model: Backbone
@@ -54,7 +57,7 @@ class RunState:
     records: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
     train_flops: float = 0.0
-    prefix_best: dict[str, Any] | None = None
+    window_best: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,18 +67,21 @@ class Plan:
     Attributes:
         run_key: identity of config + schedule, stored in the resumable checkpoint.
         ckpt_file: ``out_dir/checkpoint/state.pt``.
-        first_growth: epoch of the schedule's first event (None: no events).
-        eligible_from: first epoch whose checkpoint may be the evaluated best.
-        prefix_id: the prefix-cache key (None: the cache is not used).
-        prefix_file: where the shared prefix lives (None: the cache is not used).
+        windows: the epochs a best-checkpoint window may start at: 0 and the schedule's
+            event epochs.
+        eligible_from: first epoch whose checkpoint may be the evaluated best (one of
+            ``windows``).
+        cache: the prefix cache (None: not used).
+        prefix_keys: ``{epoch: key}`` of the state at the start of every epoch
+            ``1..epochs-1`` (empty when the cache is not used).
     """
 
     run_key: str
     ckpt_file: Path
-    first_growth: int | None
+    windows: tuple[int, ...]
     eligible_from: int
-    prefix_id: str | None
-    prefix_file: Path | None
+    cache: PrefixCache | None = None
+    prefix_keys: dict[int, str] = field(default_factory=dict)
 
 
 def run_key(config: TrainConfig, schedule: GrowthSchedule) -> str:
@@ -83,7 +89,7 @@ def run_key(config: TrainConfig, schedule: GrowthSchedule) -> str:
     d = config.identity()
     d.pop("schedule", None)
     d["training"].pop("epochs", None)
-    return st.prefix_key(d, -1) + ":" + schedule.key_json()  # the spelling of checkpoints made before optimizer_state
+    return st.config_key(d) + ":" + schedule.key_json()  # the spelling of checkpoints made before optimizer_state
 
 
 def eligible_from(schedule: GrowthSchedule, rule: str) -> int:
@@ -95,46 +101,44 @@ def eligible_from(schedule: GrowthSchedule, rule: str) -> int:
     return last_epoch if rule == "last_phase" or ends_with_shrink else 0
 
 
-def best_after_prefix(prefix_best: dict[str, Any] | None, eligible: int, prefix_epochs: int) -> dict[str, Any] | None:
+def best_after_prefix(window_best: dict[int, dict[str, Any]], eligible: int, prefix_epochs: int) -> dict[str, Any] | None:
     """The reading trial's ``best`` after a loaded prefix of ``prefix_epochs`` epochs.
 
     Args:
-        prefix_best: the prefix file's best with every prefix epoch eligible.
-        eligible: first epoch the reader's own rule allows as best.
+        window_best: the prefix file's best per window start, every epoch of a window eligible.
+        eligible: first epoch the reader's own rule allows as best (0 or an event epoch,
+            so a window start whenever it is inside the prefix).
         prefix_epochs: epochs the prefix covers (``0..prefix_epochs-1``).
-
-    Raises:
-        RuntimeError: ``eligible`` falls inside the prefix (callers never load then).
     """
-    if eligible == 0:
-        return prefix_best
     if eligible >= prefix_epochs:
         return None
-    raise RuntimeError(f"eligible window from epoch {eligible} starts inside a {prefix_epochs}-epoch prefix")
+    return window_best.get(eligible)
+
+
+def prefix_keys(config: TrainConfig, schedule: GrowthSchedule) -> dict[int, str]:
+    """``{e: key}`` of the state at the start of every epoch ``1..epochs-1`` (the last epoch's
+    end is never a prefix: the last epoch is evaluated whatever ``eval_every`` says)."""
+    ident = config.identity()
+    ident.pop("schedule", None)
+    events = legacy_spelling(schedule.to_dict())["events"]
+    return {e: st.prefix_key(ident, e, [ev for ev in events if ev["epoch"] < e])
+            for e in range(1, config.training.epochs)}
 
 
 def plan(config: TrainConfig, schedule: GrowthSchedule, out: Path, prefix_cache: str | Path | None,
          log: Callable[[str], None]) -> Plan:
-    """The run's key, files and best-checkpoint window; whether the prefix cache applies.
-
-    The cache applies when a cache folder is given and the schedule's first event is after
-    epoch 0, unless the eligible window starts inside the prefix (not for a valid schedule).
-    """
-    first_growth = schedule.first_epoch
+    """The run's key, files and best-checkpoint windows; the prefix keys when a cache folder is given."""
+    windows = (0, *(e for e in schedule.epochs_with_events if e > 0))
     eligible = eligible_from(schedule, config.training.best_checkpoint)
-    prefix_id = st.prefix_key(config.identity(), first_growth) if prefix_cache is not None and first_growth else None
-    if prefix_id is not None and first_growth is not None and 0 < eligible < first_growth:  # not for a valid schedule
-        log(f"prefix cache not used: the best checkpoint may only come from epoch {eligible} on, inside the prefix")
-        prefix_id = None
-    prefix_file = st.prefix_path(prefix_cache, prefix_id) if prefix_id is not None and prefix_cache is not None else None
-    return Plan(run_key(config, schedule), out / st.CHECKPOINT_DIR / st.STATE_FILE, first_growth, eligible,
-                prefix_id, prefix_file)
+    cache = PrefixCache(Path(prefix_cache), log) if prefix_cache is not None else None
+    keys = prefix_keys(config, schedule) if cache is not None else {}
+    return Plan(run_key(config, schedule), out / st.CHECKPOINT_DIR / st.STATE_FILE, windows, eligible, cache, keys)
 
 
 def start_run(p: Plan, model: Backbone, config: TrainConfig, schedule: GrowthSchedule, device: torch.device, scaler: Any, *,
               resume: bool, resume_from: str | Path | None, out: Path,
               log: Callable[[str], None]) -> tuple[RunState, int, Plan]:
-    """The run's starting state: resumed, from the shared prefix, or fresh at epoch 0.
+    """The run's starting state: resumed, from the longest cached prefix, or fresh at epoch 0.
 
     Args:
         p: the run's :func:`plan`.
@@ -144,8 +148,8 @@ def start_run(p: Plan, model: Backbone, config: TrainConfig, schedule: GrowthSch
 
     Returns:
         ``(run, prefix_reused, plan)``: ``prefix_reused`` is the number of epochs the run owes
-        to the prefix cache (kept across resumes); ``plan`` is ``p``, without its prefix file
-        when an older checkpoint cannot write a complete prefix.
+        to the prefix cache (kept across resumes); ``plan`` is ``p``, without its cache when
+        an older checkpoint cannot write complete prefixes.
 
     Raises:
         ConfigError: the checkpoint is unreadable or belongs to another config or schedule.
@@ -158,23 +162,45 @@ def start_run(p: Plan, model: Backbone, config: TrainConfig, schedule: GrowthSch
         run, extra = _restore(src, config, schedule, device, scaler)
         if extra.get("run_key") != p.run_key:
             raise ConfigError(f"{src}: checkpoint of a different config or schedule; rerun with --no-resume or another --out")
-        if "prefix_best" not in extra and run.epoch < (p.first_growth or 0):
-            # an older checkpoint without prefix_best: do not write an incomplete prefix
-            p = replace(p, prefix_file=None)
+        if "window_best" not in extra:  # an older checkpoint: its windows are incomplete, write no prefix from it
+            run.window_best = {p.eligible_from: run.best} if run.best is not None else {}
+            p = replace(p, cache=None, prefix_keys={})
         log(f"resuming {out} at epoch {run.epoch}")
         return run, int(extra.get("prefix_epochs_reused", 0)), p
-    if p.prefix_file is not None and p.prefix_file.is_file():
-        run, extra = _restore(p.prefix_file, config, schedule, device, scaler)
-        if extra.get("run_key") != f"prefix:{p.prefix_id}" or "prefix_best" not in extra or run.epoch != p.first_growth:
-            log(f"ignoring {p.prefix_file}: not a prefix state of this key and format; training from epoch 0")
-        else:
-            run.best = best_after_prefix(run.prefix_best, p.eligible_from, run.epoch)
-            log(f"reusing the shared prefix ({run.epoch} epochs) from {p.prefix_file.parent}")
-            return run, run.epoch, p
+    if p.cache is not None:
+        for e in sorted(p.prefix_keys, reverse=True):
+            loaded = _load_prefix(p, e, config, schedule, device, scaler, log)
+            if loaded is not None:
+                loaded.best = best_after_prefix(loaded.window_best, p.eligible_from, e)
+                log(f"reusing a shared prefix ({e} epochs) from {p.cache.root}")
+                return loaded, e, p
     tc = config.training
     model.to(device)
     phase = start_phase(model, results=[], policy="all", optimizer_name=tc.optimizer, lr=tc.lr, weight_decay=tc.weight_decay)
     return RunState(model, phase, make_scheduler(tc.scheduler, phase.optimizer), scaler), 0, p
+
+
+def _load_prefix(p: Plan, e: int, config: TrainConfig, schedule: GrowthSchedule, device: torch.device, scaler: Any,
+                 log: Callable[[str], None]) -> RunState | None:
+    """The cached state at the start of epoch ``e``, or ``None`` (a miss, or an entry that is
+    not what its key says: removed, never trusted)."""
+    assert p.cache is not None
+    key = p.prefix_keys[e]
+    path = p.cache.lookup(key)
+    if path is None:
+        return None
+    try:
+        run, extra = _restore(path, config, schedule, device, scaler)
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        log(f"prefix cache: ignoring {path.name} ({str(exc)[:200]}); removed")
+        p.cache.discard(key)
+        return None
+    if (extra.get("run_key") != f"prefix:{key}" or extra.get("state_format") != st.STATE_FORMAT or run.epoch != e
+            or not isinstance(extra.get("window_best"), dict)):
+        log(f"prefix cache: ignoring {path.name}: not the prefix state of this key and format; removed")
+        p.cache.discard(key)
+        return None
+    return run
 
 
 def state_extra(run: RunState, key: str, prefix_reused: int) -> dict[str, Any]:
@@ -189,27 +215,26 @@ def state_extra(run: RunState, key: str, prefix_reused: int) -> dict[str, Any]:
         "rng": st.get_rng_state(),
         "records": json.loads(json.dumps(run.records)),
         "best": run.best,
-        "prefix_best": run.prefix_best,
+        "window_best": dict(run.window_best),
         "train_flops": run.train_flops,
         "prefix_epochs_reused": prefix_reused,
     }
 
 
 def write_checkpoints(p: Plan, run: RunState, prefix_reused: int) -> None:
-    """After an epoch: write the resumable checkpoint, and the shared prefix when this epoch
-    was the last before the first growth and the cache does not hold it yet.
+    """After an epoch: write the resumable checkpoint, and the state at this epoch boundary
+    as a shared prefix when the cache does not hold it yet (a hit only touches it).
 
-    The prefix leaves out ``best`` (each reader derives its own from ``prefix_best``) and
-    its ``run_key`` (which names the writer's schedule) is the prefix key. Once the first
-    growth is reached ``run.prefix_best`` is dropped (only the prefix file needs it).
+    The prefix leaves out ``best`` (each reader derives its own from ``window_best``) and
+    its ``run_key`` (which names the writer's schedule) is the prefix key.
     """
     save_model(p.ckpt_file, run.model, extra=state_extra(run, p.run_key, prefix_reused))
-    if p.prefix_file is not None and p.prefix_id is not None and run.epoch == p.first_growth and not p.prefix_file.is_file():
-        extra = state_extra(run, f"prefix:{p.prefix_id}", 0)
-        extra["best"] = None
-        save_model(p.prefix_file, run.model, extra=extra)
-    if p.first_growth is not None and run.epoch >= p.first_growth:
-        run.prefix_best = None
+    key = p.prefix_keys.get(run.epoch)
+    if p.cache is None or key is None:
+        return
+    extra = state_extra(run, f"prefix:{key}", 0)
+    extra["best"] = None
+    p.cache.store(key, lambda tmp: torch.save(model_blob(run.model, extra=extra), tmp))
 
 
 def _restore(path: Path, config: TrainConfig, schedule: GrowthSchedule, device: torch.device,
@@ -237,6 +262,7 @@ def _restore(path: Path, config: TrainConfig, schedule: GrowthSchedule, device: 
     if scaler is not None and extra.get("scaler"):
         scaler.load_state_dict(extra["scaler"])
     st.set_rng_state(extra["rng"])
+    window_best = {int(w): b for w, b in (extra.get("window_best") or {}).items()}
     run = RunState(model, phase, scheduler, scaler, next_epoch, list(extra["records"]), extra["best"],
-                   float(extra["train_flops"]), extra.get("prefix_best"))
+                   float(extra["train_flops"]), window_best)
     return run, extra

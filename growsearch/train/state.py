@@ -8,15 +8,17 @@ states, the next epoch to train, the per-epoch records, the best checkpoint so f
 weights) and the running training-FLOPs count. A run killed while saving keeps the previous
 checkpoint.
 
-The prefix cache stores the same payload under ``DIR/<key>/state.pt`` where the key hashes
-everything that determines training before the first growth epoch (see :func:`prefix_key`),
-minus what depends on the writer's schedule: its ``best`` is left out (``None``) and its
-``run_key`` is ``prefix:<key>``. Instead, ``prefix_best`` holds the best prefix epoch with
-every prefix epoch eligible, from which each reading trial derives its own best with its own
-rule (see :mod:`growsearch.train.loop`). Every other stored state (optimizer, freeze policy
-``all``, LR scheduler, RNG, records) is the same for every schedule whose first growth is at
-that epoch: nothing before it reads the schedule or the number of epochs (the last epoch,
-always evaluated, is after the first growth).
+The prefix cache (:mod:`growsearch.train.prefix_cache`) stores the same payload for the
+state at the start of an epoch ``e``, keyed by everything that determines training up to
+there (see :func:`prefix_key`: data, model, training settings, seed, ``e`` and the growth
+events applied before ``e``), minus what depends on the writer's whole schedule: its
+``best`` is left out (``None``) and its ``run_key`` is ``prefix:<key>``. Instead,
+``window_best`` holds, for every window start ``w`` (epoch 0 and each event epoch before
+``e``), the best epoch of ``w..e-1`` with every one of them eligible, from which each reading
+trial derives its own best with its own rule (see :mod:`growsearch.train.loop`). Every other
+stored state (model, optimizer, freeze policy, LR scheduler, RNG, records) is the same for
+every schedule with the same events before ``e``: nothing before ``e`` reads later events or
+the number of epochs (the run's last epoch, always evaluated, is never inside a prefix).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,8 +39,8 @@ __all__ = [
     "STATE_FILE",
     "epoch_seed",
     "get_rng_state",
+    "config_key",
     "prefix_key",
-    "prefix_path",
     "seed_all",
     "set_rng_state",
 ]
@@ -47,7 +49,11 @@ __all__ = [
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pt"
 #: 2: the prefix stores ``prefix_best`` (all prefix epochs eligible), not the writer's ``best``.
-STATE_FORMAT = 2
+#: 3: prefixes at any epoch, keyed by the events applied before it; ``window_best`` (the best
+#: of epochs ``w..`` for every phase start ``w``) replaces ``prefix_best``.
+STATE_FORMAT = 3
+#: The format the run key (:func:`config_key`) is spelled with, fixed so old checkpoints resume.
+_RUN_KEY_FORMAT = 2
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -93,33 +99,44 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def prefix_key(config_dict: dict[str, Any], first_epoch: int) -> str:
-    """The cache key of the training state at the start of ``first_epoch``.
-
-    Before the first growth event, training depends only on the data, the model, the
-    training settings (except the number of epochs, which nothing before that epoch reads),
-    the seed and the epoch itself; the schedule is left out. The package version is
-    included so a changed growsearch never reuses an old prefix.
-
-    Args:
-        config_dict: :meth:`TrainConfig.identity() <growsearch.train.config.TrainConfig.identity>`.
-        first_epoch: epoch of the first growth event (> 0).
-    """
+def _key_payload(config_dict: dict[str, Any], fmt: int, epoch: int) -> dict[str, Any]:
     training = dict(config_dict["training"])
     training.pop("epochs", None)
-    payload = {
-        "format": STATE_FORMAT,
+    return {
+        "format": fmt,
         "growsearch": __version__,
         "torch": torch.__version__,
         "seed": config_dict["seed"],
         "data": config_dict["data"],
         "model": config_dict["model"],
         "training": training,
-        "epoch": int(first_epoch),
+        "epoch": int(epoch),
     }
+
+
+def config_key(config_dict: dict[str, Any]) -> str:
+    """The config part of a run's resume key (:func:`growsearch.train.resume.run_key`).
+
+    Spelled as checkpoints made with state format 2 spelled it, so that they still resume.
+    """
+    return hashlib.sha256(_canonical(_key_payload(config_dict, _RUN_KEY_FORMAT, -1)).encode()).hexdigest()
+
+
+def prefix_key(config_dict: dict[str, Any], epoch: int, events: Sequence[Mapping[str, Any]]) -> str:
+    """The cache key of the training state at the start of ``epoch`` (after epochs ``0..epoch-1``).
+
+    That state depends only on the data, the model, the training settings (except the number
+    of epochs, which nothing before the run's last epoch reads), the seed, the epoch and the
+    growth events applied before it (``events``: every event with ``epoch`` < ``epoch``, as
+    :meth:`GrowthSchedule.to_dict` spells them); the rest of the schedule is left out, so
+    schedules that agree up to ``epoch`` share the key. The package and torch versions are
+    included so a changed growsearch never reuses an old state.
+
+    Args:
+        config_dict: :meth:`TrainConfig.identity() <growsearch.train.config.TrainConfig.identity>`.
+        epoch: the epoch the state starts (> 0).
+        events: the events applied before ``epoch``, in schedule order.
+    """
+    payload = _key_payload(config_dict, STATE_FORMAT, epoch)
+    payload["events"] = [dict(e) for e in events]
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()
-
-
-def prefix_path(cache_dir: str | Path, key: str) -> Path:
-    """Where the prefix state of ``key`` lives: ``cache_dir/<key>/state.pt``."""
-    return Path(cache_dir) / key / STATE_FILE
