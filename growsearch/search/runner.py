@@ -45,7 +45,7 @@ from growsearch.search.attrs import (
 )
 from growsearch.search.raywatch import RayGuard, start_local_ray
 from growsearch.search.resources import check_data, check_trial_fits, preflight, refuse_other_config, study_data_config
-from growsearch.search.sampling import TrialSeededSampler
+from growsearch.search.sampling import StudyGridSampler, TrialSeededSampler
 from growsearch.search.searcher import StudySearcher
 from growsearch.search.storage import open_storage, storage_fault
 from growsearch.search.study import StudyConfig
@@ -129,6 +129,8 @@ def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
         inner = optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=min(10, max(2, pop)))
     elif s.name == "random":
         inner = optuna.samplers.RandomSampler(seed=s.seed)
+    elif s.name == "grid":
+        inner = StudyGridSampler(cfg.space.grid(), seed=s.seed)
     else:
         raise ConfigError(f"sampler.name: unknown sampler {s.name!r}; valid samplers: {', '.join(SAMPLERS)}")
     return TrialSeededSampler(inner, s.seed)

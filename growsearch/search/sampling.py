@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler
+from optuna.samplers import BaseSampler, GridSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from growsearch.search.optuna_private import LazyRandomState
 
-__all__ = ["TrialSeededSampler", "random_states", "trial_seed"]
+__all__ = ["StudyGridSampler", "TrialSeededSampler", "random_states", "trial_seed"]
 
 
 def trial_seed(seed: int, number: int, index: int = 0) -> int:
@@ -93,3 +93,17 @@ class TrialSeededSampler(BaseSampler):
     def reseed_rng(self) -> None:
         self.inner.reseed_rng()
 
+
+
+class StudyGridSampler(GridSampler):
+    """Optuna's ``GridSampler`` (``sampler: grid``) that never calls ``study.stop()``.
+
+    The stock sampler stops the study from ``after_trial`` once every grid point was tried,
+    which raises outside ``study.optimize`` (growsearch drives ask-and-tell). The study's
+    trial budget ends a grid study instead; a grid point whose schedule another point already
+    gave is failed as a duplicate by the searcher (never trained), so the budget to set is the
+    number of distinct schedules (``bench/growbench.py`` counts them).
+    """
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        return None
