@@ -41,9 +41,10 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-FORMAT = "growbench/1"
 #: The objectives every GrowBench study records (Optuna's values; the table keeps all metrics).
 OBJECTIVES = ["dev_eer", "params", "train_flops"]
+#: Sessions a seed's study is resumed after one gave up (see :func:`build`).
+RESUMES = 4
 SMOKE_SPACE: dict[str, Any] = {
     "backbone": "lcgrnn", "preset": "tiny_authors", "encoding": "flat",
     "description": "GrowBench smoke space (tests only)",
@@ -146,14 +147,16 @@ def count_schedules(args: argparse.Namespace) -> dict[str, int]:
 
 def schedule_key(schedule: dict[str, Any]) -> str:
     """One spelling of a schedule (label dropped): the table's row key."""
-    from growsearch.schedule import GrowthSchedule
+    from growsearch.search.simulate import row_key
 
-    d = GrowthSchedule.from_dict(schedule).to_dict()
-    d.pop("label", None)
-    return json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return row_key(schedule)
 
 
 def build(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every seed's study to its budget. A session that gives up (the grid's last free
+    points all repeat schedules it has, or a few trials failed) is resumed, at most
+    ``RESUMES`` times: each session fails the repeats it meets, so the grid shrinks."""
+    from growsearch.errors import RunFailed
     from growsearch.search.runner import run_study
 
     out: dict[str, Any] = {"studies": []}
@@ -161,8 +164,18 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         if args.limit is not None:
             cfg = cfg.with_overrides(trials=args.limit)
         t0 = time.perf_counter()
-        summary = run_study(cfg, log=lambda s: print(s, file=sys.stderr, flush=True), progress_every=60.0)
-        out["studies"].append({"name": cfg.name, "wall_s": round(time.perf_counter() - t0, 1), "complete": summary.complete})
+        complete, sessions, last_error = 0, 0, None
+        while sessions <= RESUMES:
+            sessions += 1
+            try:
+                complete = run_study(cfg, log=lambda s: print(s, file=sys.stderr, flush=True), progress_every=60.0).complete
+                last_error = None
+                break
+            except RunFailed as exc:
+                last_error = str(exc)
+                print(f"growbench: {cfg.name}: {exc}; resuming", file=sys.stderr, flush=True)
+        out["studies"].append({"name": cfg.name, "wall_s": round(time.perf_counter() - t0, 1), "complete": complete,
+                               "sessions": sessions, "error": last_error})
     return out
 
 
@@ -202,6 +215,8 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
                         "train_config_hash": cfg.train.config_hash(), "complete": len(trials),
                         "trial_wall_s_total": round(sum(walls), 1)})
     counts = count_schedules(args)
+    from growsearch.search.simulate import FORMAT
+
     table = {
         "format": FORMAT,
         "provenance": {
@@ -229,15 +244,6 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     complete_rows = sum(1 for r in table["rows"] if len(r["seeds"]) == len(args.seeds))
     return {"file": str(path), "bytes": path.stat().st_size, "rows": len(table["rows"]), "rows_all_seeds": complete_rows,
             "distinct_schedules": counts["distinct"], "studies": studies}
-
-
-def load_table(path: str | Path) -> dict[str, Any]:
-    """Read a GrowBench table (gzip JSON) and check its format."""
-    with gzip.open(path, "rt") as fh:
-        table = json.load(fh)
-    if table.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a {FORMAT} table (format {table.get('format')!r})")
-    return dict(table)
 
 
 def _git_commit() -> str | None:
