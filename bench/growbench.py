@@ -97,7 +97,7 @@ def train_data(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         data["data"].update({"root": str(out / "data" / "synth-tiny"), "synth_size": "tiny"})
         data["training"] = {**data["training"], "max_batches_per_epoch": 2, "max_eval_batches": 2}
     else:
-        root = Path(str(data["data"]["root"]))
+        root = Path(str(data["data"].get("root") or f"data/synth-{data['data'].get('synth_size', 'small')}"))
         data["data"]["root"] = str(root if root.is_absolute() else (out / root))
     return data
 
