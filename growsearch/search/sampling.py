@@ -8,12 +8,18 @@ seeds every random state the sampler holds (the sampler's own, its fallback rand
 NSGA-II's child-generation strategy's, found by walking the sampler's attributes) from the
 seed and the trial's number. What a trial is proposed then depends only on the seed, its
 number and the study's history, never on which run or driver asked for it.
+
+The wrapped sampler also does not see the study's finished trials that have no parameters:
+reference trials (the baseline, schedule files) enqueued with their schedule only. Seen,
+one such COMPLETE trial empties Optuna's intersection search space for good, and every
+model-based sampler (TPE multivariate, GP, NSGA-II's crossover) silently falls back to
+independent random sampling for the rest of the study (docs/SEARCH_QUALITY.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from optuna.distributions import BaseDistribution
@@ -21,9 +27,9 @@ from optuna.samplers import BaseSampler, GridSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from growsearch.search.optuna_private import LazyRandomState
+from growsearch.search.optuna_private import LazyRandomState, TrialsView
 
-__all__ = ["StudyGridSampler", "TrialSeededSampler", "random_states", "trial_seed"]
+__all__ = ["StudyGridSampler", "TrialSeededSampler", "random_states", "sampler_view", "trial_seed"]
 
 
 def trial_seed(seed: int, number: int, index: int = 0) -> int:
@@ -56,6 +62,16 @@ def random_states(obj: Any) -> list[np.random.RandomState]:
     return out
 
 
+def _parameterless(trial: FrozenTrial) -> bool:
+    return trial.state.is_finished() and not trial.params
+
+
+def sampler_view(study: Study) -> Study:
+    """``study`` as the wrapped sampler sees it: without its finished parameterless trials
+    (references; see the module docstring)."""
+    return cast(Study, TrialsView(study, _parameterless))
+
+
 class TrialSeededSampler(BaseSampler):
     """``inner`` with its random states reseeded from ``(seed, trial.number)`` before each
     trial (see the module docstring). ``seed=None`` leaves ``inner`` as it is."""
@@ -75,20 +91,20 @@ class TrialSeededSampler(BaseSampler):
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self.reseed_for(trial.number)
-        self.inner.before_trial(study, trial)
+        self.inner.before_trial(sampler_view(study), trial)
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return self.inner.infer_relative_search_space(study, trial)
+        return self.inner.infer_relative_search_space(sampler_view(study), trial)
 
     def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        return self.inner.sample_relative(study, trial, search_space)
+        return self.inner.sample_relative(sampler_view(study), trial, search_space)
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        return self.inner.sample_independent(study, trial, param_name, param_distribution)
+        return self.inner.sample_independent(sampler_view(study), trial, param_name, param_distribution)
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
-        self.inner.after_trial(study, trial, state, values)
+        self.inner.after_trial(sampler_view(study), trial, state, values)
 
     def reseed_rng(self) -> None:
         self.inner.reseed_rng()
