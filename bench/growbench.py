@@ -168,8 +168,12 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         while sessions <= RESUMES:
             sessions += 1
             try:
-                complete = run_study(cfg, log=lambda s: print(s, file=sys.stderr, flush=True), progress_every=60.0).complete
-                last_error = None
+                summary = run_study(cfg, log=lambda s: print(s, file=sys.stderr, flush=True), progress_every=60.0)
+                complete, last_error = summary.complete, None
+                if summary.interrupted:  # Ctrl-C: stop the whole build (rerun it to resume)
+                    out["interrupted"] = True
+                    out["studies"].append({"name": cfg.name, "complete": complete, "interrupted": True})
+                    return out
                 break
             except RunFailed as exc:
                 last_error = str(exc)
