@@ -128,7 +128,7 @@ def test_make_sampler_refuses_an_unknown_name() -> None:
 def test_every_sampler_is_built_and_proposes_valid_schedules(sampler: str) -> None:
     import optuna
 
-    if sampler == "grid":  # a grid needs a flat space: GrowBench's
+    if sampler in ("grid", "growth"):  # these need a flat space: GrowBench's
         cfg = parse_study_config({"name": "grid", "train": "../configs/bench.yaml", "space": "../search_spaces/growbench.yaml", "epochs": 6,
                                   "budget": {"trials": 3}}, "growbench", base=ROOT / "studies")
     else:

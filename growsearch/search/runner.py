@@ -43,6 +43,7 @@ from growsearch.search.attrs import (
     VERSIONS,
     set_study_objectives,
 )
+from growsearch.search.growth_sampler import GrowthAwareSampler
 from growsearch.search.raywatch import RayGuard, start_local_ray
 from growsearch.search.resources import check_data, check_trial_fits, preflight, refuse_other_config, study_data_config
 from growsearch.search.sampling import StudyGridSampler, TrialSeededSampler
@@ -136,6 +137,8 @@ def sampler_for(s: SamplerConfig, space: SearchSpace, budget_trials: int | None)
         inner = optuna.samplers.RandomSampler(seed=s.seed)
     elif s.name == "grid":
         inner = StudyGridSampler(space.grid(), seed=s.seed)
+    elif s.name == "growth":
+        inner = GrowthAwareSampler(space.grid(sampler="growth"), seed=s.seed, n_startup=min(10, max(2, pop)))
     else:
         raise ConfigError(f"sampler.name: unknown sampler {s.name!r}; valid samplers: {', '.join(SAMPLERS)}")
     return TrialSeededSampler(inner, s.seed)

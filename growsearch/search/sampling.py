@@ -38,7 +38,8 @@ def trial_seed(seed: int, number: int, index: int = 0) -> int:
 
 
 def random_states(obj: Any) -> list[np.random.RandomState]:
-    """Every numpy random state reachable from ``obj`` through Optuna objects' attributes,
+    """Every numpy random state reachable from ``obj`` through Optuna's (and growsearch's
+    own samplers') objects' attributes,
     in a fixed order (attribute names sorted), each once (shared states stay shared)."""
     out: list[np.random.RandomState] = []
     seen: set[int] = set()
@@ -54,7 +55,7 @@ def random_states(obj: Any) -> list[np.random.RandomState]:
         elif isinstance(o, list | tuple):
             for x in o:
                 walk(x)
-        elif type(o).__module__.split(".")[0] == "optuna" and hasattr(o, "__dict__"):
+        elif type(o).__module__.split(".")[0] in ("optuna", "growsearch") and hasattr(o, "__dict__"):
             for key in sorted(vars(o)):
                 walk(vars(o)[key])
 

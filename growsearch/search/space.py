@@ -420,16 +420,17 @@ class SearchSpace(BaseModel):
             pl = self.plasticity.lr
             trial.suggest_float("plasticity.lr", pl.low, pl.high, log=pl.log)
 
-    def grid(self) -> dict[str, list[Any]]:
+    def grid(self, *, sampler: str = "grid") -> dict[str, list[Any]]:
         """The flat space as Optuna's ``GridSampler`` takes it: parameter -> every choice.
 
         Raises:
-            ConfigError: the space is not ``encoding: flat``, or has a continuous ``lr`` range.
+            ConfigError: the space is not ``encoding: flat``, or has a continuous ``lr``
+                range (``sampler`` names who asked, for the message).
         """
         if self.encoding != "flat":
-            raise ConfigError("sampler grid: the search space needs encoding: flat (a conditional space has no fixed grid)")
+            raise ConfigError(f"sampler {sampler}: the search space needs encoding: flat (a conditional space has no fixed grid)")
         if self.lr is not None or (self.plasticity is not None and self.plasticity.lr is not None):
-            raise ConfigError("sampler grid: the search space has a continuous lr range; drop lr (and plasticity.lr) to grid it")
+            raise ConfigError(f"sampler {sampler}: the search space has a continuous lr range; drop lr (and plasticity.lr) to grid it")
         return self._flat_choices()
 
     def to_conditional(self, params: Mapping[str, Any]) -> dict[str, Any]:
