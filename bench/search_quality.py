@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", default=None, help="a GrowBench table: simulate instead of training")
     ap.add_argument("--no-reference", action="store_true", help="table: do not start each study with the baseline")
     ap.add_argument("--bootstrap", type=int, default=2000)
+    ap.add_argument("--encoding", choices=["flat", "conditional"], default="flat",
+                    help="table: propose from the table's space in this encoding (same schedules; grid/growth need flat)")
     args = ap.parse_args(argv)
     if args.table:
         print(json.dumps(simulated(args), indent=2))
@@ -126,9 +128,13 @@ def simulated(args: argparse.Namespace) -> dict[str, Any]:
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message=".*sampled independently.*")
+    from growsearch.search.space import parse_space
+
     table = load_table(args.table)
+    space = table.space if args.encoding == "flat" else parse_space(
+        {**table.data["space"], "encoding": args.encoding}, "table space", epochs=table.epochs)
     seeds = list(range(args.seeds[0])) if len(args.seeds) == 1 else list(args.seeds)
-    samplers = args.samplers or ["random", "tpe", "nsga2", "gp"]
+    samplers = args.samplers or (["random", "tpe", "nsga2", "gp", "growth"] if args.encoding == "flat" else ["random", "tpe", "nsga2", "gp"])
     if "random" not in samplers:
         samplers = ["random", *samplers]
     names = ["dev_eer", "params", "train_flops"]
@@ -145,9 +151,9 @@ def simulated(args: argparse.Namespace) -> dict[str, Any]:
     for name in samplers:
         finals, at_budget = [], []
         for seed in seeds:
-            sampler = sampler_for(SamplerConfig(name=name, seed=seed, population_size=None), table.space, args.trials)
+            sampler = sampler_for(SamplerConfig(name=name, seed=seed, population_size=None), space, args.trials)
             run = simulate(table, sampler, objectives=names, directions=["minimize"] * 3, trials=args.trials,
-                           seed=table.seeds[seed % len(table.seeds)], references=refs)
+                           seed=table.seeds[seed % len(table.seeds)], references=refs, space=space)
             values = np.asarray([t.values for t in run], dtype=float)
             clock = np.asarray([t.clock for t in run], dtype=float)
             hist = hypervolume_history(values, objectives, reference)
@@ -175,7 +181,7 @@ def simulated(args: argparse.Namespace) -> dict[str, Any]:
         "trials": args.trials, "seeds": len(seeds), "objectives": names,
         "reference_point": reference,
         "reference_rule": "dev_eer 0.5 (chance); params and train_flops 1.1x the table's largest",
-        "references_in_each_study": list(refs),
+        "references_in_each_study": list(refs), "encoding": args.encoding,
         "train_flops_budgets": budgets,
         "samplers": out,
         "wall_s": round(time.perf_counter() - t0, 1),

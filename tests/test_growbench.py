@@ -109,7 +109,7 @@ def test_simulator_replays_a_live_study(tmp_path: Path, corpus: Path, sampler: s
     its own results propose the same trials, duplicates refused alike, in the same order."""
     space = {"backbone": "lcgrnn", "preset": "tiny_authors", "encoding": "flat", "events": {"min": 1, "max": 1},
              "epoch": {"low": 1, "high": 1}, "points": {"gru2": {"neurons": {"low": 4, "high": 4}}, "gru4": {"neurons": {"low": 2, "high": 2}}},
-             "inits": ["random", "zero_fanout"], "freeze": ["all"],
+             "inits": ["random", "zero_fanout"], "freeze": ["all", "new_only", "new_units"],
              "plasticity": {"enabled": [False, True], "after": {"low": 1, "high": 1}, "rules": ["appended"]}}
     train = {"seed": 0, "data": {"dataset": "synthetic", "root": str(corpus), "synth_size": "tiny", "clip_samples": 16000},
              "model": {"backbone": "lcgrnn", "preset": "tiny_authors"},
