@@ -103,7 +103,7 @@ def _table_of(study: optuna.Study, cfg: Any) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sampler", ["tpe", "random"])
+@pytest.mark.parametrize("sampler", ["growth", "random"])
 def test_simulator_replays_a_live_study(tmp_path: Path, corpus: Path, sampler: str) -> None:
     """A live study (real local Ray, one trial at a time) and a simulation of it on a table of
     its own results propose the same trials, duplicates refused alike, in the same order."""
