@@ -8,6 +8,20 @@ FLOPs (points beyond it add nothing). Small by default, so differences between s
 are within noise; raise ``--trials``/``--seeds`` on a bigger machine. Usage::
 
     python bench/search_quality.py [--trials 8] [--seeds 0 1] [--samplers nsga2 tpe random]
+
+With ``--table FILE`` (a GrowBench table, ``bench/growbench.py export``) nothing trains: each
+sampler runs ``--seeds N`` simulated studies (sampler seeds 0..N-1; one number is a count
+here) of ``--trials`` COMPLETE trials against the table (:mod:`growsearch.search.simulate`:
+the live searcher's propose step, the study's sampler reseeded per trial), simulated seed
+``s`` told the results of the table's training seed ``s mod (seeds in the table)``, so
+samplers are compared paired. Objectives: the table's study objectives (dev EER, params,
+training FLOPs); the reference point is fixed per table and printed (EER 0.5, 1.1x the
+table's largest params and training FLOPs). Per sampler: ``hv_mean``, ``hv_ci95`` (bootstrap
+over seeds), ``ratio_vs_random`` (mean HV / random's mean HV) with ``ratio_ci95`` (paired
+bootstrap over seeds), and ``hv_vs_train_flops``: mean hypervolume once the cumulative
+training FLOPs of a run reach each budget of a fixed grid (the simulated clock)::
+
+    python bench/search_quality.py --table growbench/lcgrnn_bench.json.gz --trials 32 --seeds 30
 """
 
 from __future__ import annotations
@@ -34,8 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--samplers", nargs="+", default=["nsga2", "tpe", "random"])
+    ap.add_argument("--samplers", nargs="+", default=None, help="default: nsga2 tpe random (live); random tpe nsga2 gp (table)")
+    ap.add_argument("--table", default=None, help="a GrowBench table: simulate instead of training")
+    ap.add_argument("--no-reference", action="store_true", help="table: do not start each study with the baseline")
+    ap.add_argument("--bootstrap", type=int, default=2000)
+    ap.add_argument("--encoding", choices=["flat", "conditional"], default="flat",
+                    help="table: propose from the table's space in this encoding (same schedules; grid/growth need flat)")
     args = ap.parse_args(argv)
+    if args.table:
+        print(json.dumps(simulated(args), indent=2))
+        return 0
+    args.samplers = args.samplers or ["nsga2", "tpe", "random"]
 
     import ray
 
@@ -91,6 +114,78 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }, indent=2))
     return 0
+
+
+def simulated(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--table`` mode (see the module docstring)."""
+    import warnings
+
+    from growsearch.report.hypervolume import hypervolume_history
+    from growsearch.search.objectives import Objective
+    from growsearch.search.runner import sampler_for
+    from growsearch.search.simulate import load_table, simulate
+    from growsearch.search.study import SamplerConfig
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*sampled independently.*")
+    from growsearch.search.space import parse_space
+
+    table = load_table(args.table)
+    space = table.space if args.encoding == "flat" else parse_space(
+        {**table.data["space"], "encoding": args.encoding}, "table space", epochs=table.epochs)
+    seeds = list(range(args.seeds[0])) if len(args.seeds) == 1 else list(args.seeds)
+    samplers = args.samplers or (["random", "tpe", "nsga2", "gp", "growth"] if args.encoding == "flat" else ["random", "tpe", "nsga2", "gp"])
+    if "random" not in samplers:
+        samplers = ["random", *samplers]
+    names = ["dev_eer", "params", "train_flops"]
+    objectives = [Objective(name=n) for n in names]
+    rows = [res for r in table.rows.values() for res in r["seeds"].values()]
+    reference = [0.5, 1.1 * max(float(r["params"]) for r in rows), 1.1 * max(float(r["train_flops"]) for r in rows)]
+    per_trial_flops = sorted(float(r["train_flops"]) for r in rows)
+    median = per_trial_flops[len(per_trial_flops) // 2]
+    budgets = [median * args.trials * f for f in (0.125, 0.25, 0.5, 0.75, 1.0)]
+    refs = () if args.no_reference else ("baseline",)
+    hv: dict[str, np.ndarray] = {}
+    curves: dict[str, np.ndarray] = {}
+    t0 = time.perf_counter()
+    for name in samplers:
+        finals, at_budget = [], []
+        for seed in seeds:
+            sampler = sampler_for(SamplerConfig(name=name, seed=seed, population_size=None), space, args.trials)
+            run = simulate(table, sampler, objectives=names, directions=["minimize"] * 3, trials=args.trials,
+                           seed=table.seeds[seed % len(table.seeds)], references=refs, space=space)
+            values = np.asarray([t.values for t in run], dtype=float)
+            clock = np.asarray([t.clock for t in run], dtype=float)
+            hist = hypervolume_history(values, objectives, reference)
+            finals.append(float(hist[-1]) if len(hist) else 0.0)
+            at_budget.append([float(hist[clock <= b][-1]) if (clock <= b).any() else 0.0 for b in budgets])
+        hv[name], curves[name] = np.asarray(finals), np.asarray(at_budget)
+        print(f"search_quality: {name}: hv {hv[name].mean():.4f} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(seeds), size=(args.bootstrap, len(seeds)))
+    out: dict[str, Any] = {}
+    rnd = hv["random"]
+    for name in samplers:
+        h = hv[name]
+        boot_hv = h[idx].mean(axis=1)
+        boot_ratio = h[idx].mean(axis=1) / np.maximum(rnd[idx].mean(axis=1), 1e-300)
+        out[name] = {
+            "hv_mean": round(float(h.mean()), 5),
+            "hv_ci95": [round(float(x), 5) for x in np.percentile(boot_hv, [2.5, 97.5])],
+            "ratio_vs_random": round(float(h.mean() / rnd.mean()), 4),
+            "ratio_ci95": [round(float(x), 4) for x in np.percentile(boot_ratio, [2.5, 97.5])],
+            "hv_vs_train_flops": [round(float(x), 5) for x in curves[name].mean(axis=0)],
+        }
+    return {
+        "table": str(args.table), "table_command": table.data["provenance"].get("command"),
+        "trials": args.trials, "seeds": len(seeds), "objectives": names,
+        "reference_point": reference,
+        "reference_rule": "dev_eer 0.5 (chance); params and train_flops 1.1x the table's largest",
+        "references_in_each_study": list(refs), "encoding": args.encoding,
+        "train_flops_budgets": budgets,
+        "samplers": out,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ OPTIMIZERS: tuple[OptimizerName, ...] = get_args(OptimizerName)
 
 # --- search ----------------------------------------------------------------------------
 
-SamplerName = Literal["nsga2", "nsga3", "tpe", "gp", "random"]
+SamplerName = Literal["nsga2", "nsga3", "tpe", "gp", "random", "grid", "growth"]
 #: The Optuna samplers a study may name (``sampler.name``); every one is built by
 #: :func:`growsearch.search.runner.make_sampler`.
 SAMPLERS: tuple[SamplerName, ...] = get_args(SamplerName)

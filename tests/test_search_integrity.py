@@ -70,7 +70,8 @@ def _config(tmp_path: Path, sampler: str) -> Path:
                   "model": {"backbone": "lcgrnn", "preset": "tiny"},
                   "training": {"epochs": 5, "device": "cpu", "batch_size": 8, "max_batches_per_epoch": 2,
                                "max_eval_batches": 2}},
-        "space": str(ROOT / "search_spaces" / "quickstart.yaml"),
+        # a grid needs a flat space: GrowBench's
+        "space": str(ROOT / "search_spaces" / ("growbench.yaml" if sampler in ("grid", "growth") else "quickstart.yaml")),
         "epochs": 5,
         "objectives": OBJ,
         "sampler": {"name": sampler, "seed": 3, "population_size": 2},

@@ -11,6 +11,8 @@ growsearch relies on a few things Optuna does not promise to keep (checked for O
   :mod:`growsearch.report.fastread` (through :func:`trial_tables`); the heartbeat base
   class (``optuna.storages._heartbeat.BaseHeartbeat``); the lazily seeded random state of
   the samplers (``optuna.samplers._lazy_random_state.LazyRandomState``).
+* **The trial list samplers read**: ``Study._get_trials`` (what :class:`TrialsView` filters
+  so that a sampler does not see reference trials, see :mod:`growsearch.search.sampling`).
 
 Nothing else in growsearch touches these names. :func:`surface_problems` lists what of
 this surface an installed Optuna lacks (tables, columns, attributes), one line each;
@@ -33,7 +35,7 @@ from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
 __all__ = [
-    "EXPECTED_COLUMNS", "LazyRandomState", "fail_trial", "fixed_params_of", "heartbeat_ages", "heartbeat_storage",
+    "EXPECTED_COLUMNS", "LazyRandomState", "TrialsView", "fail_trial", "fixed_params_of", "heartbeat_ages", "heartbeat_storage",
     "rdb_of", "storage_of", "study_id_of", "surface_problems", "trial_id_of", "trial_tables",
 ]
 
@@ -45,6 +47,33 @@ EXPECTED_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "TrialSystemAttributeModel": ("trial_system_attributes", ("trial_id", "key", "value_json")),
     "TrialHeartbeatModel": ("trial_heartbeats", ("trial_id", "heartbeat")),
 }
+
+
+# ---- the study as a sampler sees it ------------------------------------------------------------
+class TrialsView:
+    """``study`` without the trials ``hide`` selects, as Optuna's samplers read it.
+
+    Samplers list trials through ``Study._get_trials`` (and a few through ``get_trials``);
+    both are filtered here, every other attribute is the study's own.
+    """
+
+    def __init__(self, study: optuna.Study, hide: Any) -> None:
+        self._gs_study = study
+        self._gs_hide = hide
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gs_study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list[optuna.trial.FrozenTrial]:
+        trials = self._gs_study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        return [t for t in trials if not self._gs_hide(t)]
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self._gs_study.get_trials(deepcopy=deepcopy, states=states) if not self._gs_hide(t)]
+
+    @property
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        return self.get_trials()
 
 
 # ---- attributes ------------------------------------------------------------------------------

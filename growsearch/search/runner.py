@@ -43,12 +43,14 @@ from growsearch.search.attrs import (
     VERSIONS,
     set_study_objectives,
 )
+from growsearch.search.growth_sampler import GrowthAwareSampler
 from growsearch.search.raywatch import RayGuard, start_local_ray
 from growsearch.search.resources import check_data, check_trial_fits, preflight, refuse_other_config, study_data_config
-from growsearch.search.sampling import TrialSeededSampler
+from growsearch.search.sampling import StudyGridSampler, TrialSeededSampler
 from growsearch.search.searcher import StudySearcher
+from growsearch.search.space import SearchSpace
 from growsearch.search.storage import open_storage, storage_fault
-from growsearch.search.study import StudyConfig
+from growsearch.search.study import SamplerConfig, StudyConfig
 from growsearch.search.trainable import (
     TrialContext,
     TrialFn,
@@ -59,7 +61,7 @@ from growsearch.search.trainable import (
 )
 from growsearch.vocabulary import SAMPLERS
 
-__all__ = ["RunSummary", "make_sampler", "open_study", "run_study"]
+__all__ = ["RunSummary", "make_sampler", "open_study", "run_study", "sampler_for"]
 
 
 @dataclass
@@ -116,8 +118,12 @@ def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
     Constraints reach the samplers through ``trial.set_constraint`` (Optuna 5 deprecates
     ``constraints_func``); the searcher records them before each tell.
     """
-    s = cfg.sampler
-    pop = s.population_size or max(4, min(50, (cfg.budget.trials or 50) // 3))
+    return sampler_for(cfg.sampler, cfg.space, cfg.budget.trials)
+
+
+def sampler_for(s: SamplerConfig, space: SearchSpace, budget_trials: int | None) -> optuna.samplers.BaseSampler:
+    """:func:`make_sampler` from its parts (the simulator builds a study's sampler this way)."""
+    pop = s.population_size or max(4, min(50, (budget_trials or 50) // 3))
     inner: optuna.samplers.BaseSampler
     if s.name == "nsga2":
         inner = optuna.samplers.NSGAIISampler(population_size=pop, seed=s.seed)
@@ -129,6 +135,10 @@ def make_sampler(cfg: StudyConfig) -> optuna.samplers.BaseSampler:
         inner = optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=min(10, max(2, pop)))
     elif s.name == "random":
         inner = optuna.samplers.RandomSampler(seed=s.seed)
+    elif s.name == "grid":
+        inner = StudyGridSampler(space.grid(), seed=s.seed)
+    elif s.name == "growth":
+        inner = GrowthAwareSampler(space.grid(sampler="growth"), seed=s.seed, n_startup=min(10, max(2, pop)))
     else:
         raise ConfigError(f"sampler.name: unknown sampler {s.name!r}; valid samplers: {', '.join(SAMPLERS)}")
     return TrialSeededSampler(inner, s.seed)

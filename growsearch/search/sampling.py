@@ -8,22 +8,28 @@ seeds every random state the sampler holds (the sampler's own, its fallback rand
 NSGA-II's child-generation strategy's, found by walking the sampler's attributes) from the
 seed and the trial's number. What a trial is proposed then depends only on the seed, its
 number and the study's history, never on which run or driver asked for it.
+
+The wrapped sampler also does not see the study's finished trials that have no parameters:
+reference trials (the baseline, schedule files) enqueued with their schedule only. Seen,
+one such COMPLETE trial empties Optuna's intersection search space for good, and every
+model-based sampler (TPE multivariate, GP, NSGA-II's crossover) silently falls back to
+independent random sampling for the rest of the study (docs/SEARCH_QUALITY.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler
+from optuna.samplers import BaseSampler, GridSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from growsearch.search.optuna_private import LazyRandomState
+from growsearch.search.optuna_private import LazyRandomState, TrialsView
 
-__all__ = ["TrialSeededSampler", "random_states", "trial_seed"]
+__all__ = ["StudyGridSampler", "TrialSeededSampler", "random_states", "sampler_view", "trial_seed"]
 
 
 def trial_seed(seed: int, number: int, index: int = 0) -> int:
@@ -32,7 +38,8 @@ def trial_seed(seed: int, number: int, index: int = 0) -> int:
 
 
 def random_states(obj: Any) -> list[np.random.RandomState]:
-    """Every numpy random state reachable from ``obj`` through Optuna objects' attributes,
+    """Every numpy random state reachable from ``obj`` through Optuna's (and growsearch's
+    own samplers') objects' attributes,
     in a fixed order (attribute names sorted), each once (shared states stay shared)."""
     out: list[np.random.RandomState] = []
     seen: set[int] = set()
@@ -48,12 +55,22 @@ def random_states(obj: Any) -> list[np.random.RandomState]:
         elif isinstance(o, list | tuple):
             for x in o:
                 walk(x)
-        elif type(o).__module__.split(".")[0] == "optuna" and hasattr(o, "__dict__"):
+        elif type(o).__module__.split(".")[0] in ("optuna", "growsearch") and hasattr(o, "__dict__"):
             for key in sorted(vars(o)):
                 walk(vars(o)[key])
 
     walk(obj)
     return out
+
+
+def _parameterless(trial: FrozenTrial) -> bool:
+    return trial.state.is_finished() and not trial.params
+
+
+def sampler_view(study: Study) -> Study:
+    """``study`` as the wrapped sampler sees it: without its finished parameterless trials
+    (references; see the module docstring)."""
+    return cast(Study, TrialsView(study, _parameterless))
 
 
 class TrialSeededSampler(BaseSampler):
@@ -75,21 +92,35 @@ class TrialSeededSampler(BaseSampler):
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self.reseed_for(trial.number)
-        self.inner.before_trial(study, trial)
+        self.inner.before_trial(sampler_view(study), trial)
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return self.inner.infer_relative_search_space(study, trial)
+        return self.inner.infer_relative_search_space(sampler_view(study), trial)
 
     def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        return self.inner.sample_relative(study, trial, search_space)
+        return self.inner.sample_relative(sampler_view(study), trial, search_space)
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        return self.inner.sample_independent(study, trial, param_name, param_distribution)
+        return self.inner.sample_independent(sampler_view(study), trial, param_name, param_distribution)
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
-        self.inner.after_trial(study, trial, state, values)
+        self.inner.after_trial(sampler_view(study), trial, state, values)
 
     def reseed_rng(self) -> None:
         self.inner.reseed_rng()
 
+
+
+class StudyGridSampler(GridSampler):
+    """Optuna's ``GridSampler`` (``sampler: grid``) that never calls ``study.stop()``.
+
+    The stock sampler stops the study from ``after_trial`` once every grid point was tried,
+    which raises outside ``study.optimize`` (growsearch drives ask-and-tell). The study's
+    trial budget ends a grid study instead; a grid point whose schedule another point already
+    gave is failed as a duplicate by the searcher (never trained), so the budget to set is the
+    number of distinct schedules (``bench/growbench.py`` counts them).
+    """
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        return None

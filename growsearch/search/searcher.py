@@ -57,16 +57,13 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
-from growsearch.errors import ScheduleError
 from growsearch.schedule import GrowthSchedule
 from growsearch.search import optuna_private as op
 from growsearch.search.attrs import (
-    OPTUNA_FIXED_PARAMS,
     TRIAL_ATTEMPT,
     TRIAL_CONSTRAINT,
     TRIAL_CURVES,
     TRIAL_DRIVER,
-    TRIAL_DUPLICATE_OF,
     TRIAL_METRICS,
     TRIAL_NODE,
     TRIAL_RAY_TRIAL_ID,
@@ -77,6 +74,7 @@ from growsearch.search.attrs import (
     VERSIONS,
 )
 from growsearch.search.lease import HEARTBEAT_MAX_FAILURES, LEASE_PREFIX, DriverLease, driver_alive, lease_key
+from growsearch.search.propose import find_twin, propose
 from growsearch.search.space import SearchSpace
 from growsearch.search.storage import storage_fault
 
@@ -90,16 +88,6 @@ PAYLOAD_KEY = "gs_payload"
 IDLE_RECHECK = 1.0
 #: Proposals in a row repeating a schedule the study has before a session gives up.
 MAX_REPEATS = 25
-
-
-def _schedule_key(schedule: dict[str, Any]) -> str:
-    """Canonical JSON of a stored schedule dict, in one spelling whatever wrote it (an event's
-    ``optimizer`` is read as ``optimizer_state``)."""
-    try:
-        schedule = GrowthSchedule.from_dict(schedule).to_dict()
-    except ScheduleError:
-        pass  # not a schedule this version reads: compared as stored
-    return json.dumps(schedule, sort_keys=True, default=str)
 
 
 class LeaseStopper(Stopper):
@@ -311,31 +299,23 @@ class StudySearcher(Searcher):
                 # failed or reaped trial is replaced; our own trial ending recounts at once
                 self._idle_until = time.time() + IDLE_RECHECK
                 return None
-        for _ in range(MAX_REPEATS):
+
+        def ask() -> optuna.Trial:
             trial = self._ask()
             TRIAL_DRIVER.set(trial, str(self.driver["token"]))  # first: other drivers' reap reads it
-            attrs = trial.user_attrs
-            ref, ref_sched = TRIAL_REFERENCE.get(attrs), TRIAL_SCHEDULE.get(attrs)
-            if ref and ref_sched is not None:
-                label, params, sched = ref, {}, GrowthSchedule.from_dict(ref_sched)
-            else:
-                label = None
-                self.space.define_by_run(trial)
-                params = dict(trial.params)
-                sched = self.space.decode(params)
-            TRIAL_SCHEDULE.set(trial, sched.to_dict())
-            if label is not None:
-                break
-            twin = self._twin(trial, sched, enqueued=bool(op.fixed_params_of(trial)) or TRIAL_REQUEUED_FROM.key in attrs)
-            if twin is None:
-                break
-            TRIAL_DUPLICATE_OF.set(trial, twin[0])
+            return trial
+
+        def reject(trial: optuna.Trial, twin: tuple[int, str]) -> None:
             self._fail(op.trial_id_of(trial), f"duplicate schedule: trial {twin[0]} ({twin[1]}) has the same schedule; not trained")
-        else:
+
+        proposal = propose(ask, self.space, reject=reject, max_repeats=MAX_REPEATS, twin=lambda trial, sched, attrs: self._twin(
+            trial, sched, enqueued=bool(op.fixed_params_of(trial)) or TRIAL_REQUEUED_FROM.key in attrs))
+        if proposal is None:
             self.gave_up = (f"the sampler proposed {MAX_REPEATS} schedules in a row that the study already has; "
                             "the search space looks exhausted")
             self._stop = True
             return None if busy else Searcher.FINISHED
+        trial, label, params, sched, attrs = proposal.trial, proposal.label, proposal.params, proposal.schedule, proposal.attrs
         requeued = self._resume_chain(attrs)
         TRIAL_RAY_TRIAL_ID.set(trial, trial_id)
         if self.seed is not None:
@@ -354,28 +334,8 @@ class StudySearcher(Searcher):
         }
 
     def _twin(self, trial: optuna.Trial, sched: GrowthSchedule, *, enqueued: bool) -> tuple[int, str] | None:
-        """Another trial of the study with the same decoded schedule: ``(number, state)``.
-
-        A fresh proposal yields to any COMPLETE, RUNNING or WAITING trial with its schedule
-        (a WAITING one is compared through its enqueued parameters); an enqueued trial (a rerun
-        of an interrupted one) yields only to a COMPLETE one. Each trial writes its schedule
-        before it looks, so of two drivers proposing the same schedule at the same instant at
-        least one sees the other.
-        """
-        key = _schedule_key(sched.to_dict())
-        states = (TrialState.COMPLETE,) if enqueued else (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-        for t in op.storage_of(self.study).get_all_trials(op.study_id_of(self.study), deepcopy=False, states=states):
-            if t.number == trial.number:
-                continue
-            d = TRIAL_SCHEDULE.get(t)
-            if d is None and t.state == TrialState.WAITING and t.system_attrs.get(OPTUNA_FIXED_PARAMS):
-                try:
-                    d = self.space.decode(t.system_attrs[OPTUNA_FIXED_PARAMS]).to_dict()
-                except Exception:  # noqa: BLE001 - parameters of another space version: not comparable
-                    d = None
-            if d is not None and _schedule_key(d) == key:
-                return t.number, t.state.name
-        return None
+        """Another trial of the study with the same decoded schedule (:func:`~growsearch.search.propose.find_twin`)."""
+        return find_twin(self.study, self.space, trial, sched, enqueued=enqueued)
 
     def _resume_chain(self, attrs: dict[str, Any]) -> list[int]:
         """The trials a re-enqueued trial continues, newest first (``requeued_from`` links):

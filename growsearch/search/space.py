@@ -34,6 +34,26 @@ repaired deterministically:
 - the plasticity shrink happens ``after`` epochs after the last growth, clamped to the last
   epoch; if no epoch is left after the last growth there is no shrink.
 
+**Encodings.** ``encoding: conditional`` (the default) is the define-by-run above: a
+parameter exists only when the choices before it need it (``ev0.<point>.neurons`` only for
+the point picked). ``encoding: flat`` suggests the same fixed set of parameters for every
+trial, so that the space is a plain product of finite choices that Optuna's ``GridSampler``
+can enumerate (:meth:`SearchSpace.grid`) and that model-based samplers see without
+conditional holes:
+
+- ``ev<i>.point``; ``ev<i>.size``: the index of the amount in the point's ``neurons`` values
+  (every point must offer as many amounts); ``ev<i>.form`` and ``ev<i>.init`` shared by
+  all points (every point must support every form and init listed);
+- ``plasticity.after``: 0 means no shrink (when ``false`` is among ``plasticity.enabled``),
+  otherwise the epochs between the last growth and the shrink; ``plasticity.rule`` always;
+- ``n_events`` and the events up to ``events.max`` are always suggested; events at or past
+  ``n_events`` are unused (``events.min == events.max`` avoids such unused dimensions).
+
+:meth:`SearchSpace.to_conditional` turns flat parameters into the conditional ones they
+stand for, and :meth:`SearchSpace.decode` accepts either, so both encodings of one
+schedule decode identically. ``lr`` ranges are continuous: a flat space with ``lr`` cannot be
+enumerated as a grid.
+
 The choice lists are checked against the growth vocabulary (:mod:`growsearch.vocabulary`)
 and, by :meth:`SearchSpace.bind`, against the backbone with the same event check as a
 schedule (:mod:`growsearch.growth.check`). The trial parameter of an event's
@@ -47,7 +67,7 @@ import math
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -58,7 +78,11 @@ from growsearch.schedule import LEGACY_OPTIMIZER_STATE_KEY, GrowthEvent, GrowthS
 from growsearch.vocabulary import Form, Freeze, Init, OptimizerState, ShrinkRule
 from growsearch.yamlio import load_yaml, parse_model
 
-__all__ = ["FloatRange", "IntRange", "PointSpace", "SearchSpace", "load_space"]
+__all__ = ["ENCODINGS", "FloatRange", "IntRange", "PointSpace", "SearchSpace", "load_space"]
+
+#: How a space spells a schedule as trial parameters (see the module docstring).
+Encoding = Literal["conditional", "flat"]
+ENCODINGS: tuple[str, ...] = ("conditional", "flat")
 
 #: The trial parameter suffix of an event's ``optimizer_state`` (its name before the rename).
 _OPTIMIZER_STATE_PARAM = "optimizer"
@@ -73,6 +97,12 @@ class IntRange(BaseModel):
     high: int = Field(ge=-NEURONS_MAX, le=NEURONS_MAX)
     step: int = Field(default=1, gt=0, le=NEURONS_MAX)
     log: bool = False
+
+    def values(self) -> list[int]:
+        """Every value of the range, in order (what ``_suggest_int`` may return)."""
+        if self.log:
+            return list(range(self.low, self.high + 1))
+        return list(range(self.low, self.high + 1, self.step))
 
     @model_validator(mode="after")
     def _check(self) -> IntRange:
@@ -184,6 +214,7 @@ class SearchSpace(BaseModel):
     backbone: str
     preset: str | None = None
     description: str = ""
+    encoding: Encoding = "conditional"
     events: CountRange = CountRange()
     epoch: IntRange
     points: dict[str, PointSpace] = Field(default_factory=dict)
@@ -259,10 +290,37 @@ class SearchSpace(BaseModel):
                 f"{source}: epoch.high: {self.epoch.high} is beyond the run "
                 f"(growth epochs are 0..{epochs - 1} for {epochs} epochs)"
             )
+        if self.encoding == "flat":
+            self._check_flat(points, source)
         copy = self.model_copy()
         copy._points = dict(points)
         copy._epochs = int(epochs)
         return copy
+
+    def _check_flat(self, points: Mapping[str, PointLike], source: str) -> None:
+        """A flat space needs the same number of amounts at every point and every listed form
+        and init supported everywhere (the flat parameters have one set of choices)."""
+        sizes = {name: len(ps.neurons.values()) for name, ps in self.points.items()}
+        if len(set(sizes.values())) > 1:
+            raise ConfigError(f"{source}: points: encoding flat needs the same number of neuron amounts at every point; got "
+                              + ", ".join(f"{k}: {v}" for k, v in sorted(sizes.items())))
+        for name, ps in self.points.items():
+            if ps.forms is not None or ps.inits is not None:
+                raise ConfigError(f"{source}: points.{name}: encoding flat takes forms and inits from the space, not per point")
+            p = points[name]
+            for form in self.forms:
+                if form not in p.forms:
+                    raise ConfigError(f"{source}: forms: encoding flat needs every point to support {form!r}; {name} does not")
+                for init in self.inits:
+                    if init not in p.inits_for(form):
+                        raise ConfigError(f"{source}: inits: encoding flat needs every point to support {init!r} "
+                                          f"with form {form!r}; {name} does not")
+        if self.plasticity is not None and True in self.plasticity.enabled:
+            for name in self.points:
+                missing = [r for r in self.plasticity.rules if r not in points[name].shrink_rules]
+                if missing:
+                    raise ConfigError(f"{source}: plasticity.rules: encoding flat needs every point to support "
+                                      f"{missing[0]!r}; {name} does not")
 
     @property
     def epochs(self) -> int:
@@ -295,6 +353,9 @@ class SearchSpace(BaseModel):
     # ---- the driver side: define-by-run ---------------------------------------------------
     def define_by_run(self, trial: Any) -> None:
         """Suggest one schedule's parameters on an Optuna trial (only ``trial.suggest_*``)."""
+        if self.encoding == "flat":
+            self._define_flat(trial)
+            return
         pts = self.growth_points
         n = _suggest_int(trial, "n_events", IntRange(low=self.events.min, high=self.events.max))
         names = sorted(self.points)
@@ -318,6 +379,98 @@ class SearchSpace(BaseModel):
                 if pl.lr is not None:
                     trial.suggest_float("plasticity.lr", pl.lr.low, pl.lr.high, log=pl.lr.log)
 
+    def _plasticity_after_range(self) -> IntRange | None:
+        """The flat ``plasticity.after`` range (0 = no shrink), or ``None`` if never suggested."""
+        pl = self.plasticity
+        if pl is None or True not in pl.enabled:
+            return None
+        low = 0 if False in pl.enabled else pl.after.low
+        return IntRange(low=low, high=pl.after.high)
+
+    def _flat_choices(self) -> dict[str, list[Any]]:
+        """The flat parameters and their choices, in suggestion order (``lr`` ranges aside)."""
+        out: dict[str, list[Any]] = {"n_events": IntRange(low=self.events.min, high=self.events.max).values()}
+        names = sorted(self.points)
+        n_sizes = len(self.points[names[0]].neurons.values()) if names else 0
+        for i in range(self.events.max):
+            out[f"ev{i}.point"] = list(names)
+            out[f"ev{i}.size"] = list(range(n_sizes))
+            out[f"ev{i}.epoch"] = self.epoch.values()
+            out[f"ev{i}.form"] = list(self.forms)
+            out[f"ev{i}.init"] = list(self.inits)
+            out[f"ev{i}.freeze"] = list(self.freeze)
+            out[f"ev{i}.{_OPTIMIZER_STATE_PARAM}"] = list(self.optimizer_state)
+        after = self._plasticity_after_range()
+        if self.events.max > 0 and after is not None and self.plasticity is not None:
+            out["plasticity.after"] = after.values()
+            out["plasticity.rule"] = list(self.plasticity.rules)
+        return out
+
+    def _define_flat(self, trial: Any) -> None:
+        for name, choices in self._flat_choices().items():
+            if name == "n_events" or name.endswith((".size", ".epoch")) or name == "plasticity.after":
+                lo, hi = min(choices), max(choices)
+                step = choices[1] - choices[0] if len(choices) > 1 else 1
+                trial.suggest_int(name, lo, hi, step=step)
+            else:
+                trial.suggest_categorical(name, choices)
+            if name.endswith(f".{_OPTIMIZER_STATE_PARAM}") and self.lr is not None:
+                trial.suggest_float(name.rsplit(".", 1)[0] + ".lr", self.lr.low, self.lr.high, log=self.lr.log)
+        if self.events.max > 0 and self.plasticity is not None and self.plasticity.lr is not None and "plasticity.after" in trial.params:
+            pl = self.plasticity.lr
+            trial.suggest_float("plasticity.lr", pl.low, pl.high, log=pl.log)
+
+    def grid(self, *, sampler: str = "grid") -> dict[str, list[Any]]:
+        """The flat space as Optuna's ``GridSampler`` takes it: parameter -> every choice.
+
+        Raises:
+            ConfigError: the space is not ``encoding: flat``, or has a continuous ``lr``
+                range (``sampler`` names who asked, for the message).
+        """
+        if self.encoding != "flat":
+            raise ConfigError(f"sampler {sampler}: the search space needs encoding: flat (a conditional space has no fixed grid)")
+        if self.lr is not None or (self.plasticity is not None and self.plasticity.lr is not None):
+            raise ConfigError(f"sampler {sampler}: the search space has a continuous lr range; drop lr (and plasticity.lr) to grid it")
+        return self._flat_choices()
+
+    def to_conditional(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The conditional parameters a trial's parameters stand for (flat ones translated,
+        unused flat events dropped; conditional ones returned as they are)."""
+        if self.encoding != "flat" or "plasticity" in params or any(k.endswith(".neurons") for k in params):
+            return dict(params)
+        get = _Getter(params)
+        pts = self.growth_points
+        n = int(get("n_events"))
+        out: dict[str, Any] = {"n_events": n}
+        for i in range(n):
+            point = str(get(f"ev{i}.point"))
+            if point not in self.points:
+                raise ScheduleError(f"parameter ev{i}.point: {point!r} is not a point of this space; valid: {', '.join(sorted(self.points))}")
+            amounts = self.points[point].neurons.values()
+            size = int(get(f"ev{i}.size"))
+            if not 0 <= size < len(amounts):
+                raise ScheduleError(f"parameter ev{i}.size: {size} is not an amount index of {point} (0..{len(amounts) - 1})")
+            form = str(get(f"ev{i}.form"))
+            out[f"ev{i}.point"] = point
+            out[f"ev{i}.{point}.neurons"] = amounts[size]
+            out[f"ev{i}.epoch"] = get(f"ev{i}.epoch")
+            out[f"ev{i}.{point}.form"] = form
+            out[self._init_key(i, point, pts[point])(form)] = get(f"ev{i}.init")
+            out[f"ev{i}.freeze"] = get(f"ev{i}.freeze")
+            out[f"ev{i}.{_OPTIMIZER_STATE_PARAM}"] = get(f"ev{i}.{_OPTIMIZER_STATE_PARAM}")
+            if self.lr is not None:
+                out[f"ev{i}.lr"] = get(f"ev{i}.lr")
+        pl = self.plasticity
+        if n > 0 and pl is not None:
+            after = int(params["plasticity.after"]) if "plasticity.after" in params else 0
+            out["plasticity"] = after > 0
+            if after > 0:
+                out["plasticity.after"] = after
+                out["plasticity.rule"] = get("plasticity.rule")
+                if pl.lr is not None:
+                    out["plasticity.lr"] = get("plasticity.lr")
+        return out
+
     # ---- the worker side: params -> schedule ----------------------------------------------
     def decode(self, params: Mapping[str, Any], *, label: str | None = None) -> GrowthSchedule:
         """Rebuild the schedule a trial's parameters describe (see module docstring for repairs).
@@ -325,6 +478,7 @@ class SearchSpace(BaseModel):
         Raises:
             ScheduleError: a parameter this space needs is missing or names an unknown point.
         """
+        params = self.to_conditional(params)
         pts = self.growth_points
         epochs = self.epochs
         get = _Getter(params)

@@ -8,7 +8,7 @@ Example::
     epochs: 4                             # overrides training.epochs
     objectives: [dev_eer, {name: params, direction: minimize}]
     constraints: {max_params: 200000}     # optional: max_params, max_flops
-    sampler: {name: nsga2, seed: 0, population_size: 4}   # nsga2 | nsga3 | tpe | gp | random
+    sampler: {name: nsga2, seed: 0, population_size: 4}   # nsga2 | nsga3 | tpe | gp | random | grid | growth
     budget: {trials: 8, wall_time: 20m}  # COMPLETE trials and/or wall time
     reference: [baseline, ../schedules/paper_dropin.yaml]  # enqueued once
     storage: null                         # default sqlite:///<outputs>/study.db
@@ -431,6 +431,12 @@ def parse_study_config(data: Any, source: str = "study", *, base: Path | None = 
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{source}: reference: duplicate labels {labels}")
     d["reference"] = out_refs
+    sampler = d.get("sampler")
+    if isinstance(sampler, dict) and sampler.get("name") in ("grid", "growth"):
+        try:
+            d["space"].grid(sampler=str(sampler["name"]))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: sampler.name: {exc}") from None
     if "name" in d:
         validate_study_name(d["name"], f"{source}: name")
     d.setdefault("outputs", None)

@@ -49,7 +49,7 @@ __all__ = ["STUDY_FILE", "TrialContext", "package_versions", "run_trial", "study
 #: a ``metrics`` dict (or mapping) like :class:`growsearch.train.loop.TrainResult`.
 TrialFn = Callable[..., Any]
 
-CURVE_KEYS = ("dev_eer", "train_loss", "params", "flops")
+CURVE_KEYS = ("dev_eer", "train_loss", "params", "flops", "train_flops")
 #: The study identity recorded in every trial folder.
 STUDY_FILE = "study.json"
 
