@@ -138,6 +138,15 @@ STUDY_CASES = [
     ("budget", {"trials": 10**12}, ["budget.trials"]),
     ("budget", {"wall_time": float("inf")}, ["budget.wall_time"]),
     ("reference", ["baseline", {"label": "big", "schedule": {"events": BIG}}], ["reference[1]", "parameters"]),
+    ("scheduler", {"name": "mosha"}, ["s.yaml:", "scheduler.name", "unknown scheduler 'mosha'", "did you mean 'moasha'"]),
+    ("scheduler", "pbg", ["scheduler.name", "unknown scheduler 'pbg'", "valid schedulers: none, moasha"]),
+    ("scheduler", {"name": "moasha", "rung": [1]}, ["s.yaml:", "scheduler.rung", "unknown key", "did you mean 'rungs'"]),
+    ("scheduler", {"name": "moasha", "rungs": [1, 99]}, ["s.yaml:", "scheduler.rungs", "rung 99", "not before the study's end"]),
+    ("scheduler", {"name": "moasha", "rungs": [2, 1]}, ["scheduler.rungs", "strictly increasing"]),
+    ("scheduler", {"name": "moasha", "grace": 99}, ["scheduler.grace", "no rung fits"]),
+    ("scheduler", {"name": "moasha", "reduction_factor": 0.5}, ["scheduler.reduction_factor", "greater than 1"]),
+    ("scheduler", {"name": "moasha", "min_epochs_after_growth": -1}, ["scheduler.min_epochs_after_growth"]),
+    ("budget", {"train_flops": -1}, ["budget.train_flops"]),
 ]
 
 

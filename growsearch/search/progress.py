@@ -25,7 +25,7 @@ from typing import IO, Any
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune import Callback
 
-from growsearch.search.attrs import TRIAL_FAIL_REASON, TRIAL_METRICS
+from growsearch.search.attrs import TRIAL_FAIL_REASON, TRIAL_METRICS, TRIAL_PRUNED
 from growsearch.search.searcher import FINAL_KEY, StudySearcher
 from growsearch.vocabulary import EER
 
@@ -283,6 +283,9 @@ class ProgressCallback(Callback):
             self._print(f"[growsearch] trial #{n} complete: {vals}")
         elif ft is not None and ft.state == TrialState.FAIL:
             self._print(f"[growsearch] trial #{n} failed: {TRIAL_FAIL_REASON.get(ft) or '?'}")
+        elif ft is not None and ft.state == TrialState.PRUNED:
+            why = (TRIAL_PRUNED.get(ft) or {}).get("reason") or "?"
+            self._print(f"[growsearch] trial #{n} stopped early (PRUNED): {why}")
         self._status(force=True)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -22,7 +22,7 @@ import math
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from growsearch.bounds import EPOCHS_MAX
 from growsearch.errors import ConfigError
@@ -61,15 +61,19 @@ class MoashaConfig(BaseModel):
     reduction_factor: float = Field(default=3.0, gt=1.0, le=100.0)
     min_epochs_after_growth: int = Field(default=1, ge=0, le=EPOCHS_MAX)
 
+    @field_validator("rungs")
+    @classmethod
+    def _increasing(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is not None and not v:
+            raise ValueError("give at least one rung (epochs trained)")
+        if v is not None and any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError(f"expected strictly increasing epochs trained, got {list(v)}")
+        return v
+
     @model_validator(mode="after")
-    def _rungs(self) -> MoashaConfig:
+    def _one_way(self) -> MoashaConfig:
         if self.rungs is not None and self.grace is not None:
             raise ValueError("give rungs or grace, not both")
-        if self.rungs is not None:
-            if not self.rungs:
-                raise ValueError("rungs: give at least one rung (epochs trained)")
-            if any(b <= a for a, b in zip(self.rungs, self.rungs[1:], strict=False)):
-                raise ValueError(f"rungs: expected strictly increasing epochs, got {list(self.rungs)}")
         return self
 
     def resolved_rungs(self, epochs: int) -> tuple[int, ...]:
