@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,25 +35,26 @@ SPACE = {
 WRECKED = {"label": "wrecked", "schedule": {"events": [{"point": "gru2", "epoch": 1, "neurons": 32, "lr": 2.0}]}}
 
 
-def write_study(tmp_path: Path, corpus: Path, name: str, *, trials: int = 6, scheduler: Any = None) -> Path:
+def write_study(tmp_path: Path, corpus: Path, name: str, *, trials: int = 6, scheduler: Any = None, epochs: int = 3,
+                execution: dict[str, Any] | None = None) -> Path:
     data: dict[str, Any] = {
         "name": name,
         "train": {
             "seed": 1,
             "data": {"dataset": "synthetic", "synth_size": "tiny", "clip_samples": 4000, "root": str(corpus)},
             "model": {"backbone": "lcgrnn", "preset": "tiny"},
-            "training": {"epochs": 3, "batch_size": 8, "lr": 3.0e-3, "device": "cpu",
+            "training": {"epochs": epochs, "batch_size": 8, "lr": 3.0e-3, "device": "cpu",
                          "max_batches_per_epoch": 4, "max_eval_batches": 4},
         },
         "space": SPACE,
-        "epochs": 3,
+        "epochs": epochs,
         "objectives": ["dev_eer", "params"],
         "sampler": {"name": "random", "seed": 0},
         "budget": {"trials": trials},
         "scheduler": scheduler or {"name": "moasha", "rungs": [2], "reduction_factor": 2, "min_epochs_after_growth": 1},
         "reference": ["baseline", WRECKED],
         "outputs": str(tmp_path / "out"),
-        "execution": {"num_cpus": 2, "cpus_per_trial": 1, "max_concurrent": 1, "retries": 1},
+        "execution": {"num_cpus": 2, "cpus_per_trial": 1, "max_concurrent": 1, "retries": 1, **(execution or {})},
     }
     p = tmp_path / f"{name}.yaml"
     p.write_text(yaml.safe_dump(data))
@@ -118,3 +120,60 @@ def test_moasha_prunes_and_pruned_trials_stay_out(tmp_path: Path, corpus: Path) 
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
             assert json.dumps(t.user_attrs["schedule"]["events"], sort_keys=True) not in pruned_keys
             assert t.user_attrs.get("reference") is None
+
+
+def test_sigkill_between_rungs_loses_nothing(tmp_path: Path, corpus: Path) -> None:
+    """kill -9 the driver while a trial that passed its rung trains on, after another was
+    PRUNED: the same command resumes; the PRUNED trial stays PRUNED (not rerun), the
+    interrupted one reruns from its checkpoint and is judged again (COMPLETE or PRUNED, once),
+    no schedule finishes twice."""
+    from test_search_ray import _descendants, _kill_all, _wait_for
+
+    p = write_study(tmp_path, corpus, "killed", epochs=6, execution={"max_concurrent": 2, "epoch_delay_s": 1.0})
+    url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
+    log_path = tmp_path / "first.log"
+    log = open(log_path, "w")  # noqa: SIM115 - the driver writes it for the whole test
+    proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    ray_procs: dict[int, str] = {}
+
+    def pruned_and_one_between_rungs() -> bool:
+        try:
+            trials = optuna.load_study(study_name="killed", storage=url).get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001 - not created yet
+            return False
+        return (any(t.state == TrialState.PRUNED for t in trials)
+                and any(t.state == TrialState.RUNNING and "2" in (t.user_attrs.get("rungs") or {}) for t in trials))
+
+    try:
+        _wait_for(pruned_and_one_between_rungs, 600, "a PRUNED trial and a running one past its rung", log_path)
+        ray_procs = _descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        before = {t.number: (t.state.name, t.user_attrs.get("pruned"))
+                  for t in optuna.load_study(study_name="killed", storage=url).get_trials()}
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        _kill_all(ray_procs)
+        log.close()
+    assert "RUNNING" in {s for s, _ in before.values()}
+    res = run("run", str(p))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "re-enqueued" in res.stderr
+    trials = optuna.load_study(study_name="killed", storage=url).get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    for n, (state, info) in before.items():
+        if state == "PRUNED":  # kept as it was, never rerun
+            assert trials[n].state == TrialState.PRUNED and trials[n].user_attrs["pruned"] == info
+        if state == "RUNNING":  # interrupted: FAIL, and rerun once
+            assert trials[n].state == TrialState.FAIL and "driver" in trials[n].user_attrs["fail_reason"]
+            reruns = [t for t in trials if t.user_attrs.get("requeued_from") == n]
+            assert len(reruns) == 1 and reruns[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 6
+    keys = [json.dumps(t.user_attrs["schedule"]["events"], sort_keys=True) for t in finished]
+    assert len(set(keys)) == len(keys), "a schedule finished twice"
+    resumed = [t for t in finished if (t.user_attrs.get("attempt") or {}).get("resumed_from_trial") is not None
+               or (t.state == TrialState.PRUNED and t.user_attrs.get("requeued_from") is not None)]
+    assert resumed, [(t.number, t.state.name, t.user_attrs.get("attempt")) for t in finished]
