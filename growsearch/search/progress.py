@@ -168,7 +168,9 @@ class ProgressCallback(Callback):
         budget = f"/{s.budget_trials}" if s.budget_trials is not None else ""
         running = len(self.running)  # trials Tune has started; the searcher's other live trials wait for a worker
         waiting = max(0, len(s.live) - running)
-        parts = [f"{s.n_complete}{budget} complete, {running} running" + (f", {waiting} starting" if waiting else "")
+        pruned = getattr(s, "n_pruned", 0)  # this session's trials a scheduler stopped (counted in n_complete)
+        done = f"{s.n_complete}{budget} finished ({pruned} stopped early)" if pruned else f"{s.n_complete}{budget} complete"
+        parts = [f"{done}, {running} running" + (f", {waiting} starting" if waiting else "")
                  + f", {s.n_failed} failed"]
         parts.append(f"Pareto front {self.front_size}")
         parts.append("best dev EER " + ("-" if self.best_eer is None else f"{self.best_eer:.4f}"))
