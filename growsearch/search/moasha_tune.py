@@ -21,7 +21,8 @@ its inputs and acts on it:
   resumable checkpoint ``<trial folder>/checkpoint/state.pt`` written after the rung's
   epoch, which stays on disk). A driver killed after that finds it PRUNED; killed before, the
   trial is reaped and re-enqueued like any running trial, resumes from its checkpoint and is
-  judged again at the next rung it reaches.
+  judged again at its rungs (the rerun reports its restored epochs first), ending COMPLETE or
+  PRUNED once.
 """
 
 from __future__ import annotations
