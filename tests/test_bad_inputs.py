@@ -168,6 +168,19 @@ def test_bad_study(key: str, value: Any, words: list[str], tmp_path: Path, capsy
         assert w in line, line
 
 
+def test_moasha_without_dev_eer_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GROWSEARCH_STORAGE", raising=False)
+    data = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
+    data.update(train=str(ROOT / "configs" / "quickstart.yaml"), space=str(ROOT / "search_spaces" / "quickstart.yaml"),
+                outputs=str(tmp_path / "out"), objectives=["params", "flops"], scheduler={"name": "moasha"})
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(data))
+    rc, out, err = run_cli(["run", str(p)], capsys)
+    line = _one_line(rc, out, err)
+    assert "s.yaml:" in line and "scheduler: moasha judges trials by dev_eer" in line
+
+
 def test_trial_larger_than_every_node_is_refused() -> None:
     nodes = [{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}},
              {"Alive": False, "Resources": {"CPU": 64.0}}]
