@@ -16,12 +16,13 @@ Life cycle (driven by Tune; several drivers may run the same study at once)::
 - The budget counts finished trials in the whole study (all drivers): COMPLETE, and PRUNED
   (stopped early by a trial scheduler, :meth:`StudySearcher.prune`); ``suggest`` asks for a
   new trial only while finished + RUNNING trials in the database are below it, so several
-  drivers together stop at the budget. A training-FLOPs budget (``budget_train_flops``) stops
-  proposals once the FLOPs recorded by COMPLETE and PRUNED trials reach it. Two drivers asking the last free slot at the same
-  instant may overshoot it by one trial each (there is no cross-process lock around ask).
+  drivers together stop at the budget. Two drivers asking the last free slot at the same
+  instant may overshoot it by one trial each (there is no cross-process lock around ask). A
+  training-FLOPs budget (``budget_train_flops``) stops proposals once the FLOPs recorded by
+  COMPLETE and PRUNED trials reach it (running trials finish: it may be overshot by them).
 - No schedule is trained twice: a proposal whose decoded schedule equals a COMPLETE, PRUNED,
-  RUNNING or WAITING trial's is marked FAIL (``duplicate_of``, never trained) and another is asked
-  (:meth:`StudySearcher._twin`); after ``MAX_REPEATS`` such proposals in a row the session
+  RUNNING or WAITING trial's is marked FAIL (``duplicate_of``, never trained) and another is
+  asked (:meth:`StudySearcher._twin`); after ``MAX_REPEATS`` such proposals in a row the session
   gives up (``gave_up``). Resampled rather than told the earlier result again: a copy would
   count twice toward the budget and stand twice on the Pareto front. The sampler itself is
   reseeded per trial (:mod:`growsearch.search.sampling`), so runs and drivers do not replay
