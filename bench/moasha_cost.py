@@ -8,7 +8,8 @@ trials spent before they stopped), COMPLETE and PRUNED trials, wall time, and th
 of the COMPLETE trials' objective values, both runs normalised in one space (the nadir of
 all their points), so the two numbers compare; then the ratios moasha / none. With a trial
 budget, MOASHA's PRUNED trials count toward it: the run tries as many schedules for less
-compute. Progress goes to stderr. Usage::
+compute. The runs' proposals differ once a trial is stopped (the sampler sees other
+histories), so one run pair is one sample. Progress goes to stderr. Usage::
 
     python bench/moasha_cost.py [--trials 12] [--rungs 2,4] [--reduction-factor 3] [--concurrent 2]
 """
@@ -79,11 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     objectives = base["objectives"]
     space = hv_space(np.asarray(base["values"] + mo["values"], dtype=float), objectives)
     out: dict[str, Any] = {"study": "studies/quickstart.yaml", "trials": args.trials, "concurrent": args.concurrent,
-                           "moasha": {"rungs": rungs, "reduction_factor": args.reduction_factor}}
+                           "moasha_settings": {"rungs": rungs, "reduction_factor": args.reduction_factor}}
     for key, r in (("none", base), ("moasha", mo)):
         hv = hypervolume(np.asarray(r["values"], dtype=float), objectives, space=space)
         out[key] = {k: v for k, v in r.items() if k not in ("values", "objectives")} | {"hypervolume": round(hv, 4)}
     out["train_flops_ratio_moasha_vs_none"] = round(mo["train_flops"] / base["train_flops"], 4) if base["train_flops"] else None
+    out["wall_ratio_moasha_vs_none"] = round(mo["wall_s"] / base["wall_s"], 4) if base["wall_s"] else None
     out["hypervolume_ratio_moasha_vs_none"] = (round(out["moasha"]["hypervolume"] / out["none"]["hypervolume"], 4)
                                                if out["none"]["hypervolume"] else None)
     print(json.dumps(out, indent=2))
