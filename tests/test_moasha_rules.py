@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,8 @@ from growsearch.search.moasha import (
     situation,
     value_at_rung,
 )
+from growsearch.search.schedulers import MoashaConfig, NoScheduler, parse_scheduler
+from growsearch.vocabulary import SCHEDULERS
 
 
 def sched(*events: tuple[str, int, int]) -> dict[str, Any]:
@@ -130,3 +136,25 @@ def test_ties_broken_by_crowding_then_number() -> None:
     assert d.kept_numbers == (0, 3) and d.stop
     d = decide(pts[3], pts[:3], rung=1, reduction_factor=2, min_epochs_after_growth=0)
     assert not d.stop and d.position is not None and d.position < 2
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_every_scheduler_name_is_accepted(name: str) -> None:
+    assert parse_scheduler({"name": name}, "s.yaml", epochs=8).name == name
+    assert parse_scheduler(name, "s.yaml", epochs=8).name == name
+
+
+def test_rungs_from_grace_stop_before_the_end() -> None:
+    assert MoashaConfig().resolved_rungs(8) == (1, 3)  # grace 1, reduction factor 3
+    assert MoashaConfig(grace=2, reduction_factor=2).resolved_rungs(9) == (2, 4, 8)
+    assert MoashaConfig(rungs=(2, 5)).resolved_rungs(9) == (2, 5)
+    assert isinstance(parse_scheduler(None, "s.yaml", epochs=3), NoScheduler)
+
+
+def test_the_decision_module_is_pure() -> None:
+    """The rung decision and the settings import neither torch nor Ray."""
+    code = ("import sys, growsearch.search.moasha, growsearch.search.schedulers; "
+            "print(sorted(m for m in ('torch', 'ray', 'optuna') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.stdout.strip() == "[]", out.stdout
