@@ -6,7 +6,7 @@ a name that is not here is unknown everywhere and raises (never falls into an ``
 Sections (each owned by one part of the code, filled in as it moves here):
 - growth events: forms, inits, shrink rules, freeze policies, optimizer-state modes;
 - training: optimizer algorithms;
-- search: objectives and their directions, samplers;
+- search: objectives and their directions, samplers, trial schedulers;
 - audio: the sample rate every front-end and backbone assumes.
 """
 
@@ -63,6 +63,15 @@ SamplerName = Literal["nsga2", "nsga3", "tpe", "gp", "random", "grid", "growth"]
 #: The Optuna samplers a study may name (``sampler.name``); every one is built by
 #: :func:`growsearch.search.runner.make_sampler`.
 SAMPLERS: tuple[SamplerName, ...] = get_args(SamplerName)
+
+SchedulerName = Literal["none", "moasha"]
+#: The trial schedulers a study may name (``scheduler.name``): ``none`` (every trial trains to
+#: its last epoch, the default) or ``moasha`` (growth-aware multi-objective asynchronous
+#: successive halving, :mod:`growsearch.search.moasha`). Each has its settings model in
+#: :mod:`growsearch.search.schedulers`.
+SCHEDULERS: tuple[SchedulerName, ...] = get_args(SchedulerName)
+#: The default scheduler: no early stopping.
+NO_SCHEDULER: SchedulerName = "none"
 
 #: The metrics a study may optimise (keys of a run's ``metrics.json``), in this order.
 ObjectiveName = Literal["dev_eer", "params", "flops", "train_flops"]

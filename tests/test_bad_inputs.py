@@ -138,6 +138,15 @@ STUDY_CASES = [
     ("budget", {"trials": 10**12}, ["budget.trials"]),
     ("budget", {"wall_time": float("inf")}, ["budget.wall_time"]),
     ("reference", ["baseline", {"label": "big", "schedule": {"events": BIG}}], ["reference[1]", "parameters"]),
+    ("scheduler", {"name": "mosha"}, ["s.yaml:", "scheduler.name", "unknown scheduler 'mosha'", "did you mean 'moasha'"]),
+    ("scheduler", "pbg", ["scheduler.name", "unknown scheduler 'pbg'", "valid schedulers: none, moasha"]),
+    ("scheduler", {"name": "moasha", "rung": [1]}, ["s.yaml:", "scheduler.rung", "unknown key", "did you mean 'rungs'"]),
+    ("scheduler", {"name": "moasha", "rungs": [1, 99]}, ["s.yaml:", "scheduler.rungs", "rung 99", "not before the study's end"]),
+    ("scheduler", {"name": "moasha", "rungs": [2, 1]}, ["scheduler.rungs", "strictly increasing"]),
+    ("scheduler", {"name": "moasha", "grace": 99}, ["scheduler.grace", "no rung fits"]),
+    ("scheduler", {"name": "moasha", "reduction_factor": 0.5}, ["scheduler.reduction_factor", "greater than 1"]),
+    ("scheduler", {"name": "moasha", "min_epochs_after_growth": -1}, ["scheduler.min_epochs_after_growth"]),
+    ("budget", {"train_flops": -1}, ["budget.train_flops"]),
 ]
 
 
@@ -157,6 +166,19 @@ def test_bad_study(key: str, value: Any, words: list[str], tmp_path: Path, capsy
     line = _one_line(rc, out, err)
     for w in words:
         assert w in line, line
+
+
+def test_moasha_without_dev_eer_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GROWSEARCH_STORAGE", raising=False)
+    data = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
+    data.update(train=str(ROOT / "configs" / "quickstart.yaml"), space=str(ROOT / "search_spaces" / "quickstart.yaml"),
+                outputs=str(tmp_path / "out"), objectives=["params", "flops"], scheduler={"name": "moasha"})
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(data))
+    rc, out, err = run_cli(["run", str(p)], capsys)
+    line = _one_line(rc, out, err)
+    assert "s.yaml:" in line and "scheduler: moasha judges trials by dev_eer" in line
 
 
 def test_trial_larger_than_every_node_is_refused() -> None:

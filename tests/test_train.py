@@ -117,11 +117,11 @@ def test_interrupted_run_resumes_to_the_same_result(grown_run: Any, corpus: Path
     with pytest.raises(Stop):
         train(make_config(corpus), GROW_AT_1, out_dir=tmp_path, resume=False, on_epoch=stop_after_first, log=quiet)
     lines: list[str] = []
-    seen: list[int] = []
-    resumed = train(make_config(corpus), GROW_AT_1, out_dir=tmp_path, on_epoch=lambda r, d: seen.append(r["epoch"]),
-                    log=lines.append)
+    seen: list[tuple[int, bool]] = []
+    resumed = train(make_config(corpus), GROW_AT_1, out_dir=tmp_path,
+                    on_epoch=lambda r, d: seen.append((r["epoch"], r.get("restored", False))), log=lines.append)
     assert any("resuming" in ln and "epoch 1" in ln for ln in lines)
-    assert seen == [1]
+    assert seen == [(0, True), (1, False)]  # the restored epoch's record first, then the trained one
     assert_same(grown_run, resumed)
 
 
@@ -137,7 +137,7 @@ def test_resume_from_a_copied_checkpoint(grown_run: Any, corpus: Path, tmp_path:
         train(make_config(corpus), GROW_AT_1, out_dir=tmp_path / "first", resume=False, on_epoch=stop, log=quiet)
     seen: list[int] = []
     resumed = train(make_config(corpus), GROW_AT_1, out_dir=tmp_path / "second", resume_from=tmp_path / "restored",
-                    on_epoch=lambda r, d: seen.append(r["epoch"]), log=quiet)
+                    on_epoch=lambda r, d: seen.append(r["epoch"]) if not r.get("restored") else None, log=quiet)
     assert seen == [1]
     assert_same(grown_run, resumed)
     other = GrowthSchedule.of([{"point": "head", "epoch": 1, "neurons": 2}])

@@ -17,7 +17,7 @@ from growsearch.errors import RunFailed
 
 @click.command("run")
 @click.argument("study_file", type=click.Path(dir_okay=False))
-@click.option("--trials", type=click.IntRange(min=1), default=None, help="Budget of COMPLETE trials (overrides budget.trials).")
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="Budget of finished (COMPLETE or PRUNED) trials (overrides budget.trials).")
 @click.option("--storage", default=None, help="Optuna storage URL (default: $GROWSEARCH_STORAGE, the study's storage, or sqlite:///<outputs>/study.db).")
 @click.option("--address", default=None, help="Address of an existing Ray cluster (overrides execution.address).")
 @click.option("--study-name", default=None, help="Optuna study name (default: the study's name).")

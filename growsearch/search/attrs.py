@@ -49,9 +49,11 @@ __all__ = [
     "TRIAL_FAIL_REASON",
     "TRIAL_METRICS",
     "TRIAL_NODE",
+    "TRIAL_PRUNED",
     "TRIAL_RAY_TRIAL_ID",
     "TRIAL_REFERENCE",
     "TRIAL_REQUEUED_FROM",
+    "TRIAL_RUNGS",
     "TRIAL_SCHEDULE",
     "TRIAL_SEED",
     "VERSIONS",
@@ -122,6 +124,11 @@ TRIAL_ATTEMPT: Attr[dict[str, Any]] = Attr("attempt", dict, "trial",
                                            "{attempts, resumed_checkpoint} plus resumed_from_trial when a rerun continued a checkpoint")
 TRIAL_CONSTRAINT: Attr[list[float]] = Attr("constraint", list, "trial", "the constraint values, in the study's order (<= 0: feasible)")
 TRIAL_REQUEUED_FROM: Attr[int] = Attr("requeued_from", int, "trial", "the number of the trial this one reruns")
+TRIAL_RUNGS: Attr[dict[str, float]] = Attr("rungs", dict, "trial",
+                                           "a scheduler's rung evidence: {epochs trained (as a string): dev EER then}")
+TRIAL_PRUNED: Attr[dict[str, Any]] = Attr("pruned", dict, "trial",
+                                          "why a scheduler stopped a PRUNED trial: {scheduler, rung, epoch, reason, "
+                                          "curves, train_flops, checkpoint} (checkpoint: its resumable state.pt)")
 
 # ---- study user attrs --------------------------------------------------------------------
 STUDY_CONFIG: Attr[dict[str, Any]] = Attr("config", dict, "study", "the study YAML as a dict")
@@ -150,7 +157,8 @@ def lease_attr(token: str) -> Attr[dict[str, Any]]:
 
 TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     TRIAL_SCHEDULE, TRIAL_REFERENCE, TRIAL_CURVES, TRIAL_METRICS, TRIAL_SEED, TRIAL_FAIL_REASON, TRIAL_DRIVER,
-    TRIAL_DUPLICATE_OF, TRIAL_RAY_TRIAL_ID, TRIAL_NODE, TRIAL_ATTEMPT, TRIAL_CONSTRAINT, TRIAL_REQUEUED_FROM, VERSIONS,
+    TRIAL_DUPLICATE_OF, TRIAL_RAY_TRIAL_ID, TRIAL_NODE, TRIAL_ATTEMPT, TRIAL_CONSTRAINT, TRIAL_REQUEUED_FROM, TRIAL_RUNGS,
+    TRIAL_PRUNED, VERSIONS,
 )
 STUDY_ATTRS: tuple[Attr[Any], ...] = (
     STUDY_CONFIG, STUDY_CONFIG_HASH, STUDY_OBJECTIVES, STUDY_TRAIN_CONFIG_HASH, STUDY_FLOPS_DEFINITION,

@@ -25,7 +25,7 @@ from typing import IO, Any
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune import Callback
 
-from growsearch.search.attrs import TRIAL_FAIL_REASON, TRIAL_METRICS
+from growsearch.search.attrs import TRIAL_FAIL_REASON, TRIAL_METRICS, TRIAL_PRUNED
 from growsearch.search.searcher import FINAL_KEY, StudySearcher
 from growsearch.vocabulary import EER
 
@@ -168,7 +168,9 @@ class ProgressCallback(Callback):
         budget = f"/{s.budget_trials}" if s.budget_trials is not None else ""
         running = len(self.running)  # trials Tune has started; the searcher's other live trials wait for a worker
         waiting = max(0, len(s.live) - running)
-        parts = [f"{s.n_complete}{budget} complete, {running} running" + (f", {waiting} starting" if waiting else "")
+        pruned = getattr(s, "n_pruned", 0)  # this session's trials a scheduler stopped (counted in n_complete)
+        done = f"{s.n_complete}{budget} finished ({pruned} stopped early)" if pruned else f"{s.n_complete}{budget} complete"
+        parts = [f"{done}, {running} running" + (f", {waiting} starting" if waiting else "")
                  + f", {s.n_failed} failed"]
         parts.append(f"Pareto front {self.front_size}")
         parts.append("best dev EER " + ("-" if self.best_eer is None else f"{self.best_eer:.4f}"))
@@ -283,6 +285,9 @@ class ProgressCallback(Callback):
             self._print(f"[growsearch] trial #{n} complete: {vals}")
         elif ft is not None and ft.state == TrialState.FAIL:
             self._print(f"[growsearch] trial #{n} failed: {TRIAL_FAIL_REASON.get(ft) or '?'}")
+        elif ft is not None and ft.state == TrialState.PRUNED:
+            why = (TRIAL_PRUNED.get(ft) or {}).get("reason") or "?"
+            self._print(f"[growsearch] trial #{n} stopped early (PRUNED): {why}")
         self._status(force=True)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

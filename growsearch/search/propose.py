@@ -60,14 +60,15 @@ def find_twin(study: optuna.Study, space: SearchSpace, trial: optuna.Trial, sche
               enqueued: bool) -> tuple[int, str] | None:
     """Another trial of ``study`` with the same decoded schedule: ``(number, state)``.
 
-    A fresh proposal yields to any COMPLETE, RUNNING or WAITING trial with its schedule
-    (a WAITING one is compared through its enqueued parameters); an enqueued trial (a rerun
-    of an interrupted one) yields only to a COMPLETE one. Each trial writes its schedule
-    before it looks, so of two drivers proposing the same schedule at the same instant at
-    least one sees the other.
+    A fresh proposal yields to any COMPLETE, PRUNED (stopped early by a trial scheduler),
+    RUNNING or WAITING trial with its schedule (a WAITING one is compared through its enqueued
+    parameters); an enqueued trial (a rerun of an interrupted one) yields only to a COMPLETE or
+    PRUNED one. Each trial writes its schedule before it looks, so of two drivers proposing the
+    same schedule at the same instant at least one sees the other.
     """
     key = schedule_key(sched.to_dict())
-    states = (TrialState.COMPLETE,) if enqueued else (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    states = done if enqueued else (*done, TrialState.RUNNING, TrialState.WAITING)
     for t in op.storage_of(study).get_all_trials(op.study_id_of(study), deepcopy=False, states=states):
         if t.number == trial.number:
             continue

@@ -10,7 +10,9 @@ is refused: its ``config_hash`` differs), record the study user attrs (``config`
 ``config_hash``, ``objectives``, ``versions``), join the study (:meth:`StudySearcher.resync`:
 this driver's lease; trials of dead drivers re-enqueued; other live drivers of the same study
 are left to run alongside), then run Ray Tune with the :class:`StudySearcher` until the
-study's budget of COMPLETE trials (counted over all drivers) or the wall time is reached.
+study's budget of finished trials (COMPLETE, and PRUNED when the study's ``scheduler`` stops
+trials early, see :func:`make_scheduler`; counted over all drivers), its training-FLOPs
+budget or the wall time is reached.
 Trials still running when the run stops (Ctrl-C, wall time) are marked FAIL with a reason
 and re-enqueued, so running the same command again resumes the study.
 """
@@ -18,6 +20,7 @@ and re-enqueued, so running the same command again resumes the study.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -61,7 +64,7 @@ from growsearch.search.trainable import (
 )
 from growsearch.vocabulary import SAMPLERS
 
-__all__ = ["RunSummary", "make_sampler", "open_study", "run_study", "sampler_for"]
+__all__ = ["RunSummary", "make_sampler", "make_scheduler", "open_study", "run_study", "sampler_for"]
 
 
 @dataclass
@@ -78,6 +81,7 @@ class RunSummary:
         wall_s: seconds this session took (Ray start-up included).
         train_flops / train_flops_saved: training compute spent and saved by prefix reuse
             over all COMPLETE trials.
+        pruned: PRUNED trials in the study at the end (stopped early by its scheduler).
     """
 
     study_name: str
@@ -92,12 +96,14 @@ class RunSummary:
     train_flops: float = 0.0
     train_flops_saved: float = 0.0
     epochs_reused: int = 0
+    pruned: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "study": self.study_name,
             "storage": self.storage,
             "complete": self.complete,
+            "pruned": self.pruned,
             "failed_this_session": [{"trial": n, "reason": r} for n, r in self.failed_session],
             "requeued": self.requeued,
             "interrupted": self.interrupted,
@@ -142,6 +148,32 @@ def sampler_for(s: SamplerConfig, space: SearchSpace, budget_trials: int | None)
     else:
         raise ConfigError(f"sampler.name: unknown sampler {s.name!r}; valid samplers: {', '.join(SAMPLERS)}")
     return TrialSeededSampler(inner, s.seed)
+
+
+def make_scheduler(cfg: StudyConfig, searcher: StudySearcher, trials_dir: Path, train: Any) -> Any:
+    """The Tune trial scheduler the study's ``scheduler`` names: ``None`` for ``none`` (Tune's
+    FIFO), a :class:`~growsearch.search.moasha_tune.MoashaScheduler` for ``moasha``, whose
+    final costs come from :func:`growsearch.train.dryrun.dry_run` of each schedule (``train``:
+    the workers' training config, so the corpus size is known) and whose stopped trials
+    record their checkpoint under ``trials_dir``."""
+    from growsearch.search.schedulers import MoashaConfig
+
+    if not isinstance(cfg.scheduler, MoashaConfig):
+        return None
+    from growsearch.schedule import GrowthSchedule
+    from growsearch.search.moasha_tune import MoashaScheduler
+    from growsearch.search.trainable import trial_dir
+    from growsearch.train.dryrun import dry_run
+    from growsearch.train.state import CHECKPOINT_DIR, STATE_FILE
+
+    def costs_of(schedule: dict[str, Any]) -> dict[str, float]:
+        report = dry_run(train, GrowthSchedule.from_dict(schedule), schedule_source="trial schedule")
+        last = report["epochs"][-1]
+        return {"params": float(last["params"]), "flops": float(last["flops"]),
+                "train_flops": float(report["train_flops"] if report["train_flops"] is not None else math.nan)}
+
+    return MoashaScheduler(cfg.scheduler, searcher, epochs=cfg.epochs, objectives=cfg.objectives, costs_of=costs_of,
+                           checkpoint_of=lambda n: trial_dir(trials_dir, n) / CHECKPOINT_DIR / STATE_FILE)
 
 
 def open_study(cfg: StudyConfig, storage_url: str, *, versions: dict[str, str] | None = None) -> optuna.Study:
@@ -260,6 +292,7 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
         seed=cfg.train.seed,
         versions=versions,
         heartbeat_max_failures=cfg.execution.heartbeat_max_failures,
+        budget_train_flops=cfg.budget.train_flops,
     )
     info = searcher.resync()
     searcher.start_heartbeats()  # the lease stays fresh while Ray starts (other drivers read it)
@@ -267,7 +300,12 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
         f"{info['waiting']} waiting" + (f", {info['requeued']} re-enqueued from an interrupted run" if info["requeued"] else ""))
     summary.requeued = info["requeued"]
     if searcher.budget_reached:
-        say(f"[growsearch] budget reached ({searcher.n_complete} COMPLETE trials); nothing to run (raise --trials to extend)")
+        say(f"[growsearch] budget reached ({searcher.n_complete} finished trials); nothing to run (raise --trials to extend)")
+        searcher.close("budget reached")
+        return _finish(summary, study, searcher, t_start)
+    if searcher.flops_budget_reached:
+        say(f"[growsearch] training-FLOPs budget reached ({searcher.spent_train_flops():.4g} of {cfg.budget.train_flops:.4g}); "
+            "nothing to run (raise budget.train_flops to extend)")
         searcher.close("budget reached")
         return _finish(summary, study, searcher, t_start)
 
@@ -288,10 +326,11 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
     except BaseException:
         searcher.close("the run did not start")  # release the lease, stop its heartbeats
         raise
+    trials_dir = study_trials_dir(shared, url, cfg.name)
     ctx = TrialContext(
         train=train_cfg,
         space=cfg.space,
-        trials_dir=str(study_trials_dir(shared, url, cfg.name)),
+        trials_dir=str(trials_dir),
         study=study_identity(url, cfg.name, cfg.config_hash()),
         prefix_cache=str(shared / "prefix_cache") if ex.prefix_reuse else None,
         crash_at_epoch=ex.crash_at_epoch,
@@ -321,6 +360,7 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
+                scheduler=make_scheduler(cfg, searcher, trials_dir, train_cfg),
                 num_samples=-1,
                 max_concurrent_trials=concurrency,
                 time_budget_s=cfg.budget.wall_time,
@@ -449,7 +489,9 @@ def _make_progress(searcher: StudySearcher, concurrency: int, wall: float | None
 
 def _finish(summary: RunSummary, study: optuna.Study, searcher: StudySearcher, t_start: float) -> RunSummary:
     summary.complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    summary.budget_reached = searcher.budget_reached or (searcher.budget_trials is not None and summary.complete >= searcher.budget_trials)
+    summary.pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+    summary.budget_reached = (searcher.budget_reached or searcher.flops_budget_reached
+                              or (searcher.budget_trials is not None and summary.complete + summary.pruned >= searcher.budget_trials))
     try:
         summary.front_size = len(study.best_trials) if summary.complete else 0
     except Exception:  # noqa: BLE001 - a summary line must not fail the run

@@ -13,19 +13,22 @@ Life cycle (driven by Tune; several drivers may run the same study at once)::
     s.on_trial_complete(ray_id, result, error)   # study.tell(values) or FAIL + fail_reason
     s.close(reason)       # trials still running (Ctrl-C, wall time) -> FAIL + re-enqueued
 
-- The budget counts COMPLETE trials in the whole study (all drivers); ``suggest`` asks for a
-  new trial only while COMPLETE + RUNNING trials in the database are below it, so several
+- The budget counts finished trials in the whole study (all drivers): COMPLETE, and PRUNED
+  (stopped early by a trial scheduler, :meth:`StudySearcher.prune`); ``suggest`` asks for a
+  new trial only while finished + RUNNING trials in the database are below it, so several
   drivers together stop at the budget. Two drivers asking the last free slot at the same
-  instant may overshoot it by one trial each (there is no cross-process lock around ask).
-- No schedule is trained twice: a proposal whose decoded schedule equals a COMPLETE, RUNNING
-  or WAITING trial's is marked FAIL (``duplicate_of``, never trained) and another is asked
-  (:meth:`StudySearcher._twin`); after ``MAX_REPEATS`` such proposals in a row the session
+  instant may overshoot it by one trial each (there is no cross-process lock around ask). A
+  training-FLOPs budget (``budget_train_flops``) stops proposals once the FLOPs recorded by
+  COMPLETE and PRUNED trials reach it (running trials finish: it may be overshot by them).
+- No schedule is trained twice: a proposal whose decoded schedule equals a COMPLETE, PRUNED,
+  RUNNING or WAITING trial's is marked FAIL (``duplicate_of``, never trained) and another is
+  asked (:meth:`StudySearcher._twin`); after ``MAX_REPEATS`` such proposals in a row the session
   gives up (``gave_up``). Resampled rather than told the earlier result again: a copy would
   count twice toward the budget and stand twice on the Pareto front. The sampler itself is
   reseeded per trial (:mod:`growsearch.search.sampling`), so runs and drivers do not replay
   each other.
-- References count only when COMPLETE (or still to run): one that FAILed is enqueued again
-  by the next session.
+- References count only when COMPLETE or PRUNED (or still to run): one that FAILed is
+  enqueued again by the next session.
 - A storage fault (read-only database, full disk; :func:`~growsearch.search.storage.storage_fault`)
   never reaches Tune: it is recorded in ``storage_error`` and the session stops asking.
 - Failed trials are replaced. A trial is never told twice: the stored state is checked before
@@ -66,6 +69,7 @@ from growsearch.search.attrs import (
     TRIAL_DRIVER,
     TRIAL_METRICS,
     TRIAL_NODE,
+    TRIAL_PRUNED,
     TRIAL_RAY_TRIAL_ID,
     TRIAL_REFERENCE,
     TRIAL_REQUEUED_FROM,
@@ -88,6 +92,8 @@ PAYLOAD_KEY = "gs_payload"
 IDLE_RECHECK = 1.0
 #: Proposals in a row repeating a schedule the study has before a session gives up.
 MAX_REPEATS = 25
+#: The finished states that count toward the trial budget and that a new proposal never repeats.
+DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class LeaseStopper(Stopper):
@@ -120,6 +126,8 @@ class StudySearcher(Searcher):
         max_failures: give up (FINISHED) after this many failed trials in this session.
         heartbeat_max_failures: stop the session (``lease_lost``) after this many failed
             heartbeats in a row.
+        budget_train_flops: propose nothing once the study's recorded training FLOPs
+            (:meth:`spent_train_flops`) reach this (``None``: no limit).
     """
 
     def __init__(
@@ -135,12 +143,15 @@ class StudySearcher(Searcher):
         versions: dict[str, str] | None = None,
         max_failures: int | None = None,
         heartbeat_max_failures: int = HEARTBEAT_MAX_FAILURES,
+        budget_train_flops: float | None = None,
     ) -> None:
         super().__init__(metric=None, mode=None)
         self.study = study
         self.space = space
         self.objectives = list(objectives)
         self.budget_trials = budget_trials
+        self.budget_train_flops = budget_train_flops
+        self.n_pruned = 0  # this session
         self.references = list(references)
         self.constraint_fn = constraint_fn
         self.seed = seed
@@ -224,12 +235,12 @@ class StudySearcher(Searcher):
             # references: enqueue the missing ones (re-read right before, so a driver that
             # started a moment earlier is seen; a duplicate that still slips through is
             # skipped when asked, see _duplicate_reference)
-            # A reference counts only when COMPLETE, or still to run (WAITING, or RUNNING in a
+            # A reference counts only when COMPLETE or PRUNED, or still to run (WAITING, or RUNNING in a
             # live driver: dead drivers' trials were just reaped): one that FAILed after its
             # retries is enqueued again. Nothing is enqueued once the budget is met (nothing runs).
-            self.n_complete = len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            self.n_complete = len(self.study.get_trials(deepcopy=False, states=DONE_STATES))
             have = {TRIAL_REFERENCE.get(t) for t in self.study.get_trials(
-                deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))}
+                deepcopy=False, states=(*DONE_STATES, TrialState.RUNNING, TrialState.WAITING))}
             if not self.budget_reached:
                 for label, sched in self.references:
                     if label not in have:
@@ -251,12 +262,27 @@ class StudySearcher(Searcher):
         return self.budget_trials is not None and self.n_complete >= self.budget_trials
 
     def _count(self) -> tuple[int, int]:
-        """COMPLETE and RUNNING trials in the whole study, every driver's (one query: the
-        cached storage re-reads only unfinished and new trials)."""
+        """Finished (COMPLETE or PRUNED) and RUNNING trials in the whole study, every driver's
+        (one query: the cached storage re-reads only unfinished and new trials)."""
         trials = op.storage_of(self.study).get_all_trials(
-            op.study_id_of(self.study), deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-        complete = sum(1 for t in trials if t.state == TrialState.COMPLETE)
+            op.study_id_of(self.study), deepcopy=False, states=(*DONE_STATES, TrialState.RUNNING))
+        complete = sum(1 for t in trials if t.state in DONE_STATES)
         return complete, len(trials) - complete
+
+    def spent_train_flops(self) -> float:
+        """Training FLOPs the study's trials recorded: COMPLETE trials' ``train_flops`` metric
+        plus what PRUNED trials spent before they were stopped (every driver's)."""
+        total = 0.0
+        for t in op.storage_of(self.study).get_all_trials(op.study_id_of(self.study), deepcopy=False, states=DONE_STATES):
+            rec = (TRIAL_METRICS.get(t) if t.state == TrialState.COMPLETE else TRIAL_PRUNED.get(t)) or {}
+            v = rec.get("train_flops")
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+                total += float(v)
+        return total
+
+    @property
+    def flops_budget_reached(self) -> bool:
+        return self.budget_train_flops is not None and self.spent_train_flops() >= self.budget_train_flops
 
     # Ray's own annotation says dict | None, yet Searcher.FINISHED (a str) is how a searcher ends a run
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
@@ -282,6 +308,8 @@ class StudySearcher(Searcher):
     def _suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         busy = len(self.live) + len(self._pending_error)
         if self._stop:
+            return None if busy else Searcher.FINISHED
+        if self.budget_train_flops is not None and self.flops_budget_reached:
             return None if busy else Searcher.FINISHED
         if self.n_failed >= self.max_failures:
             if self.gave_up is None:
@@ -364,9 +392,9 @@ class StudySearcher(Searcher):
             label = TRIAL_REFERENCE.get(trial)
             if not label:
                 return trial
-            twin = next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+            twin = next((t for t in self.study.get_trials(deepcopy=False, states=(*DONE_STATES, TrialState.RUNNING))
                          if t.number != trial.number and TRIAL_REFERENCE.get(t) == label
-                         and (t.state == TrialState.COMPLETE or t.number < trial.number)), None)
+                         and (t.state in DONE_STATES or t.number < trial.number)), None)
             if twin is None:
                 return trial
             self._fail(op.trial_id_of(trial), f"duplicate reference {label!r}: trial {twin.number} runs it; skipped")
@@ -433,6 +461,42 @@ class StudySearcher(Searcher):
             self.durations.append(time.time() - t0)
         if self.on_told is not None:
             self.on_told(op.storage_of(self.study).get_trial(op.trial_id_of(trial)))
+
+    def prune(self, trial_id: str, info: dict[str, Any]) -> bool:
+        """Record a running trial that a trial scheduler stops as PRUNED, at once (before Tune
+        stops its process), with ``info`` (the ``pruned`` attr: rung, reason, partial curves,
+        training FLOPs, checkpoint) and its partial ``curves``. A PRUNED trial counts toward the
+        trial budget, is on no Pareto front and is never proposed or rerun again.
+
+        Returns:
+            False when the trial is not this driver's or is already finished (the caller lets
+            it go on), or on a storage fault (recorded in ``storage_error``).
+        """
+        with self._lock:
+            trial = self.live.get(trial_id)
+            if trial is None:
+                return False
+            try:
+                if op.storage_of(self.study).get_trial(op.trial_id_of(trial)).state.is_finished():
+                    return False
+                TRIAL_PRUNED.set(trial, info)
+                if isinstance(info.get("curves"), dict):
+                    TRIAL_CURVES.set(trial, info["curves"])
+                self.study.tell(trial, state=TrialState.PRUNED)
+            except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                return False
+            except Exception as exc:
+                if self.record_storage_fault(exc):
+                    return False
+                raise
+            self.live.pop(trial_id, None)
+            self.started.pop(trial_id, None)
+            self._idle_until = 0.0
+            self.n_complete += 1
+            self.n_pruned += 1
+            if self.on_told is not None:
+                self.on_told(op.storage_of(self.study).get_trial(op.trial_id_of(trial)))
+            return True
 
     def fail_pending(self, trial_id: str, reason: str) -> None:
         """Finish a trial Tune gave up on (after its retries) with ``reason``."""

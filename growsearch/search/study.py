@@ -9,7 +9,8 @@ Example::
     objectives: [dev_eer, {name: params, direction: minimize}]
     constraints: {max_params: 200000}     # optional: max_params, max_flops
     sampler: {name: nsga2, seed: 0, population_size: 4}   # nsga2 | nsga3 | tpe | gp | random | grid | growth
-    budget: {trials: 8, wall_time: 20m}  # COMPLETE trials and/or wall time
+    budget: {trials: 8, wall_time: 20m}  # COMPLETE (+ PRUNED) trials, wall time and/or train_flops
+    scheduler: none                       # or {name: moasha, rungs: [2, 4]} (see search/schedulers.py)
     reference: [baseline, ../schedules/paper_dropin.yaml]  # enqueued once
     storage: null                         # default sqlite:///<outputs>/study.db
     outputs: null                         # default runs/<name>
@@ -25,7 +26,8 @@ directory. Every error names the study file and the key (``studies/x.yaml: sampl
 
 The study's identity (:meth:`StudyConfig.config_hash`) covers what changes results: the
 training config, the space, epochs, objectives, constraints, sampler and references; not
-the budget, storage, outputs or execution, so a study can be extended or moved.
+the budget, scheduler, storage, outputs or execution, so a study can be extended or moved (a
+scheduler only decides which trials stop early: COMPLETE trials train to the end either way).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from growsearch.bounds import CPUS_MAX, EPOCHS_MAX, GPUS_MAX, TRIALS_MAX, Seed
 from growsearch.errors import ConfigError, GrowsearchError
 from growsearch.schedule import GrowthSchedule, legacy_spelling, load_schedules
 from growsearch.search.objectives import Objective
+from growsearch.search.schedulers import MoashaConfig, NoScheduler, SchedulerConfig, parse_scheduler
 from growsearch.search.space import SearchSpace, parse_space
 from growsearch.vocabulary import EER, OBJECTIVES, SAMPLERS, Direction, SamplerName
 from growsearch.yamlio import check_kind, did_you_mean, key_line, load_yaml, parse_model
@@ -136,14 +139,18 @@ class SamplerConfig(BaseModel):
 
 
 class Budget(BaseModel):
-    """When the search stops: a number of COMPLETE trials in the study (over all sessions)
-    and/or a wall time in seconds for one ``growsearch run`` session (trials cut off by it
-    are re-enqueued and rerun by the next session)."""
+    """When the search stops: a number of finished trials in the study (COMPLETE, and PRUNED
+    when a scheduler stops trials early; over all sessions), a wall time in seconds for one
+    ``growsearch run`` session (trials cut off by it are re-enqueued and rerun by the next
+    session), and/or the training FLOPs recorded by the study's trials (``train_flops``:
+    COMPLETE trials' ``train_flops`` plus what PRUNED trials spent before they stopped; no
+    trial is proposed once they reach it, running trials finish)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     trials: int | None = Field(default=None, gt=0, le=TRIALS_MAX)
     wall_time: float | None = Field(default=None, gt=0, le=366 * 86400)
+    train_flops: float | None = Field(default=None, gt=0)
 
     @field_validator("wall_time", mode="before")
     @classmethod
@@ -152,8 +159,8 @@ class Budget(BaseModel):
 
     @model_validator(mode="after")
     def _some(self) -> Budget:
-        if self.trials is None and self.wall_time is None:
-            raise ValueError("set trials and/or wall_time")
+        if self.trials is None and self.wall_time is None and self.train_flops is None:
+            raise ValueError("set trials, wall_time and/or train_flops")
         return self
 
 
@@ -246,6 +253,7 @@ class StudyConfig(BaseModel):
     constraints: Constraints = Constraints()
     sampler: SamplerConfig = SamplerConfig()
     budget: Budget
+    scheduler: SchedulerConfig = NoScheduler()
     reference: tuple[Reference, ...] = ()
     storage: str | None = None
     outputs: str
@@ -437,6 +445,7 @@ def parse_study_config(data: Any, source: str = "study", *, base: Path | None = 
             d["space"].grid(sampler=str(sampler["name"]))
         except ConfigError as exc:
             raise ConfigError(f"{source}: sampler.name: {exc}") from None
+    d["scheduler"] = parse_scheduler(d.get("scheduler"), source, epochs=epochs, lines=data)
     if "name" in d:
         validate_study_name(d["name"], f"{source}: name")
     d.setdefault("outputs", None)
@@ -450,7 +459,13 @@ def parse_study_config(data: Any, source: str = "study", *, base: Path | None = 
 
         d["raw"]["storage"] = redact_url(d["raw"]["storage"])
     d["path"] = source
-    return parse_model(StudyConfig, d, source, lines=data)
+    cfg = parse_model(StudyConfig, d, source, lines=data)
+    if isinstance(cfg.scheduler, MoashaConfig) and EER not in cfg.objective_names:
+        line = key_line(data, ("scheduler",))
+        raise ConfigError(f"{source}:{line}: scheduler: moasha judges trials by {EER} at each rung; "
+                          f"add {EER} to the objectives" if line else
+                          f"{source}: scheduler: moasha judges trials by {EER} at each rung; add {EER} to the objectives")
+    return cfg
 
 
 def _check_top_keys(data: Any, source: str) -> None:

@@ -6,8 +6,9 @@ schedule from the parameters (``space.decode``) or takes the reference schedule,
 :func:`trial_dir` ``<trials_dir>/<trial number:05d>`` (so a restarted trial resumes from its
 own checkpoint, and a trial re-enqueued after its driver stopped resumes from the newest
 checkpoint of the trials it continues, ``resume_from``),
-reports each epoch to Tune and ends with one result carrying ``gs_final: True`` and a JSON
-payload (status, metrics, curves, node, fail reason) that the searcher tells to Optuna.
+reports each epoch to Tune (first the epochs restored from a checkpoint or the shared
+prefix, with ``restored: 1``, so a trial scheduler sees every epoch) and ends with one result
+carrying ``gs_final: True`` and a JSON payload (status, metrics, curves, node, fail reason) that the searcher tells to Optuna.
 
 A NaN loss is a result (``status: nan``), not an exception: Tune must not retry a
 deterministic failure; nor is an input error (a schedule the backbone refuses, bad data),
@@ -249,6 +250,10 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                 break
 
     def on_epoch(record: dict[str, Any], checkpoint_dir: Path) -> None:
+        if record.get("restored"):  # an epoch trained before (checkpoint, shared prefix): reported, no test hooks
+            rep = {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+            tune.report({**rep, "restored": 1, FINAL_KEY: False})
+            return
         marker = out / ".crashed_once"
         if ctx.crash_at_epoch is not None and int(record.get("epoch", -1)) == ctx.crash_at_epoch and not marker.exists():
             marker.write_text("the crash_at_epoch test hook killed this process once\n")

@@ -78,6 +78,9 @@ from growsearch.vocabulary import SAMPLE_RATE
 __all__ = ["NonFiniteLoss", "TrainResult", "build_model", "resolve_amp", "resolve_device", "train"]
 
 EpochHook = Callable[[dict[str, Any], Path], None]
+#: Key set on the records ``on_epoch`` receives for epochs that were not trained by this call
+#: (restored from a checkpoint or the shared prefix), before the first trained epoch.
+RESTORED = "restored"
 
 
 @dataclass
@@ -122,7 +125,9 @@ def train(
         out_dir: where ``metrics.json``, ``scores.txt``, ``best_model.pt`` and the resumable
             ``checkpoint/state.pt`` go.
         on_epoch: called as ``on_epoch(record, checkpoint_dir)`` after each epoch's
-            checkpoint is written (``checkpoint_dir`` = ``out_dir/checkpoint``).
+            checkpoint is written (``checkpoint_dir`` = ``out_dir/checkpoint``); first once
+            for each epoch restored from a checkpoint or the shared prefix (the record then
+            has ``restored: True``), so the caller sees every epoch's record.
         resume: continue from ``out_dir/checkpoint/state.pt`` if it exists.
         prefix_cache: folder of the shared-prefix cache (see :mod:`growsearch.train.prefix_cache`).
         log: where progress lines go (default: stderr).
@@ -168,6 +173,9 @@ def train(
         criterion = loss_fn(tc.loss)
         cost = bk.costs(run.model, clip_s)
         ctx = _Context(config, schedule, p, splits, device, amp_dtype, criterion, clip_s, out, log)
+        if on_epoch is not None:  # epochs not trained here (a resumed checkpoint, a shared prefix): their records first
+            for record in run.records:
+                on_epoch({**record, RESTORED: True}, p.ckpt_file.parent)
         for epoch in range(run.epoch, tc.epochs):
             cost = _one_epoch(ctx, run, epoch, cost)
             write_checkpoints(p, run, prefix_reused)

@@ -1,0 +1,225 @@
+"""The Ray Tune adapter of growth-aware MOASHA (``scheduler: {name: moasha, ...}``).
+
+:class:`MoashaScheduler` is a Tune ``TrialScheduler`` (a ``FIFOScheduler`` that may answer
+``STOP``) working with the database-backed :class:`~growsearch.search.searcher.StudySearcher`.
+The decision itself is :func:`growsearch.search.moasha.decide` (pure); this module gathers
+its inputs and acts on it:
+
+- When a trial's report says it has trained ``r`` epochs, ``r`` a rung (the trainable reports
+  every epoch, restored ones included, with ``dev_eer`` when the epoch was evaluated; the
+  latest one counts), and the trial was not judged at ``r`` yet (its ``rungs`` attr), its
+  value is written on its Optuna trial (``rungs`` attr) so other drivers and later sessions
+  see it, and it is judged against every trial of the study with a value at ``r``: the
+  ``rungs`` attr of any trial (running, finished, stopped, of any driver) or, for trials run
+  without a scheduler, the ``dev_eer`` curve of COMPLETE ones. State lives in the study, not
+  here: a restarted driver judges with the same evidence.
+- Final costs (the study's cost objectives: ``params``, ``flops``, ``train_flops``) come from
+  the schedule alone (``costs_of``, the runner passes a memoised
+  :func:`growsearch.train.dryrun.dry_run`); maximised objectives are negated.
+- A stopped trial is recorded PRUNED by :meth:`StudySearcher.prune` *before* Tune stops its
+  process (``pruned`` attr: rung, reason, partial curves, training FLOPs spent, and the
+  resumable checkpoint ``<trial folder>/checkpoint/state.pt`` written after the rung's
+  epoch, which stays on disk). A driver killed after that finds it PRUNED; killed before, the
+  trial is reaped and re-enqueued like any running trial, resumes from its checkpoint and is
+  judged again at its rungs (the rerun reports its restored epochs first), ending COMPLETE or
+  PRUNED once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from optuna.trial import FrozenTrial, TrialState
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from growsearch.search import optuna_private as op
+from growsearch.search.attrs import TRIAL_CURVES, TRIAL_DUPLICATE_OF, TRIAL_RUNGS, TRIAL_SCHEDULE
+from growsearch.search.moasha import Decision, RungPoint, decide, value_at_rung
+from growsearch.search.objectives import Objective
+from growsearch.search.schedulers import MoashaConfig
+from growsearch.search.searcher import FINAL_KEY
+from growsearch.vocabulary import EER
+
+if TYPE_CHECKING:
+    from growsearch.search.searcher import StudySearcher
+
+__all__ = ["MoashaScheduler", "SCHEDULER_NAME"]
+
+SCHEDULER_NAME = "moasha"
+#: Per-epoch report keys kept in a stopped trial's partial curves.
+CURVE_KEYS = ("dev_eer", "train_loss", "params", "flops", "train_flops")
+
+CostsOf = Callable[[dict[str, Any]], dict[str, float]]
+
+
+class MoashaScheduler(FIFOScheduler):
+    """Tune trial scheduler: growth-aware MOASHA over the study's objectives (see the module docstring).
+
+    Args:
+        config: the study's ``scheduler`` settings.
+        searcher: the study's searcher (its live trials, its study, :meth:`~StudySearcher.prune`).
+        epochs: the study's epochs.
+        objectives: the study's objectives (must include ``dev_eer``).
+        costs_of: schedule dict -> final cost metrics by name (memoised here by schedule).
+        checkpoint_of: trial number -> the path of its resumable checkpoint (recorded when stopped).
+    """
+
+    def __init__(self, config: MoashaConfig, searcher: StudySearcher, *, epochs: int, objectives: Sequence[Objective],
+                 costs_of: CostsOf, checkpoint_of: Callable[[int], Path] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.rungs = config.resolved_rungs(epochs)
+        self.searcher = searcher
+        self.objectives = list(objectives)
+        self.costs_of = costs_of
+        self.checkpoint_of = checkpoint_of
+        self._costs: dict[str, tuple[float, ...]] = {}
+        self._curves: dict[str, dict[str, list[Any]]] = {}  # Tune trial id -> reported per-epoch values
+        self._last_eer: dict[str, float] = {}
+        self._lock = threading.RLock()
+        self.decisions: list[tuple[int, Decision]] = []  # (trial number, decision), this session
+        self.n_stopped = 0
+
+    # ---- Tune's scheduler interface -------------------------------------------------------
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if result.get(FINAL_KEY) or "epoch" not in result or self.searcher is None:
+            return TrialScheduler.CONTINUE
+        with self._lock:
+            tid = trial.trial_id
+            epoch = int(result["epoch"])
+            curves = self._curves.setdefault(tid, {k: [] for k in CURVE_KEYS})
+            for k in CURVE_KEYS:
+                v = result.get(k)
+                curves[k].append(float(v) if isinstance(v, int | float) and math.isfinite(v) else None)
+            eer = result.get(EER)
+            if isinstance(eer, int | float) and math.isfinite(eer):
+                self._last_eer[tid] = float(eer)
+            rung = epoch + 1
+            if rung not in self.rungs or tid not in self._last_eer:
+                return TrialScheduler.CONTINUE
+            try:
+                return self._at_rung(tid, rung, self._last_eer[tid], epoch, result)
+            except Exception as exc:
+                if self.searcher.record_storage_fault(exc):
+                    return TrialScheduler.CONTINUE
+                raise
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        self._forget(trial.trial_id)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self._forget(trial.trial_id)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self._forget(trial.trial_id)
+
+    def debug_string(self) -> str:
+        return f"Using growth-aware MOASHA: rungs {list(self.rungs)}, stopped {self.n_stopped}"
+
+    # Tune may checkpoint its scheduler with the experiment; the study is the state.
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its scheduler with the experiment; the study in the database is the
+        # state, so a pickled copy carries only the settings (and decides nothing).
+        return {"config": self.config, "rungs": self.rungs, "objectives": self.objectives}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.searcher = None  # type: ignore[assignment]
+        self.costs_of = lambda schedule: {}
+        self.checkpoint_of = None
+        self._costs, self._curves, self._last_eer = {}, {}, {}
+        self._lock = threading.RLock()
+        self.decisions, self.n_stopped = [], 0
+
+    # ---- the decision --------------------------------------------------------------------
+    def _forget(self, tid: str) -> None:
+        with self._lock:
+            self._curves.pop(tid, None)
+            self._last_eer.pop(tid, None)
+
+    def _at_rung(self, tid: str, rung: int, eer: float, epoch: int, result: dict) -> str:
+        live = self.searcher.live.get(tid)
+        if live is None:
+            return TrialScheduler.CONTINUE
+        storage = op.storage_of(self.searcher.study)
+        ft = storage.get_trial(op.trial_id_of(live))
+        schedule = TRIAL_SCHEDULE.get(ft)
+        if schedule is None:
+            return TrialScheduler.CONTINUE
+        rungs = dict(TRIAL_RUNGS.get(ft) or {})
+        if str(rung) in rungs:  # judged at this rung already (Tune restarted the trial, which replays its epochs)
+            return TrialScheduler.CONTINUE
+        rungs[str(rung)] = eer
+        TRIAL_RUNGS.set(live, rungs)  # evidence for the others, before deciding
+        me = RungPoint(ft.number, schedule, eer, self._cost_losses(schedule))
+        others = self._evidence(rung, exclude=ft.number)
+        d = decide(me, others, rung=rung, reduction_factor=self.config.reduction_factor,
+                   min_epochs_after_growth=self.config.min_epochs_after_growth)
+        self.decisions.append((ft.number, d))
+        if not d.stop:
+            return TrialScheduler.CONTINUE
+        spent = result.get("train_flops")
+        info: dict[str, Any] = {
+            "scheduler": SCHEDULER_NAME,
+            "rung": rung,
+            "epoch": epoch,
+            "reason": d.reason,
+            "situation": "settled" if d.situation == "settled" else "unsettled",
+            "kept": list(d.kept_numbers),
+            "curves": {k: list(v) for k, v in self._curves.get(tid, {}).items()},
+            "train_flops": float(spent) if isinstance(spent, int | float) and math.isfinite(spent) else None,
+            "checkpoint": str(self.checkpoint_of(ft.number)) if self.checkpoint_of is not None else None,
+        }
+        if self.searcher.prune(tid, info):
+            self.n_stopped += 1
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def _cost_losses(self, schedule: dict[str, Any]) -> tuple[float, ...]:
+        """The schedule's final costs for the study's cost objectives, as losses (memoised)."""
+        key = json.dumps(schedule.get("events") or [], sort_keys=True, default=str)
+        if key not in self._costs:
+            names = [o for o in self.objectives if o.name != EER]
+            got = self.costs_of(schedule) if names else {}
+            self._costs[key] = tuple((1.0 if o.direction == "minimize" else -1.0) * float(got[o.name]) for o in names)
+        return self._costs[key]
+
+    def _evidence(self, rung: int, *, exclude: int) -> list[RungPoint]:
+        """Every other trial of the study with a dev EER after ``rung`` epochs."""
+        out = []
+        study = self.searcher.study
+        for t in op.storage_of(study).get_all_trials(op.study_id_of(study), deepcopy=False):
+            if t.number == exclude or t.state == TrialState.WAITING or TRIAL_DUPLICATE_OF.get(t) is not None:
+                continue
+            schedule = TRIAL_SCHEDULE.get(t)
+            value = _value(t, rung)
+            if schedule is None or value is None:
+                continue
+            try:
+                costs = self._cost_losses(schedule)
+            except Exception:  # noqa: BLE001 - a schedule of another space version: no evidence here
+                continue
+            out.append(RungPoint(t.number, schedule, value, costs))
+        return out
+
+
+def _value(t: FrozenTrial, rung: int) -> float | None:
+    v = (TRIAL_RUNGS.get(t) or {}).get(str(rung))
+    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    if t.state == TrialState.COMPLETE:  # a trial run without a scheduler: its full curve
+        curve = (TRIAL_CURVES.get(t) or {}).get(EER)
+        if isinstance(curve, list):
+            return value_at_rung(curve, rung)
+    return None

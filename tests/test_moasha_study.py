@@ -1,0 +1,179 @@
+"""Growth-aware MOASHA end to end: a real local Ray, real training on the generated corpus, a
+real SQLite study (slow: run with ``-m slow``).
+
+Some trials end PRUNED with their rung, reason, partial curve and resumable checkpoint; they
+are on no Pareto front and in no export; rerunning the same command reruns none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+pytestmark = pytest.mark.slow
+
+GROWSEARCH = str(Path(sys.executable).with_name("growsearch"))
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+#: Growth only before epoch 1 trains, so every searched trial is settled at rung 2.
+SPACE = {
+    "backbone": "lcgrnn", "preset": "tiny", "events": {"min": 1, "max": 1}, "epoch": {"low": 1, "high": 1},
+    "points": {"gru2": {"neurons": {"low": 4, "high": 32, "step": 4}}, "gru1": {"neurons": {"low": 4, "high": 16, "step": 4}}},
+    "forms": ["inplace"], "inits": ["random", "zero_fanout"], "freeze": ["all"], "optimizer_state": ["fresh"],
+}
+#: A reference whose growth wrecks training (a huge learning rate, not NaN): a sure loser at rung 2.
+WRECKED = {"label": "wrecked", "schedule": {"events": [{"point": "gru2", "epoch": 1, "neurons": 32, "lr": 2.0}]}}
+
+
+def write_study(tmp_path: Path, corpus: Path, name: str, *, trials: int = 6, scheduler: Any = None, epochs: int = 3,
+                execution: dict[str, Any] | None = None) -> Path:
+    data: dict[str, Any] = {
+        "name": name,
+        "train": {
+            "seed": 1,
+            "data": {"dataset": "synthetic", "synth_size": "tiny", "clip_samples": 4000, "root": str(corpus)},
+            "model": {"backbone": "lcgrnn", "preset": "tiny"},
+            "training": {"epochs": epochs, "batch_size": 8, "lr": 3.0e-3, "device": "cpu",
+                         "max_batches_per_epoch": 4, "max_eval_batches": 4},
+        },
+        "space": SPACE,
+        "epochs": epochs,
+        "objectives": ["dev_eer", "params"],
+        "sampler": {"name": "random", "seed": 0},
+        "budget": {"trials": trials},
+        "scheduler": scheduler or {"name": "moasha", "rungs": [2], "reduction_factor": 2, "min_epochs_after_growth": 1},
+        "reference": ["baseline", WRECKED],
+        "outputs": str(tmp_path / "out"),
+        "execution": {"num_cpus": 2, "cpus_per_trial": 1, "max_concurrent": 1, "retries": 1, **(execution or {})},
+    }
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([GROWSEARCH, *args], capture_output=True, text=True, env=env, timeout=900)
+
+
+def test_moasha_prunes_and_pruned_trials_stay_out(tmp_path: Path, corpus: Path) -> None:
+    p = write_study(tmp_path, corpus, "moasha")
+    res = run("run", str(p))
+    assert res.returncode == 0, res.stderr[-3000:]
+    url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
+    study = optuna.load_study(study_name="moasha", storage=url)
+    trials = study.get_trials()
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert pruned, [(t.number, t.state.name, t.user_attrs.get("rungs")) for t in trials]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert len(pruned) + len(complete) == 6  # PRUNED trials count toward the trial budget
+    assert "stopped early (PRUNED)" in res.stderr
+    for t in pruned:
+        info = t.user_attrs["pruned"]
+        assert info["scheduler"] == "moasha" and info["rung"] == 2 and info["epoch"] == 1
+        assert "rung 2" in info["reason"] and info["train_flops"] > 0
+        assert len(info["curves"]["dev_eer"]) == 2 == len(t.user_attrs["curves"]["dev_eer"])  # the partial curve
+        assert t.user_attrs["rungs"]["2"] == info["curves"]["dev_eer"][-1]
+        assert Path(info["checkpoint"]).is_file()  # resumable: the state after the rung's epoch
+        assert t.values is None
+    for t in complete:  # every trial that reached the rung recorded its evidence
+        assert "2" in t.user_attrs["rungs"] and len(t.user_attrs["curves"]["dev_eer"]) == 3
+    by_ref = {t.user_attrs.get("reference"): t for t in trials}
+    assert by_ref["wrecked"].state == TrialState.PRUNED, by_ref["wrecked"].user_attrs
+    numbers = {t.number for t in pruned}
+
+    # pareto and export: COMPLETE trials only
+    res = run("pareto", str(p), "--json")
+    assert res.returncode == 0, res.stderr
+    front = json.loads(res.stdout)
+    assert front and not numbers & {m["number"] for m in front}
+    res = run("export", str(p), "-o", str(tmp_path / "all.yaml"), "--pick", "all")
+    assert res.returncode == 0, res.stderr
+    exported = yaml.safe_load((tmp_path / "all.yaml").read_text())
+    assert not numbers & {s["trial"] for s in exported["schedules"]}
+
+    # the same command again: the budget is met, nothing reruns, PRUNED stays PRUNED
+    before = [(t.number, t.state.name) for t in trials]
+    res = run("run", str(p))
+    assert res.returncode == 0, res.stderr[-3000:]
+    after = optuna.load_study(study_name="moasha", storage=url).get_trials()
+    assert [(t.number, t.state.name) for t in after] == before
+
+    # a larger budget: new trials, but no PRUNED schedule or reference is trained again
+    res = run("run", str(p.with_name("moasha.yaml")), "--trials", "8")
+    assert res.returncode == 0, res.stderr[-3000:]
+    after = optuna.load_study(study_name="moasha", storage=url).get_trials()
+    assert [(t.number, t.state.name) for t in after[: len(before)]] == before
+    pruned_keys = {json.dumps(t.user_attrs["schedule"]["events"], sort_keys=True) for t in pruned}
+    for t in after[len(before):]:
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            assert json.dumps(t.user_attrs["schedule"]["events"], sort_keys=True) not in pruned_keys
+            assert t.user_attrs.get("reference") is None
+
+
+def test_sigkill_between_rungs_loses_nothing(tmp_path: Path, corpus: Path) -> None:
+    """kill -9 the driver while a trial that passed its rung trains on, after another was
+    PRUNED: the same command resumes; the PRUNED trial stays PRUNED (not rerun), the
+    interrupted one reruns from its checkpoint and is judged again (COMPLETE or PRUNED, once),
+    no schedule finishes twice."""
+    from test_search_ray import _descendants, _kill_all, _wait_for
+
+    p = write_study(tmp_path, corpus, "killed", epochs=6, execution={"max_concurrent": 2, "epoch_delay_s": 1.0})
+    url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
+    log_path = tmp_path / "first.log"
+    log = open(log_path, "w")  # noqa: SIM115 - the driver writes it for the whole test
+    proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    ray_procs: dict[int, str] = {}
+
+    def pruned_and_one_between_rungs() -> bool:
+        try:
+            trials = optuna.load_study(study_name="killed", storage=url).get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001 - not created yet
+            return False
+        return (any(t.state == TrialState.PRUNED for t in trials)
+                and any(t.state == TrialState.RUNNING and "2" in (t.user_attrs.get("rungs") or {}) for t in trials))
+
+    try:
+        _wait_for(pruned_and_one_between_rungs, 600, "a PRUNED trial and a running one past its rung", log_path)
+        ray_procs = _descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        before = {t.number: (t.state.name, t.user_attrs.get("pruned"))
+                  for t in optuna.load_study(study_name="killed", storage=url).get_trials()}
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        _kill_all(ray_procs)
+        log.close()
+    assert "RUNNING" in {s for s, _ in before.values()}
+    res = run("run", str(p))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "re-enqueued" in res.stderr
+    trials = optuna.load_study(study_name="killed", storage=url).get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    for n, (state, info) in before.items():
+        if state == "PRUNED":  # kept as it was, never rerun
+            assert trials[n].state == TrialState.PRUNED and trials[n].user_attrs["pruned"] == info
+        if state == "RUNNING":  # interrupted: FAIL, and rerun once
+            assert trials[n].state == TrialState.FAIL and "driver" in trials[n].user_attrs["fail_reason"]
+            reruns = [t for t in trials if t.user_attrs.get("requeued_from") == n]
+            assert len(reruns) == 1 and reruns[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 6
+    keys = [json.dumps(t.user_attrs["schedule"]["events"], sort_keys=True) for t in finished]
+    assert len(set(keys)) == len(keys), "a schedule finished twice"
+    resumed = [t for t in finished if (t.user_attrs.get("attempt") or {}).get("resumed_from_trial") is not None
+               or (t.state == TrialState.PRUNED and t.user_attrs.get("requeued_from") is not None)]
+    assert resumed, [(t.number, t.state.name, t.user_attrs.get("attempt")) for t in finished]
