@@ -247,6 +247,7 @@ def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
     command resumes: nothing stays RUNNING, COMPLETE trials are kept, none is counted twice,
     every COMPLETE trial is a distinct schedule, and an interrupted trial continues from its
     last checkpoint with the result an uninterrupted run gives."""
+    from growsearch.backbones.checkpoint import read_checkpoint
     from growsearch.search.runner import worker_train_config
     from growsearch.train.loop import train
     from growsearch.train.state import CHECKPOINT_DIR, STATE_FILE
@@ -262,11 +263,20 @@ def test_sigkill_driver_then_resume(tmp_path: Path, corpus: Path) -> None:
     proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     ray_procs: dict[int, str] = {}
 
+    def early_checkpoint(path: Path) -> bool:
+        # a checkpoint of the first half of the run: the trial is still training when killed
+        # (the trial that started with the first COMPLETE one is on its last epochs)
+        try:
+            return int(read_checkpoint(path)["extra"]["epoch"]) <= EPOCHS_LONG // 2
+        except Exception:  # noqa: BLE001 - being replaced right now: look again
+            return False
+
     def running_with_checkpoint() -> bool:
         study = load(url, "killed")
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return bool(done) and any((trial_dir(trials_dir, t.number) / CHECKPOINT_DIR / STATE_FILE).is_file() for t in running)
+        return bool(done) and any(early_checkpoint(trial_dir(trials_dir, t.number) / CHECKPOINT_DIR / STATE_FILE)
+                                  for t in running)
 
     try:
         _wait_for(lambda: "[growsearch] study" in (tmp_path / "first.log").read_text(), 300, "the study to be created",
