@@ -73,3 +73,18 @@ def test_grid_sampler_needs_a_flat_space() -> None:
     with pytest.raises(ConfigError, match="sampler.name: .*encoding: flat"):
         parse_study_config({"name": "g", "train": "../configs/quickstart.yaml", "space": "../search_spaces/quickstart.yaml",
                             "epochs": 3, "budget": {"trials": 2}, "sampler": {"name": "grid"}}, "s.yaml", base=ROOT / "studies")
+
+
+def test_flat_plasticity_delay_keeps_its_range() -> None:
+    """``plasticity.after`` 2..3 with no-shrink allowed is {0, 2, 3}: a delay of 1 is never proposed."""
+    data = {**yaml.safe_load(GROWBENCH.read_text()), "plasticity": {"enabled": [False, True], "after": {"low": 2, "high": 3}}}
+    space = parse_space(data, "flat.yaml", epochs=6)
+    assert space.grid()["plasticity.after"] == [0, 2, 3]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(60):
+        t = study.ask()
+        space.define_by_run(t)
+        seen.add(t.params["plasticity.after"])
+        study.tell(t, 0.0)
+    assert seen == {0, 2, 3}

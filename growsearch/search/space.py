@@ -379,14 +379,6 @@ class SearchSpace(BaseModel):
                 if pl.lr is not None:
                     trial.suggest_float("plasticity.lr", pl.lr.low, pl.lr.high, log=pl.lr.log)
 
-    def _plasticity_after_range(self) -> IntRange | None:
-        """The flat ``plasticity.after`` range (0 = no shrink), or ``None`` if never suggested."""
-        pl = self.plasticity
-        if pl is None or True not in pl.enabled:
-            return None
-        low = 0 if False in pl.enabled else pl.after.low
-        return IntRange(low=low, high=pl.after.high)
-
     def _flat_choices(self) -> dict[str, list[Any]]:
         """The flat parameters and their choices, in suggestion order (``lr`` ranges aside)."""
         out: dict[str, list[Any]] = {"n_events": IntRange(low=self.events.min, high=self.events.max).values()}
@@ -400,18 +392,18 @@ class SearchSpace(BaseModel):
             out[f"ev{i}.init"] = list(self.inits)
             out[f"ev{i}.freeze"] = list(self.freeze)
             out[f"ev{i}.{_OPTIMIZER_STATE_PARAM}"] = list(self.optimizer_state)
-        after = self._plasticity_after_range()
-        if self.events.max > 0 and after is not None and self.plasticity is not None:
-            out["plasticity.after"] = after.values()
-            out["plasticity.rule"] = list(self.plasticity.rules)
+        pl = self.plasticity
+        if self.events.max > 0 and pl is not None and True in pl.enabled:
+            out["plasticity.after"] = ([0] if False in pl.enabled else []) + pl.after.values()  # 0: no shrink
+            out["plasticity.rule"] = list(pl.rules)
         return out
 
     def _define_flat(self, trial: Any) -> None:
         for name, choices in self._flat_choices().items():
-            if name == "n_events" or name.endswith((".size", ".epoch")) or name == "plasticity.after":
-                lo, hi = min(choices), max(choices)
-                step = choices[1] - choices[0] if len(choices) > 1 else 1
-                trial.suggest_int(name, lo, hi, step=step)
+            ints = all(isinstance(c, int) and not isinstance(c, bool) for c in choices)
+            step = (choices[1] - choices[0] if len(choices) > 1 else 1) if ints else 0
+            if step > 0 and choices == list(range(choices[0], choices[-1] + 1, step)):  # evenly spaced integers
+                trial.suggest_int(name, choices[0], choices[-1], step=step)
             else:
                 trial.suggest_categorical(name, choices)
             if name.endswith(f".{_OPTIMIZER_STATE_PARAM}") and self.lr is not None:
