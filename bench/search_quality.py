@@ -118,6 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: The fixed hypervolume reference point of a GrowBench table (objectives dev_eer, params, train_flops).
+REFERENCE_RULE = "dev_eer 0.5 (chance); params and train_flops 1.1x the table's largest"
+
+
+def reference_point(table: Any) -> list[float]:
+    """:data:`REFERENCE_RULE` for a loaded table (``bench/search_cost.py`` uses it too)."""
+    rows = [res for r in table.rows.values() for res in r["seeds"].values()]
+    return [0.5, 1.1 * max(float(r["params"]) for r in rows), 1.1 * max(float(r["train_flops"]) for r in rows)]
+
+
 def simulated(args: argparse.Namespace) -> dict[str, Any]:
     """The ``--table`` mode (see the module docstring)."""
     import warnings
@@ -142,7 +152,7 @@ def simulated(args: argparse.Namespace) -> dict[str, Any]:
     names = ["dev_eer", "params", "train_flops"]
     objectives = [Objective(name=n) for n in names]
     rows = [res for r in table.rows.values() for res in r["seeds"].values()]
-    reference = [0.5, 1.1 * max(float(r["params"]) for r in rows), 1.1 * max(float(r["train_flops"]) for r in rows)]
+    reference = reference_point(table)
     per_trial_flops = sorted(float(r["train_flops"]) for r in rows)
     median = per_trial_flops[len(per_trial_flops) // 2]
     budgets = [median * args.trials * f for f in (0.125, 0.25, 0.5, 0.75, 1.0)]
@@ -191,7 +201,7 @@ def simulated(args: argparse.Namespace) -> dict[str, Any]:
         "table": str(args.table), "table_command": table.data["provenance"].get("command"),
         "trials": args.trials, "seeds": len(seeds), "objectives": names,
         "reference_point": reference,
-        "reference_rule": "dev_eer 0.5 (chance); params and train_flops 1.1x the table's largest",
+        "reference_rule": REFERENCE_RULE,
         "references_in_each_study": list(refs), "encoding": args.encoding,
         "train_flops_budgets": budgets,
         "samplers": out,

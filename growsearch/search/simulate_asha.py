@@ -1,0 +1,268 @@
+"""Simulated search with a pool of workers and growth-aware MOASHA on a GrowBench table.
+
+:func:`growsearch.search.simulate.simulate` runs one trial at a time to its last epoch. This
+module adds what a live study with ``scheduler: {name: moasha, ...}`` does, so the compute a
+scheduler saves can be read off a table in seconds (issue 14, item 4):
+
+- **Workers.** ``workers`` trials run at once, asynchronously: each worker spends training
+  FLOPs at the same rate, so a trial's simulated time is its start plus the FLOPs it has
+  trained (the table's cumulative ``train_flops_curve``), and the next proposal is asked for
+  when a worker frees (the live searcher's propose step, as in ``simulate``). The clock of a
+  finished trial is the cumulative training FLOPs **actually spent** by all trials by then,
+  running ones included (what a study would have paid at that moment).
+- **Rungs.** At each rung ``r`` of the scheduler (epochs trained) a running trial's rung
+  point is its dev EER after ``r`` epochs (``moasha.value_at_rung`` of the table's curve) and
+  its schedule's final costs (the study's cost objectives from the table's row: known from
+  the schedule before training). It is recorded first and then judged with
+  :func:`growsearch.search.moasha.decide` against every other trial that reached ``r`` so far
+  (running, finished or stopped), exactly as :class:`~growsearch.search.moasha_tune.MoashaScheduler`
+  does with the study's ``rungs`` attrs.
+- **Stopped trials** cost only the FLOPs up to their rung, are told to the study the way
+  :meth:`~growsearch.search.searcher.StudySearcher.prune` tells them (``pruned`` and partial
+  ``curves`` attrs, state PRUNED: the sampler sees what it sees live), count toward the trial
+  budget like in a live study, and have no objective values (never on a front, never in a
+  hypervolume).
+
+With ``workers=1`` and no scheduler this is ``simulate`` (same proposals, values and clock).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.storages import InMemoryStorage
+from optuna.trial import TrialState
+
+from growsearch.errors import ConfigError
+from growsearch.search import optuna_private as op
+from growsearch.search.attrs import (
+    TRIAL_CURVES,
+    TRIAL_FAIL_REASON,
+    TRIAL_PRUNED,
+    TRIAL_REFERENCE,
+    TRIAL_RUNGS,
+    TRIAL_SCHEDULE,
+)
+from growsearch.search.moasha import Decision, RungPoint, decide, value_at_rung
+from growsearch.search.propose import find_twin, propose
+from growsearch.search.schedulers import MoashaConfig
+from growsearch.search.simulate import MAX_REPEATS, Table, row_key
+from growsearch.search.space import SearchSpace
+from growsearch.vocabulary import EER, Direction
+
+__all__ = ["AshaTrial", "simulate_asha", "simulate_asha_study"]
+
+#: The scheduler name written in a simulated PRUNED trial's ``pruned`` attr.
+SCHEDULER_NAME = "moasha"
+
+
+@dataclass(frozen=True)
+class AshaTrial:
+    """One finished simulated trial.
+
+    Attributes:
+        number: the Optuna trial number.
+        label: its reference label (``baseline``) or ``None``.
+        key: the schedule's table key (:func:`growsearch.search.simulate.row_key`).
+        state: ``COMPLETE`` or ``PRUNED``.
+        values: the objective values told (COMPLETE), ``None`` when PRUNED.
+        rung: the rung it was stopped at (PRUNED), else ``None``.
+        spent: training FLOPs this trial cost (up to its rung when PRUNED).
+        start: simulated time it started (a worker's training FLOPs).
+        end: simulated time it finished.
+        clock: cumulative training FLOPs spent by all trials when it finished.
+        decision: the MOASHA decision that stopped it (PRUNED), else ``None``.
+    """
+
+    number: int
+    label: str | None
+    key: str
+    state: str
+    values: list[float] | None
+    rung: int | None
+    spent: float
+    start: float
+    end: float
+    clock: float
+    decision: Decision | None = None
+
+
+@dataclass
+class _Running:
+    trial: optuna.Trial
+    label: str | None
+    schedule: dict[str, Any]
+    res: dict[str, Any]
+    start: float
+    cum: list[float]  # cumulative training FLOPs after each epoch
+    costs: tuple[float, ...]
+    next_rung: int = 0  # index into the rungs still to come
+
+
+def _cumulative(res: dict[str, Any], epochs: int) -> list[float]:
+    """The cumulative training FLOPs after each epoch (the table's curve; linear if it lacks one)."""
+    total = float(res["train_flops"])
+    curve = res.get("train_flops_curve")
+    if isinstance(curve, list) and len(curve) == epochs and all(isinstance(v, int | float) for v in curve):
+        return [float(v) for v in curve[:-1]] + [total]
+    return [total * (e + 1) / epochs for e in range(epochs)]
+
+
+def simulate_asha(table: Table, sampler: optuna.samplers.BaseSampler, *, objectives: Sequence[str],
+                  directions: Sequence[Direction], trials: int, seed: str, workers: int = 2,
+                  scheduler: MoashaConfig | None = None, flops_budget: float | None = None,
+                  references: Sequence[str] = ("baseline",), space: SearchSpace | None = None) -> list[AshaTrial]:
+    """Run a simulated study with ``workers`` asynchronous workers and, optionally, MOASHA
+    (:func:`simulate_asha_study` without the study)."""
+    return simulate_asha_study(table, sampler, objectives=objectives, directions=directions, trials=trials, seed=seed,
+                               workers=workers, scheduler=scheduler, flops_budget=flops_budget, references=references,
+                               space=space)[1]
+
+
+def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, objectives: Sequence[str],
+                        directions: Sequence[Direction], trials: int, seed: str, workers: int = 2,
+                        scheduler: MoashaConfig | None = None, flops_budget: float | None = None,
+                        references: Sequence[str] = ("baseline",),
+                        space: SearchSpace | None = None) -> tuple[optuna.Study, list[AshaTrial]]:
+    """Run a simulated study with ``workers`` asynchronous workers and, optionally, MOASHA.
+
+    Args:
+        table: the GrowBench table.
+        sampler: the study's sampler (``runner.sampler_for``).
+        objectives: metric names in the study's order (``dev_eer`` among them when
+            ``scheduler`` is given); ``directions`` theirs.
+        trials: the trial budget: trials started, COMPLETE or PRUNED (references included),
+            as ``budget.trials`` in a live study.
+        seed: the table's training seed whose results the trials see.
+        workers: trials run at once.
+        scheduler: MOASHA's settings, or ``None`` (every trial trains to its last epoch).
+        flops_budget: no trial starts once the training FLOPs spent reach this (running
+            ones finish), as ``budget.train_flops``.
+        references: labels of table rows enqueued first.
+        space: the space to propose from (default: the table's).
+
+    Returns:
+        The in-memory Optuna study and its finished trials in the order they finished.
+    """
+    if workers < 1:
+        raise ConfigError(f"workers: expected at least 1, got {workers}")
+    space = space or table.space
+    epochs = table.epochs
+    rungs = tuple(r for r in (scheduler.resolved_rungs(epochs) if scheduler is not None else ()) if r < epochs)
+    if scheduler is not None and EER not in objectives:
+        raise ConfigError(f"scheduler moasha: the objectives must include {EER!r}, got {list(objectives)}")
+    cost_names = [(n, d) for n, d in zip(objectives, directions, strict=True) if n != EER]
+    study = optuna.create_study(storage=InMemoryStorage(), sampler=sampler, directions=list(directions))
+    for label in references:
+        row = next((r for r in table.rows.values() if r.get("reference") == label), None)
+        if row is None:
+            raise ConfigError(f"reference {label!r}: the table has no such row")
+        study.enqueue_trial({}, user_attrs={TRIAL_REFERENCE.key: label, TRIAL_SCHEDULE.key: row["schedule"]},
+                            skip_if_exists=False)
+    storage = op.storage_of(study)
+
+    def fail(trial: optuna.Trial, reason: str) -> None:
+        storage.set_trial_user_attr(op.trial_id_of(trial), TRIAL_FAIL_REASON.key, reason)
+        storage.set_trial_state_values(op.trial_id_of(trial), state=TrialState.FAIL)
+
+    def reject(trial: optuna.Trial, twin: tuple[int, str]) -> None:
+        fail(trial, f"duplicate schedule: trial {twin[0]} ({twin[1]}) has the same schedule; not trained")
+
+    running: dict[int, _Running] = {}
+    events: list[tuple[float, int, int, int]] = []  # (time, order, trial number, rung or 0 = end)
+    points: dict[int, list[RungPoint]] = {r: [] for r in rungs}  # the study's rung evidence
+    out: list[AshaTrial] = []
+    spent_done = 0.0
+    started = 0
+    misses = 0
+    order = 0
+    exhausted = False
+
+    def clock(now: float) -> float:
+        return spent_done + sum(now - r.start for r in running.values())
+
+    def schedule_next(r: _Running) -> None:
+        nonlocal order
+        order += 1
+        if r.next_rung < len(rungs):
+            rung = rungs[r.next_rung]
+            heapq.heappush(events, (r.start + r.cum[rung - 1], order, r.trial.number, rung))
+        else:
+            heapq.heappush(events, (r.start + r.cum[-1], order, r.trial.number, 0))
+
+    def start(now: float) -> bool:
+        nonlocal started, misses, exhausted
+        while True:
+            p = propose(study.ask, space, reject=reject, max_repeats=MAX_REPEATS,
+                        twin=lambda t, s, a: find_twin(study, space, t, s, enqueued=bool(op.fixed_params_of(t))))
+            if p is None:
+                exhausted = True
+                return False
+            res = table.result(p.schedule, seed)
+            if res is None:
+                misses += 1
+                fail(p.trial, "not in the table")
+                if misses > 10 * trials:
+                    raise ConfigError("the table lacks most schedules this space proposes (wrong table for the space?)")
+                continue
+            costs = tuple((1.0 if d == "minimize" else -1.0) * float(res[n]) for n, d in cost_names)
+            r = _Running(p.trial, p.label, p.schedule.to_dict(), res, now, _cumulative(res, epochs), costs)
+            running[p.trial.number] = r
+            started += 1
+            schedule_next(r)
+            return True
+
+    def fill(now: float) -> None:
+        while (len(running) < workers and started < trials and not exhausted
+               and (flops_budget is None or clock(now) < flops_budget)):
+            if not start(now):
+                break
+
+    fill(0.0)
+    while events:
+        now, _, number, rung = heapq.heappop(events)
+        r = running[number]
+        if rung:  # a rung: record the evidence, then judge (as MoashaScheduler._at_rung)
+            assert scheduler is not None
+            r.next_rung += 1
+            eer = value_at_rung(r.res.get("dev_eer_curve") or [], rung)
+            if eer is None:  # no dev EER by then: not judged
+                schedule_next(r)
+                continue
+            rung_values = dict(TRIAL_RUNGS.get(r.trial.user_attrs) or {})
+            rung_values[str(rung)] = eer
+            TRIAL_RUNGS.set(r.trial, rung_values)
+            me = RungPoint(number, r.schedule, eer, r.costs)
+            d = decide(me, list(points[rung]), rung=rung, reduction_factor=scheduler.reduction_factor,
+                       min_epochs_after_growth=scheduler.min_epochs_after_growth)
+            points[rung].append(me)
+            if not d.stop:
+                schedule_next(r)
+                continue
+            spent = r.cum[rung - 1]
+            curves = {"dev_eer": list((r.res.get("dev_eer_curve") or [])[:rung]), "train_flops": r.cum[:rung]}
+            TRIAL_PRUNED.set(r.trial, {"scheduler": SCHEDULER_NAME, "rung": rung, "epoch": rung - 1, "reason": d.reason,
+                                       "situation": "settled" if d.situation == "settled" else "unsettled",
+                                       "kept": list(d.kept_numbers), "curves": curves, "train_flops": spent,
+                                       "checkpoint": None})
+            TRIAL_CURVES.set(r.trial, curves)
+            study.tell(r.trial, state=TrialState.PRUNED)
+            running.pop(number)
+            spent_done += spent
+            out.append(AshaTrial(number, r.label, row_key(r.schedule), "PRUNED", None, rung, spent, r.start, now,
+                                 clock(now), d))
+        else:
+            values = [float(r.res[n]) for n in objectives]
+            study.tell(r.trial, values)
+            running.pop(number)
+            spent_done += r.cum[-1]
+            out.append(AshaTrial(number, r.label, row_key(r.schedule), "COMPLETE", values, None, r.cum[-1], r.start, now,
+                                 clock(now)))
+        fill(now)
+    assert not running and math.isfinite(spent_done)
+    return study, out
