@@ -22,6 +22,7 @@ renames any of it fails there with the name, not somewhere deep in a search.
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import datetime
 from typing import Any
@@ -51,10 +52,14 @@ EXPECTED_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 # ---- the study as a sampler sees it ------------------------------------------------------------
 class TrialsView:
-    """``study`` without the trials ``hide`` selects, as Optuna's samplers read it.
+    """``study`` with the trials ``hide`` selects turned into FAIL trials, as Optuna's samplers read it.
 
-    Samplers list trials through ``Study._get_trials`` (and a few through ``get_trials``);
-    both are filtered here, every other attribute is the study's own.
+    A hidden trial stays in the list, at its position, as a copy in state FAIL without
+    values: samplers skip FAIL trials (no search space, no observation, no population), and
+    Optuna's genetic samplers index the full trial list by trial number
+    (``optuna.samplers._ga._base``), which a shorter list breaks (an ``IndexError``, or worse,
+    the wrong trial). Samplers list trials through ``Study._get_trials`` (and a few through
+    ``get_trials``); both go through here, every other attribute is the study's own.
     """
 
     def __init__(self, study: optuna.Study, hide: Any) -> None:
@@ -64,12 +69,21 @@ class TrialsView:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._gs_study, name)
 
+    def _masked(self, trials: list[optuna.trial.FrozenTrial], states: Any) -> list[optuna.trial.FrozenTrial]:
+        out = []
+        for t in trials:
+            if self._gs_hide(t):
+                t = copy.copy(t)
+                t.state, t.values = TrialState.FAIL, None
+            if states is None or t.state in states:
+                out.append(t)
+        return out
+
     def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list[optuna.trial.FrozenTrial]:
-        trials = self._gs_study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
-        return [t for t in trials if not self._gs_hide(t)]
+        return self._masked(self._gs_study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache), states)
 
     def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[optuna.trial.FrozenTrial]:
-        return [t for t in self._gs_study.get_trials(deepcopy=deepcopy, states=states) if not self._gs_hide(t)]
+        return self._masked(self._gs_study.get_trials(deepcopy=deepcopy, states=None), states)
 
     @property
     def trials(self) -> list[optuna.trial.FrozenTrial]:

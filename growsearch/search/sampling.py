@@ -13,7 +13,9 @@ The wrapped sampler also does not see the study's finished trials that have no p
 reference trials (the baseline, schedule files) enqueued with their schedule only. Seen,
 one such COMPLETE trial empties Optuna's intersection search space for good, and every
 model-based sampler (TPE multivariate, GP, NSGA-II's crossover) silently falls back to
-independent random sampling for the rest of the study (docs/SEARCH_QUALITY.md).
+independent random sampling for the rest of the study (docs/SEARCH_QUALITY.md). They are
+shown to it as FAIL trials at their place in the list (Optuna's genetic samplers index the
+list by trial number; dropping them broke NSGA-II with an ``IndexError``).
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ def _parameterless(trial: FrozenTrial) -> bool:
 
 
 def sampler_view(study: Study) -> Study:
-    """``study`` as the wrapped sampler sees it: without its finished parameterless trials
-    (references; see the module docstring)."""
+    """``study`` as the wrapped sampler sees it: its finished parameterless trials (references)
+    shown as FAIL trials at their place (see the module docstring)."""
     return cast(Study, TrialsView(study, _parameterless))
 
 
