@@ -30,11 +30,11 @@ from growsearch.errors import ConfigError
 from growsearch.schedule import GrowthSchedule
 from growsearch.search import optuna_private as op
 from growsearch.search.attrs import TRIAL_FAIL_REASON, TRIAL_REFERENCE, TRIAL_SCHEDULE
-from growsearch.search.propose import find_twin, propose
+from growsearch.search.propose import Proposal, find_twin, propose
 from growsearch.search.space import SearchSpace, parse_space
 from growsearch.vocabulary import Direction
 
-__all__ = ["FORMAT", "SimTrial", "Table", "load_table", "row_key", "simulate"]
+__all__ = ["FORMAT", "SimTrial", "Table", "TableStudy", "load_table", "row_key", "simulate"]
 
 #: The table format this module reads (written by ``bench/growbench.py export``).
 FORMAT = "growbench/1"
@@ -107,6 +107,53 @@ class SimTrial:
     clock: float  # cumulative training FLOPs after this trial
 
 
+class TableStudy:
+    """An in-memory study answered from a table (what both simulators share).
+
+    The table's reference rows are enqueued first (parameterless, with their schedule, as a
+    live study enqueues references); :meth:`next` proposes through the live searcher's own
+    propose step (a repeated schedule failed as a duplicate and another asked) and looks the
+    schedule up for the training seed ``seed``. A schedule the table lacks is failed and
+    another asked; more than ``10 x trials`` of them means the wrong table for the space.
+    """
+
+    def __init__(self, table: Table, sampler: optuna.samplers.BaseSampler, *, directions: Sequence[Direction],
+                 references: Sequence[str], space: SearchSpace, seed: str, trials: int) -> None:
+        self.table, self.space, self.seed, self.trials = table, space, seed, trials
+        self.study = optuna.create_study(storage=InMemoryStorage(), sampler=sampler, directions=list(directions))
+        for label in references:
+            row = next((r for r in table.rows.values() if r.get("reference") == label), None)
+            if row is None:
+                raise ConfigError(f"reference {label!r}: the table has no such row")
+            self.study.enqueue_trial({}, user_attrs={TRIAL_REFERENCE.key: label, TRIAL_SCHEDULE.key: row["schedule"]},
+                                     skip_if_exists=False)
+        self.misses = 0
+
+    def fail(self, trial: optuna.Trial, reason: str) -> None:
+        storage = op.storage_of(self.study)
+        storage.set_trial_user_attr(op.trial_id_of(trial), TRIAL_FAIL_REASON.key, reason)
+        storage.set_trial_state_values(op.trial_id_of(trial), state=TrialState.FAIL)
+
+    def _reject(self, trial: optuna.Trial, twin: tuple[int, str]) -> None:
+        self.fail(trial, f"duplicate schedule: trial {twin[0]} ({twin[1]}) has the same schedule; not trained")
+
+    def next(self) -> tuple[Proposal, dict[str, Any]] | None:
+        """The next proposal the table has, with its row for ``seed``; ``None``: the space looks exhausted."""
+        study, space = self.study, self.space
+        while True:
+            p = propose(study.ask, space, reject=self._reject, max_repeats=MAX_REPEATS,
+                        twin=lambda t, s, a: find_twin(study, space, t, s, enqueued=bool(op.fixed_params_of(t))))
+            if p is None:
+                return None
+            res = self.table.result(p.schedule, self.seed)
+            if res is not None:
+                return p, res
+            self.misses += 1
+            self.fail(p.trial, "not in the table")
+            if self.misses > 10 * self.trials:
+                raise ConfigError("the table lacks most schedules this space proposes (wrong table for the space?)")
+
+
 def simulate(table: Table, sampler: optuna.samplers.BaseSampler, *, objectives: Sequence[str],
              directions: Sequence[Direction], trials: int, seed: str, references: Sequence[str] = ("baseline",),
              space: SearchSpace | None = None) -> list[SimTrial]:
@@ -125,38 +172,16 @@ def simulate(table: Table, sampler: optuna.samplers.BaseSampler, *, objectives: 
         The COMPLETE trials in order. A schedule the table lacks is failed (not counted).
     """
     space = space or table.space
-    study = optuna.create_study(storage=InMemoryStorage(), sampler=sampler, directions=list(directions))
-    for label in references:
-        row = next((r for r in table.rows.values() if r.get("reference") == label), None)
-        if row is None:
-            raise ConfigError(f"reference {label!r}: the table has no such row")
-        study.enqueue_trial({}, user_attrs={TRIAL_REFERENCE.key: label, TRIAL_SCHEDULE.key: row["schedule"]}, skip_if_exists=False)
-    storage = op.storage_of(study)
-
-    def fail(trial: optuna.Trial, reason: str) -> None:
-        storage.set_trial_user_attr(op.trial_id_of(trial), TRIAL_FAIL_REASON.key, reason)
-        storage.set_trial_state_values(op.trial_id_of(trial), state=TrialState.FAIL)
-
-    def reject(trial: optuna.Trial, twin: tuple[int, str]) -> None:
-        fail(trial, f"duplicate schedule: trial {twin[0]} ({twin[1]}) has the same schedule; not trained")
-
+    sim = TableStudy(table, sampler, directions=directions, references=references, space=space, seed=seed, trials=trials)
     out: list[SimTrial] = []
     clock = 0.0
-    misses = 0
     while len(out) < trials:
-        p = propose(study.ask, space, reject=reject, max_repeats=MAX_REPEATS,
-                    twin=lambda t, s, a: find_twin(study, space, t, s, enqueued=bool(op.fixed_params_of(t))))
-        if p is None:
+        found = sim.next()
+        if found is None:
             break  # the space looks exhausted, as a live study would conclude
-        res = table.result(p.schedule, seed)
-        if res is None:
-            misses += 1
-            fail(p.trial, "not in the table")
-            if misses > 10 * trials:
-                raise ConfigError("the table lacks most schedules this space proposes (wrong table for the space?)")
-            continue
+        p, res = found
         values = [float(res[name]) for name in objectives]
         clock += float(res["train_flops"])
-        study.tell(p.trial, values)
+        sim.study.tell(p.trial, values)
         out.append(SimTrial(p.trial.number, p.label, p.params, row_key(p.schedule), values, clock))
     return out

@@ -35,23 +35,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState
 
 from growsearch.errors import ConfigError
-from growsearch.search import optuna_private as op
 from growsearch.search.attrs import (
     TRIAL_CURVES,
-    TRIAL_FAIL_REASON,
     TRIAL_PRUNED,
-    TRIAL_REFERENCE,
     TRIAL_RUNGS,
-    TRIAL_SCHEDULE,
 )
 from growsearch.search.moasha import Decision, RungPoint, decide, value_at_rung
-from growsearch.search.propose import find_twin, propose
 from growsearch.search.schedulers import MoashaConfig
-from growsearch.search.simulate import MAX_REPEATS, Table, row_key
+from growsearch.search.simulate import Table, TableStudy, row_key
 from growsearch.search.space import SearchSpace
 from growsearch.vocabulary import EER, Direction
 
@@ -157,21 +151,8 @@ def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, o
     if scheduler is not None and EER not in objectives:
         raise ConfigError(f"scheduler moasha: the objectives must include {EER!r}, got {list(objectives)}")
     cost_names = [(n, d) for n, d in zip(objectives, directions, strict=True) if n != EER]
-    study = optuna.create_study(storage=InMemoryStorage(), sampler=sampler, directions=list(directions))
-    for label in references:
-        row = next((r for r in table.rows.values() if r.get("reference") == label), None)
-        if row is None:
-            raise ConfigError(f"reference {label!r}: the table has no such row")
-        study.enqueue_trial({}, user_attrs={TRIAL_REFERENCE.key: label, TRIAL_SCHEDULE.key: row["schedule"]},
-                            skip_if_exists=False)
-    storage = op.storage_of(study)
-
-    def fail(trial: optuna.Trial, reason: str) -> None:
-        storage.set_trial_user_attr(op.trial_id_of(trial), TRIAL_FAIL_REASON.key, reason)
-        storage.set_trial_state_values(op.trial_id_of(trial), state=TrialState.FAIL)
-
-    def reject(trial: optuna.Trial, twin: tuple[int, str]) -> None:
-        fail(trial, f"duplicate schedule: trial {twin[0]} ({twin[1]}) has the same schedule; not trained")
+    sim = TableStudy(table, sampler, directions=directions, references=references, space=space, seed=seed, trials=trials)
+    study = sim.study
 
     running: dict[int, _Running] = {}
     events: list[tuple[float, int, int, int]] = []  # (time, order, trial number, rung or 0 = end)
@@ -179,7 +160,6 @@ def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, o
     out: list[AshaTrial] = []
     spent_done = 0.0
     started = 0
-    misses = 0
     order = 0
     exhausted = False
 
@@ -196,26 +176,18 @@ def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, o
             heapq.heappush(events, (r.start + r.cum[-1], order, r.trial.number, 0))
 
     def start(now: float) -> bool:
-        nonlocal started, misses, exhausted
-        while True:
-            p = propose(study.ask, space, reject=reject, max_repeats=MAX_REPEATS,
-                        twin=lambda t, s, a: find_twin(study, space, t, s, enqueued=bool(op.fixed_params_of(t))))
-            if p is None:
-                exhausted = True
-                return False
-            res = table.result(p.schedule, seed)
-            if res is None:
-                misses += 1
-                fail(p.trial, "not in the table")
-                if misses > 10 * trials:
-                    raise ConfigError("the table lacks most schedules this space proposes (wrong table for the space?)")
-                continue
-            costs = tuple((1.0 if d == "minimize" else -1.0) * float(res[n]) for n, d in cost_names)
-            r = _Running(p.trial, p.label, p.schedule.to_dict(), res, now, _cumulative(res, epochs), costs)
-            running[p.trial.number] = r
-            started += 1
-            schedule_next(r)
-            return True
+        nonlocal started, exhausted
+        found = sim.next()
+        if found is None:
+            exhausted = True
+            return False
+        p, res = found
+        costs = tuple((1.0 if d == "minimize" else -1.0) * float(res[n]) for n, d in cost_names)
+        r = _Running(p.trial, p.label, p.schedule.to_dict(), res, now, _cumulative(res, epochs), costs)
+        running[p.trial.number] = r
+        started += 1
+        schedule_next(r)
+        return True
 
     def fill(now: float) -> None:
         while (len(running) < workers and started < trials and not exhausted
