@@ -64,10 +64,11 @@ SamplerName = Literal["nsga2", "nsga3", "tpe", "gp", "random", "grid", "growth"]
 #: :func:`growsearch.search.runner.make_sampler`.
 SAMPLERS: tuple[SamplerName, ...] = get_args(SamplerName)
 
-SchedulerName = Literal["none", "moasha"]
+SchedulerName = Literal["none", "moasha", "pbg"]
 #: The trial schedulers a study may name (``scheduler.name``): ``none`` (every trial trains to
-#: its last epoch, the default) or ``moasha`` (growth-aware multi-objective asynchronous
-#: successive halving, :mod:`growsearch.search.moasha`). Each has its settings model in
+#: its last epoch, the default), ``moasha`` (growth-aware multi-objective asynchronous
+#: successive halving, :mod:`growsearch.search.moasha`) or ``pbg`` (population-based growth,
+#: :mod:`growsearch.search.pbg`). Each has its settings model in
 #: :mod:`growsearch.search.schedulers`.
 SCHEDULERS: tuple[SchedulerName, ...] = get_args(SchedulerName)
 #: The default scheduler: no early stopping.

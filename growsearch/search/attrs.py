@@ -47,6 +47,7 @@ __all__ = [
     "TRIAL_DRIVER",
     "TRIAL_DUPLICATE_OF",
     "TRIAL_FAIL_REASON",
+    "TRIAL_LINEAGE",
     "TRIAL_METRICS",
     "TRIAL_NODE",
     "TRIAL_PRUNED",
@@ -129,6 +130,9 @@ TRIAL_RUNGS: Attr[dict[str, float]] = Attr("rungs", dict, "trial",
 TRIAL_PRUNED: Attr[dict[str, Any]] = Attr("pruned", dict, "trial",
                                           "why a scheduler stopped a PRUNED trial: {scheduler, rung, epoch, reason, "
                                           "curves, train_flops, checkpoint} (checkpoint: its resumable state.pt)")
+TRIAL_LINEAGE: Attr[dict[str, Any]] = Attr("lineage", dict, "trial",
+                                           "a population-based-growth child: {scheduler, parent, boundary, replaces, "
+                                           "generation} (it continues the parent's state after boundary epochs)")
 
 # ---- study user attrs --------------------------------------------------------------------
 STUDY_CONFIG: Attr[dict[str, Any]] = Attr("config", dict, "study", "the study YAML as a dict")
@@ -158,7 +162,7 @@ def lease_attr(token: str) -> Attr[dict[str, Any]]:
 TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     TRIAL_SCHEDULE, TRIAL_REFERENCE, TRIAL_CURVES, TRIAL_METRICS, TRIAL_SEED, TRIAL_FAIL_REASON, TRIAL_DRIVER,
     TRIAL_DUPLICATE_OF, TRIAL_RAY_TRIAL_ID, TRIAL_NODE, TRIAL_ATTEMPT, TRIAL_CONSTRAINT, TRIAL_REQUEUED_FROM, TRIAL_RUNGS,
-    TRIAL_PRUNED, VERSIONS,
+    TRIAL_PRUNED, TRIAL_LINEAGE, VERSIONS,
 )
 STUDY_ATTRS: tuple[Attr[Any], ...] = (
     STUDY_CONFIG, STUDY_CONFIG_HASH, STUDY_OBJECTIVES, STUDY_TRAIN_CONFIG_HASH, STUDY_FLOPS_DEFINITION,

@@ -1,16 +1,21 @@
 """The study YAML's ``scheduler`` key: which trial scheduler stops trials early, and its settings.
 
 One settings model per name of :data:`growsearch.vocabulary.SCHEDULERS`, told apart by
-``name`` (a later ``{name: pbg, ...}`` adds a model here and a name there)::
+``name``::
 
     scheduler: none                                   # the default: every trial trains to its last epoch
     scheduler: {name: moasha, rungs: [2, 4]}          # rungs in epochs trained
     scheduler: {name: moasha, grace: 1, reduction_factor: 3, min_epochs_after_growth: 1}
+    scheduler: {name: pbg, population: 8, interval: 2}   # population-based growth
+    scheduler: {name: pbg, population: 8, boundaries: [1, 3], quantile: 0.25}
 
 A rung ``r`` is a number of epochs trained (the decision is taken after epoch ``r - 1``, the
 0-based epoch, has been evaluated); every rung must come before the study's last epoch.
 With ``grace`` instead of ``rungs``, the rungs are ``grace * reduction_factor**k`` below
 ``epochs`` (default: ``grace: 1``). The decision rule is in :mod:`growsearch.search.moasha`.
+PBG's boundaries are epochs trained too: ``boundaries`` or every ``interval`` epochs before
+``epochs`` (default ``interval: 1``); its rules are in :mod:`growsearch.search.pbg`. Its
+population must fit the study's trial budget (checked with the study).
 
 The scheduler is not part of the study's identity (its ``config_hash``): COMPLETE trials are
 trained to their last epoch either way, so a study may be continued with or without one.
@@ -29,7 +34,7 @@ from growsearch.errors import ConfigError
 from growsearch.vocabulary import NO_SCHEDULER, SCHEDULERS
 from growsearch.yamlio import did_you_mean, key_line, parse_model
 
-__all__ = ["MoashaConfig", "NoScheduler", "SchedulerConfig", "parse_scheduler"]
+__all__ = ["MoashaConfig", "NoScheduler", "PbgConfig", "SchedulerConfig", "parse_scheduler"]
 
 
 class NoScheduler(BaseModel):
@@ -92,10 +97,57 @@ class MoashaConfig(BaseModel):
         return tuple(out)
 
 
-#: A study's scheduler settings, told apart by ``name``.
-SchedulerConfig = NoScheduler | MoashaConfig
+class PbgConfig(BaseModel):
+    """``scheduler: {name: pbg, ...}``: population-based growth (:mod:`growsearch.search.pbg`).
 
-_MODELS: dict[str, type[BaseModel]] = {"none": NoScheduler, "moasha": MoashaConfig}
+    Attributes:
+        population: members drawn by the study's sampler; after them the study trains only
+            children (each replaces a member it stopped), so it stays this size.
+        boundaries: the epochs trained at which members are judged, strictly increasing
+            (``None``: every ``interval`` epochs).
+        interval: epochs between boundaries when ``boundaries`` is not given.
+        quantile: the share of the models at a boundary that is replaced (the worst) and
+            copied (the best).
+        min_epochs_after_growth: a model grown fewer epochs than this before a boundary is
+            not judged there (neither replaced nor copied).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    name: Literal["pbg"] = "pbg"
+    population: int = Field(default=8, ge=2, le=10_000)
+    boundaries: tuple[Annotated[int, Field(ge=1, le=EPOCHS_MAX)], ...] | None = None
+    interval: int | None = Field(default=None, ge=1, le=EPOCHS_MAX)
+    quantile: float = Field(default=0.25, gt=0.0, le=0.5)
+    min_epochs_after_growth: int = Field(default=1, ge=0, le=EPOCHS_MAX)
+
+    @field_validator("boundaries")
+    @classmethod
+    def _increasing(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is not None and not v:
+            raise ValueError("give at least one boundary (epochs trained)")
+        if v is not None and any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError(f"expected strictly increasing epochs trained, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_way(self) -> PbgConfig:
+        if self.boundaries is not None and self.interval is not None:
+            raise ValueError("give boundaries or interval, not both")
+        return self
+
+    def resolved_boundaries(self, epochs: int) -> tuple[int, ...]:
+        """The boundaries of a study of ``epochs`` epochs (those of ``interval`` stop below ``epochs``)."""
+        if self.boundaries is not None:
+            return self.boundaries
+        step = self.interval or 1
+        return tuple(range(step, epochs, step))
+
+
+#: A study's scheduler settings, told apart by ``name``.
+SchedulerConfig = NoScheduler | MoashaConfig | PbgConfig
+
+_MODELS: dict[str, type[BaseModel]] = {"none": NoScheduler, "moasha": MoashaConfig, "pbg": PbgConfig}
 assert set(_MODELS) == set(SCHEDULERS), "every scheduler name has its settings model"
 
 
@@ -141,4 +193,13 @@ def parse_scheduler(value: Any, source: str, *, epochs: int, lines: Any = None) 
                               f"(epochs: {epochs}); a rung is a number of epochs trained, at most {epochs - 1}")
         if not rungs:
             raise ConfigError(f"{where('grace')}: scheduler.grace: no rung fits before the study's end (epochs: {epochs})")
+    if isinstance(cfg, PbgConfig):
+        bounds = cfg.resolved_boundaries(epochs)
+        late = [b for b in bounds if b >= epochs]
+        key = "boundaries" if cfg.boundaries is not None else "interval"
+        if late:
+            raise ConfigError(f"{where(key)}: scheduler.{key}: boundary {late[0]} is not before the study's end "
+                              f"(epochs: {epochs}); a boundary is a number of epochs trained, at most {epochs - 1}")
+        if not bounds:
+            raise ConfigError(f"{where(key)}: scheduler.{key}: no boundary fits before the study's end (epochs: {epochs})")
     return cfg

@@ -45,7 +45,7 @@ from growsearch.bounds import CPUS_MAX, EPOCHS_MAX, GPUS_MAX, TRIALS_MAX, Seed
 from growsearch.errors import ConfigError, GrowsearchError
 from growsearch.schedule import GrowthSchedule, legacy_spelling, load_schedules
 from growsearch.search.objectives import Objective
-from growsearch.search.schedulers import MoashaConfig, NoScheduler, SchedulerConfig, parse_scheduler
+from growsearch.search.schedulers import MoashaConfig, NoScheduler, PbgConfig, SchedulerConfig, parse_scheduler
 from growsearch.search.space import SearchSpace, parse_space
 from growsearch.vocabulary import EER, OBJECTIVES, SAMPLERS, Direction, SamplerName
 from growsearch.yamlio import check_kind, did_you_mean, key_line, load_yaml, parse_model
@@ -460,12 +460,37 @@ def parse_study_config(data: Any, source: str = "study", *, base: Path | None = 
         d["raw"]["storage"] = redact_url(d["raw"]["storage"])
     d["path"] = source
     cfg = parse_model(StudyConfig, d, source, lines=data)
-    if isinstance(cfg.scheduler, MoashaConfig) and EER not in cfg.objective_names:
-        line = key_line(data, ("scheduler",))
-        raise ConfigError(f"{source}:{line}: scheduler: moasha judges trials by {EER} at each rung; "
-                          f"add {EER} to the objectives" if line else
-                          f"{source}: scheduler: moasha judges trials by {EER} at each rung; add {EER} to the objectives")
+    check_scheduler(cfg, data)
     return cfg
+
+
+def check_scheduler(cfg: StudyConfig, data: Any = None) -> None:
+    """What the study's scheduler needs from the rest of the study (also after ``--trials``):
+    ``dev_eer`` among the objectives; for ``pbg``, a population within ``budget.trials`` and
+    the shared-prefix cache (a child starts from its parent's state there).
+
+    Raises:
+        ConfigError: one line naming the key.
+    """
+    sched = cfg.scheduler
+    if isinstance(sched, NoScheduler):
+        return
+    source = cfg.path or "study"
+
+    def where(*loc: str) -> str:
+        line = key_line(data, ("scheduler", *loc)) if data is not None else None
+        return f"{source}:{line}" if line else source
+
+    what = "at each rung" if isinstance(sched, MoashaConfig) else "at each boundary"
+    if EER not in cfg.objective_names:
+        raise ConfigError(f"{where()}: scheduler: {sched.name} judges trials by {EER} {what}; add {EER} to the objectives")
+    if isinstance(sched, PbgConfig):
+        if cfg.budget.trials is not None and sched.population > cfg.budget.trials:
+            raise ConfigError(f"{where('population')}: scheduler.population: a population of {sched.population} is larger "
+                              f"than the trial budget (budget.trials: {cfg.budget.trials})")
+        if not cfg.execution.prefix_reuse:
+            raise ConfigError(f"{where()}: scheduler: pbg starts each child from its parent's state in the shared-prefix "
+                              "cache; set execution.prefix_reuse: true")
 
 
 def _check_top_keys(data: Any, source: str) -> None:
