@@ -48,7 +48,7 @@ from growsearch.vocabulary import EER
 if TYPE_CHECKING:
     from growsearch.search.searcher import StudySearcher
 
-__all__ = ["MoashaScheduler", "SCHEDULER_NAME"]
+__all__ = ["MoashaScheduler", "RungScheduler", "SCHEDULER_NAME"]
 
 SCHEDULER_NAME = "moasha"
 #: Per-epoch report keys kept in a stopped trial's partial curves.
@@ -57,23 +57,26 @@ CURVE_KEYS = ("dev_eer", "train_loss", "params", "flops", "train_flops")
 CostsOf = Callable[[dict[str, Any]], dict[str, float]]
 
 
-class MoashaScheduler(FIFOScheduler):
-    """Tune trial scheduler: growth-aware MOASHA over the study's objectives (see the module docstring).
+class RungScheduler(FIFOScheduler):
+    """What the study's rung-based trial schedulers share (MOASHA here, population-based growth
+    in :mod:`growsearch.search.pbg_tune`): each trial's reported curves, the decision hook
+    :meth:`_at_rung` called once per trial and rung with its latest dev EER, the rung
+    evidence of every trial of the study, and schedules' costs (memoised).
 
     Args:
         config: the study's ``scheduler`` settings.
+        rungs: the epochs trained at which trials are judged.
         searcher: the study's searcher (its live trials, its study, :meth:`~StudySearcher.prune`).
-        epochs: the study's epochs.
         objectives: the study's objectives (must include ``dev_eer``).
         costs_of: schedule dict -> final cost metrics by name (memoised here by schedule).
         checkpoint_of: trial number -> the path of its resumable checkpoint (recorded when stopped).
     """
 
-    def __init__(self, config: MoashaConfig, searcher: StudySearcher, *, epochs: int, objectives: Sequence[Objective],
+    def __init__(self, config: Any, rungs: Sequence[int], searcher: StudySearcher, *, objectives: Sequence[Objective],
                  costs_of: CostsOf, checkpoint_of: Callable[[int], Path] | None = None) -> None:
         super().__init__()
         self.config = config
-        self.rungs = config.resolved_rungs(epochs)
+        self.rungs = tuple(rungs)
         self.searcher = searcher
         self.objectives = list(objectives)
         self.costs_of = costs_of
@@ -84,6 +87,7 @@ class MoashaScheduler(FIFOScheduler):
         self._lock = threading.RLock()
         self.decisions: list[tuple[int, Decision]] = []  # (trial number, decision), this session
         self.n_stopped = 0
+        self._restored_flops: dict[str, float] = {}  # Tune trial id -> training FLOPs of its restored epochs
 
     # ---- Tune's scheduler interface -------------------------------------------------------
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
@@ -96,6 +100,9 @@ class MoashaScheduler(FIFOScheduler):
             for k in CURVE_KEYS:
                 v = result.get(k)
                 curves[k].append(float(v) if isinstance(v, int | float) and math.isfinite(v) else None)
+            spent = result.get("train_flops")
+            if result.get("restored") and isinstance(spent, int | float) and math.isfinite(spent):
+                self._restored_flops[tid] = float(spent)
             eer = result.get(EER)
             if isinstance(eer, int | float) and math.isfinite(eer):
                 self._last_eer[tid] = float(eer)
@@ -118,9 +125,6 @@ class MoashaScheduler(FIFOScheduler):
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
         self._forget(trial.trial_id)
 
-    def debug_string(self) -> str:
-        return f"Using growth-aware MOASHA: rungs {list(self.rungs)}, stopped {self.n_stopped}"
-
     # Tune may checkpoint its scheduler with the experiment; the study is the state.
     def save(self, checkpoint_path: str) -> None:
         pass
@@ -138,53 +142,55 @@ class MoashaScheduler(FIFOScheduler):
         self.searcher = None  # type: ignore[assignment]
         self.costs_of = lambda schedule: {}
         self.checkpoint_of = None
-        self._costs, self._curves, self._last_eer = {}, {}, {}
+        self._costs, self._curves, self._last_eer, self._restored_flops = {}, {}, {}, {}
         self._lock = threading.RLock()
         self.decisions, self.n_stopped = [], 0
 
-    # ---- the decision --------------------------------------------------------------------
+    # ---- the decision (subclasses) ----------------------------------------------------------
+    def _at_rung(self, tid: str, rung: int, eer: float, epoch: int, result: dict) -> str:
+        """Judge Tune trial ``tid`` after ``rung`` epochs (its dev EER ``eer``): CONTINUE or STOP."""
+        raise NotImplementedError
+
+    def _record_rung(self, tid: str, rung: int, eer: float,
+                     skip: Callable[[FrozenTrial], bool] | None = None) -> tuple[FrozenTrial, dict[str, Any]] | None:
+        """Write the trial's dev EER after ``rung`` epochs in its ``rungs`` attr (evidence for the
+        others, before deciding) and return ``(trial, schedule)`` to judge; ``None`` when it is
+        not this driver's, has no schedule, was judged at ``rung`` already (Tune restarted it and
+        it replays its epochs) or ``skip`` says so."""
+        live = self.searcher.live.get(tid)
+        if live is None:
+            return None
+        ft = op.storage_of(self.searcher.study).get_trial(op.trial_id_of(live))
+        schedule = TRIAL_SCHEDULE.get(ft)
+        if schedule is None or (skip is not None and skip(ft)):
+            return None
+        rungs = dict(TRIAL_RUNGS.get(ft) or {})
+        if str(rung) in rungs:
+            return None
+        rungs[str(rung)] = eer
+        TRIAL_RUNGS.set(live, rungs)
+        return ft, schedule
+
+    def _pruned_info(self, tid: str, rung: int, epoch: int, reason: str, result: dict, number: int) -> dict[str, Any]:
+        """The ``pruned`` attr of a trial stopped at ``rung`` (its partial curves, the training FLOPs it
+        spent and those its restored epochs had cost, its resumable checkpoint)."""
+        spent = result.get("train_flops")
+        return {
+            "scheduler": self.config.name,
+            "rung": rung,
+            "epoch": epoch,
+            "reason": reason,
+            "curves": {k: list(v) for k, v in self._curves.get(tid, {}).items()},
+            "train_flops": float(spent) if isinstance(spent, int | float) and math.isfinite(spent) else None,
+            "train_flops_restored": self._restored_flops.get(tid, 0.0),
+            "checkpoint": str(self.checkpoint_of(number)) if self.checkpoint_of is not None else None,
+        }
+
     def _forget(self, tid: str) -> None:
         with self._lock:
             self._curves.pop(tid, None)
             self._last_eer.pop(tid, None)
-
-    def _at_rung(self, tid: str, rung: int, eer: float, epoch: int, result: dict) -> str:
-        live = self.searcher.live.get(tid)
-        if live is None:
-            return TrialScheduler.CONTINUE
-        storage = op.storage_of(self.searcher.study)
-        ft = storage.get_trial(op.trial_id_of(live))
-        schedule = TRIAL_SCHEDULE.get(ft)
-        if schedule is None:
-            return TrialScheduler.CONTINUE
-        rungs = dict(TRIAL_RUNGS.get(ft) or {})
-        if str(rung) in rungs:  # judged at this rung already (Tune restarted the trial, which replays its epochs)
-            return TrialScheduler.CONTINUE
-        rungs[str(rung)] = eer
-        TRIAL_RUNGS.set(live, rungs)  # evidence for the others, before deciding
-        me = RungPoint(ft.number, schedule, eer, self._cost_losses(schedule))
-        others = self._evidence(rung, exclude=ft.number)
-        d = decide(me, others, rung=rung, reduction_factor=self.config.reduction_factor,
-                   min_epochs_after_growth=self.config.min_epochs_after_growth)
-        self.decisions.append((ft.number, d))
-        if not d.stop:
-            return TrialScheduler.CONTINUE
-        spent = result.get("train_flops")
-        info: dict[str, Any] = {
-            "scheduler": SCHEDULER_NAME,
-            "rung": rung,
-            "epoch": epoch,
-            "reason": d.reason,
-            "situation": "settled" if d.situation == "settled" else "unsettled",
-            "kept": list(d.kept_numbers),
-            "curves": {k: list(v) for k, v in self._curves.get(tid, {}).items()},
-            "train_flops": float(spent) if isinstance(spent, int | float) and math.isfinite(spent) else None,
-            "checkpoint": str(self.checkpoint_of(ft.number)) if self.checkpoint_of is not None else None,
-        }
-        if self.searcher.prune(tid, info):
-            self.n_stopped += 1
-            return TrialScheduler.STOP
-        return TrialScheduler.CONTINUE
+            self._restored_flops.pop(tid, None)
 
     def _cost_losses(self, schedule: dict[str, Any]) -> tuple[float, ...]:
         """The schedule's final costs for the study's cost objectives, as losses (memoised)."""
@@ -195,8 +201,10 @@ class MoashaScheduler(FIFOScheduler):
             self._costs[key] = tuple((1.0 if o.direction == "minimize" else -1.0) * float(got[o.name]) for o in names)
         return self._costs[key]
 
-    def _evidence(self, rung: int, *, exclude: int) -> list[RungPoint]:
-        """Every other trial of the study with a dev EER after ``rung`` epochs."""
+    def _evidence(self, rung: int, *, exclude: int,
+                  costed: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> list[RungPoint]:
+        """Every other trial of the study with a dev EER after ``rung`` epochs; ``costed`` maps a
+        schedule to the one whose costs stand for it (default: itself)."""
         out = []
         study = self.searcher.study
         for t in op.storage_of(study).get_all_trials(op.study_id_of(study), deepcopy=False):
@@ -207,11 +215,51 @@ class MoashaScheduler(FIFOScheduler):
             if schedule is None or value is None:
                 continue
             try:
-                costs = self._cost_losses(schedule)
+                costs = self._cost_losses(costed(schedule) if costed is not None else schedule)
             except Exception:  # noqa: BLE001 - a schedule of another space version: no evidence here
                 continue
             out.append(RungPoint(t.number, schedule, value, costs))
         return out
+
+
+class MoashaScheduler(RungScheduler):
+    """Tune trial scheduler: growth-aware MOASHA over the study's objectives (see the module docstring).
+
+    Args:
+        config: the study's ``scheduler`` settings.
+        searcher: the study's searcher (its live trials, its study, :meth:`~StudySearcher.prune`).
+        epochs: the study's epochs.
+        objectives: the study's objectives (must include ``dev_eer``).
+        costs_of: schedule dict -> final cost metrics by name (memoised here by schedule).
+        checkpoint_of: trial number -> the path of its resumable checkpoint (recorded when stopped).
+    """
+
+    def __init__(self, config: MoashaConfig, searcher: StudySearcher, *, epochs: int, objectives: Sequence[Objective],
+                 costs_of: CostsOf, checkpoint_of: Callable[[int], Path] | None = None) -> None:
+        super().__init__(config, config.resolved_rungs(epochs), searcher, objectives=objectives, costs_of=costs_of,
+                         checkpoint_of=checkpoint_of)
+
+    def debug_string(self) -> str:
+        return f"Using growth-aware MOASHA: rungs {list(self.rungs)}, stopped {self.n_stopped}"
+
+    def _at_rung(self, tid: str, rung: int, eer: float, epoch: int, result: dict) -> str:
+        found = self._record_rung(tid, rung, eer)
+        if found is None:
+            return TrialScheduler.CONTINUE
+        ft, schedule = found
+        me = RungPoint(ft.number, schedule, eer, self._cost_losses(schedule))
+        others = self._evidence(rung, exclude=ft.number)
+        d = decide(me, others, rung=rung, reduction_factor=self.config.reduction_factor,
+                   min_epochs_after_growth=self.config.min_epochs_after_growth)
+        self.decisions.append((ft.number, d))
+        if not d.stop:
+            return TrialScheduler.CONTINUE
+        info = self._pruned_info(tid, rung, epoch, d.reason, result, ft.number)
+        info.update({"situation": "settled" if d.situation == "settled" else "unsettled", "kept": list(d.kept_numbers)})
+        if self.searcher.prune(tid, info):
+            self.n_stopped += 1
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
 
 
 def _value(t: FrozenTrial, rung: int) -> float | None:

@@ -53,7 +53,7 @@ from growsearch.search.sampling import StudyGridSampler, TrialSeededSampler
 from growsearch.search.searcher import StudySearcher
 from growsearch.search.space import SearchSpace
 from growsearch.search.storage import open_storage, storage_fault
-from growsearch.search.study import SamplerConfig, StudyConfig
+from growsearch.search.study import SamplerConfig, StudyConfig, check_scheduler
 from growsearch.search.trainable import (
     TrialContext,
     TrialFn,
@@ -152,16 +152,19 @@ def sampler_for(s: SamplerConfig, space: SearchSpace, budget_trials: int | None)
 
 def make_scheduler(cfg: StudyConfig, searcher: StudySearcher, trials_dir: Path, train: Any) -> Any:
     """The Tune trial scheduler the study's ``scheduler`` names: ``None`` for ``none`` (Tune's
-    FIFO), a :class:`~growsearch.search.moasha_tune.MoashaScheduler` for ``moasha``, whose
-    final costs come from :func:`growsearch.train.dryrun.dry_run` of each schedule (``train``:
-    the workers' training config, so the corpus size is known) and whose stopped trials
-    record their checkpoint under ``trials_dir``."""
-    from growsearch.search.schedulers import MoashaConfig
+    FIFO), a :class:`~growsearch.search.moasha_tune.MoashaScheduler` for ``moasha``, a
+    :class:`~growsearch.search.pbg_tune.PbgScheduler` for ``pbg`` (which also gates the
+    searcher's proposals and first enqueues any child a killed driver left out). Costs come
+    from :func:`growsearch.train.dryrun.dry_run` of each schedule (``train``: the workers'
+    training config, so the corpus size is known); stopped trials record their checkpoint
+    under ``trials_dir``."""
+    from growsearch.search.schedulers import MoashaConfig, PbgConfig
 
-    if not isinstance(cfg.scheduler, MoashaConfig):
+    if not isinstance(cfg.scheduler, MoashaConfig | PbgConfig):
         return None
     from growsearch.schedule import GrowthSchedule
     from growsearch.search.moasha_tune import MoashaScheduler
+    from growsearch.search.pbg_tune import PbgScheduler
     from growsearch.search.trainable import trial_dir
     from growsearch.train.dryrun import dry_run
     from growsearch.train.state import CHECKPOINT_DIR, STATE_FILE
@@ -172,8 +175,18 @@ def make_scheduler(cfg: StudyConfig, searcher: StudySearcher, trials_dir: Path, 
         return {"params": float(last["params"]), "flops": float(last["flops"]),
                 "train_flops": float(report["train_flops"] if report["train_flops"] is not None else math.nan)}
 
+    def checkpoint_of(n: int) -> Path:
+        return trial_dir(trials_dir, n) / CHECKPOINT_DIR / STATE_FILE
+
+    if isinstance(cfg.scheduler, PbgConfig):
+        pbg = PbgScheduler(cfg.scheduler, searcher, space=cfg.space, epochs=cfg.epochs, objectives=cfg.objectives,
+                           costs_of=costs_of, seed=cfg.sampler.seed, budget_trials=cfg.budget.trials,
+                           checkpoint_of=checkpoint_of)
+        pbg.repair()  # a child its killed driver had not enqueued yet
+        searcher.may_ask = pbg.may_ask
+        return pbg
     return MoashaScheduler(cfg.scheduler, searcher, epochs=cfg.epochs, objectives=cfg.objectives, costs_of=costs_of,
-                           checkpoint_of=lambda n: trial_dir(trials_dir, n) / CHECKPOINT_DIR / STATE_FILE)
+                           checkpoint_of=checkpoint_of)
 
 
 def open_study(cfg: StudyConfig, storage_url: str, *, versions: dict[str, str] | None = None) -> optuna.Study:
@@ -255,6 +268,7 @@ def run_study(
             mid-run (read-only, disk full): one line naming the cause; rerunning the same
             command resumes.
     """
+    check_scheduler(cfg)  # again after overrides (--trials): a population within the budget
     url = preflight(cfg, storage_url)  # storage URL and writable folders: one line, nothing to undo
     try:
         return _run_study(cfg, url, trial_fn=trial_fn, log=log, progress_every=progress_every, data_checked=data_checked)
@@ -340,6 +354,7 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
     concurrency = ex.max_concurrent or max(1, int((ex.num_cpus or os.cpu_count() or 1) // ex.cpus_per_trial))
     interrupted = False
     ray_failed = ""
+    scheduler: Any = None
     try:
         if not ray.is_initialized():
             say(f"[growsearch] connecting to Ray at {ex.address}" if ex.address
@@ -356,11 +371,12 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
         progress = _make_progress(searcher, concurrency, cfg.budget.wall_time, progress_every, say, cfg.epochs)
         trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                         {"cpu": ex.cpus_per_trial, "gpu": ex.gpus_per_trial})
+        scheduler = make_scheduler(cfg, searcher, trials_dir, train_cfg)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
-                scheduler=make_scheduler(cfg, searcher, trials_dir, train_cfg),
+                scheduler=scheduler,
                 num_samples=-1,
                 max_concurrent_trials=concurrency,
                 time_budget_s=cfg.budget.wall_time,
@@ -389,6 +405,8 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
                 say(f"[growsearch] Ray Tune stopped: {ray_failed}")
         if not ray_failed and searcher.live and not searcher.budget_reached and not _wall_done(cfg, t_start):
             interrupted = True
+        if getattr(scheduler, "ended", None) and not interrupted and not ray_failed:
+            say(f"[growsearch] {scheduler.ended}")
     except KeyboardInterrupt:
         interrupted = True
     except Exception as exc:  # a storage fault raised outside the searcher (a callback): one line below

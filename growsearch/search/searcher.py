@@ -36,6 +36,9 @@ Life cycle (driven by Tune; several drivers may run the same study at once)::
   drivers failing the same trial only one re-enqueues it.
 - Only a result carrying ``final: True`` (sent by the trainable when ``train()`` returned)
   completes a trial; a trial stopped early (time budget, interrupt) never pollutes the front.
+- A trial scheduler may gate new trials (``may_ask``: population-based growth proposes its
+  population, then only the children it enqueues); the session ends when the gate is shut
+  and nothing of this driver runs.
 - Leases, heartbeats and the reaping of dead drivers' trials live in
   :mod:`growsearch.search.lease` (:class:`~growsearch.search.lease.DriverLease`); the searcher
   keeps one and hands it the trials it runs. A heartbeat that keeps failing
@@ -63,6 +66,7 @@ from ray.tune.stopper import Stopper
 from growsearch.schedule import GrowthSchedule
 from growsearch.search import optuna_private as op
 from growsearch.search.attrs import (
+    PREFIX_FLOPS_SAVED,
     TRIAL_ATTEMPT,
     TRIAL_CONSTRAINT,
     TRIAL_CURVES,
@@ -176,6 +180,8 @@ class StudySearcher(Searcher):
         self.gave_up: str | None = None  # why this session stopped asking before the budget
         self.storage_error: str | None = None  # a storage fault (read-only, disk full) that ended it
         self.on_told: Callable[[optuna.trial.FrozenTrial], None] | None = None
+        #: a trial scheduler's gate (population-based growth): ``False`` = ask nothing now
+        self.may_ask: Callable[[], bool] | None = None
 
     # ---- driver lease and heartbeats (growsearch.search.lease) ----------------------------
     @property
@@ -270,14 +276,17 @@ class StudySearcher(Searcher):
         return complete, len(trials) - complete
 
     def spent_train_flops(self) -> float:
-        """Training FLOPs the study's trials recorded: COMPLETE trials' ``train_flops`` metric
-        plus what PRUNED trials spent before they were stopped (every driver's)."""
+        """Training FLOPs the study's trials spent (every driver's): COMPLETE trials' ``train_flops``
+        metric and what PRUNED trials trained before they were stopped, less what the shared-prefix
+        cache spared them (``train_flops_saved``: epochs loaded, not trained)."""
         total = 0.0
         for t in op.storage_of(self.study).get_all_trials(op.study_id_of(self.study), deepcopy=False, states=DONE_STATES):
             rec = (TRIAL_METRICS.get(t) if t.state == TrialState.COMPLETE else TRIAL_PRUNED.get(t)) or {}
-            v = rec.get("train_flops")
+            v, saved = rec.get("train_flops"), rec.get(PREFIX_FLOPS_SAVED)
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
                 total += float(v)
+                if isinstance(saved, int | float) and not isinstance(saved, bool) and math.isfinite(saved):
+                    total -= min(float(saved), float(v))
         return total
 
     @property
@@ -327,6 +336,9 @@ class StudySearcher(Searcher):
                 # failed or reaped trial is replaced; our own trial ending recounts at once
                 self._idle_until = time.time() + IDLE_RECHECK
                 return None
+
+        if self.may_ask is not None and not self.may_ask():
+            return None if busy else Searcher.FINISHED
 
         def ask() -> optuna.Trial:
             trial = self._ask()

@@ -59,6 +59,7 @@ __all__ = [
     "Reference",
     "SamplerConfig",
     "StudyConfig",
+    "check_scheduler",
     "load_study_config",
     "parse_duration",
     "validate_study_name",
