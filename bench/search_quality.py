@@ -21,7 +21,8 @@ over seeds), ``ratio_vs_random`` (mean HV / random's mean HV) with ``ratio_ci95`
 bootstrap over seeds), ``hv_gain_mean`` and ``gain_ratio_vs_random`` with ``gain_ratio_ci95``
 (the hypervolume the search added to the reference trials': the baseline alone, in every
 study, dominates most of the box and squeezes plain ratios towards 1), and ``hv_vs_train_flops``: mean hypervolume once the cumulative
-training FLOPs of a run reach each budget of a fixed grid (the simulated clock)::
+training FLOPs of a run reach each budget of a fixed grid (the simulated clock); ``oracle``: the
+same numbers for the table's whole front (the ceiling no sampler can pass)::
 
     python bench/search_quality.py --table growbench/lcgrnn_bench.json.gz --trials 32 --seeds 30
 """
@@ -128,6 +129,20 @@ def reference_point(table: Any) -> list[float]:
     return [0.5, 1.1 * max(float(r["params"]) for r in rows), 1.1 * max(float(r["train_flops"]) for r in rows)]
 
 
+def _oracle_hv(table: Any, seed: str, names: list[str], objectives: list[Any], reference: list[float],
+               refs: tuple[str, ...]) -> tuple[float, float]:
+    """The hypervolume of all the table's rows for ``seed``, and what it adds to the reference rows'."""
+    from growsearch.report.hypervolume import hypervolume_history
+
+    rows = [r for r in table.rows.values() if seed in r["seeds"]]
+    every = np.asarray([[float(r["seeds"][seed][n]) for n in names] for r in rows], dtype=float)
+    base = [r for r in rows if r.get("reference") in refs]
+    hv_all = float(hypervolume_history(every, objectives, reference)[-1])
+    hv_base = float(hypervolume_history(np.asarray([[float(r["seeds"][seed][n]) for n in names] for r in base], dtype=float),
+                                         objectives, reference)[-1]) if base else 0.0
+    return hv_all, hv_all - hv_base
+
+
 def simulated(args: argparse.Namespace) -> dict[str, Any]:
     """The ``--table`` mode (see the module docstring)."""
     import warnings
@@ -197,9 +212,19 @@ def simulated(args: argparse.Namespace) -> dict[str, Any]:
             "gain_ratio_ci95": [round(float(x), 4) for x in np.percentile(
                 g[idx].mean(axis=1) / np.maximum(rg[idx].mean(axis=1), 1e-300), [2.5, 97.5])],
         }
+    # the ceiling: a sampler that knew the whole table (every schedule's result for the study's seed)
+    oracle = np.asarray([_oracle_hv(table, table.seeds[s % len(table.seeds)], names, objectives, reference, refs)
+                         for s in seeds])
     return {
         "table": str(args.table), "table_command": table.data["provenance"].get("command"),
         "trials": args.trials, "seeds": len(seeds), "objectives": names,
+        "oracle": {"hv_mean": round(float(oracle[:, 0].mean()), 5),
+                   "ratio_vs_random": round(float(oracle[:, 0].mean() / rnd.mean()), 4),
+                   "hv_gain_mean": round(float(oracle[:, 1].mean()), 6),
+                   "gain_ratio_vs_random": round(float(oracle[:, 1].mean() / max(rg.mean(), 1e-300)), 4),
+                   "rule": "the hypervolume of every schedule of the table (its whole front) for each study's training "
+                           "seed: no sampler can exceed it in any number of trials, so ratio_vs_random cannot exceed "
+                           "oracle.ratio_vs_random"},
         "reference_point": reference,
         "reference_rule": REFERENCE_RULE,
         "references_in_each_study": list(refs), "encoding": args.encoding,

@@ -131,6 +131,11 @@ def test_pbg_replaces_the_loser_and_its_child_replays(tmp_path: Path, corpus: Pa
     assert res.returncode == 0, res.stderr
     pruned = {t.number for t in trials if t.state == TrialState.PRUNED}
     assert not pruned & {m["number"] for m in json.loads(res.stdout)}
+    res = run("show", str(p))
+    assert res.returncode == 0, res.stderr
+    assert f"#{wrecked.number} (pbg): boundary 2:" in res.stdout
+    assert f"#{children[0].number} {children[0].state.name}: continues #{children[0].user_attrs['lineage']['parent']} " \
+           "after 2 epochs" in res.stdout
     before = [(t.number, t.state.name) for t in trials]
     res = run("run", str(p))
     assert res.returncode == 0, res.stderr[-3000:]

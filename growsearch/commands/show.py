@@ -13,6 +13,7 @@ from growsearch.redact import redact_url
 from growsearch.report.front import StudyData, load_study_data
 from growsearch.report.hypervolume import hv_space, hypervolume
 from growsearch.report.reuse import prefix_reuse
+from growsearch.report.scheduling import scheduling_summary
 from growsearch.report.study_ref import resolve_study, storage_option
 from growsearch.search.attrs import STUDY_CONFIG, STUDY_CONFIG_HASH, STUDY_FLOPS_DEFINITION
 from growsearch.vocabulary import EER
@@ -27,8 +28,10 @@ def _short(v: Any, limit: int = 100) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
-def show_data(data: StudyData, reference: str = "nadir", reuse: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Everything ``show`` prints, as JSON-ready data (``reuse``: :func:`growsearch.report.reuse.prefix_reuse`)."""
+def show_data(data: StudyData, reference: str = "nadir", reuse: dict[str, Any] | None = None,
+              scheduling: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything ``show`` prints, as JSON-ready data (``reuse``: :func:`growsearch.report.reuse.prefix_reuse`;
+    ``scheduling``: :func:`growsearch.report.scheduling.scheduling_summary`)."""
     out = study_summary(data)
     cfg = STUDY_CONFIG.get(data.user_attrs)
     if isinstance(cfg, dict) and "storage" in cfg:
@@ -47,6 +50,8 @@ def show_data(data: StudyData, reference: str = "nadir", reuse: dict[str, Any] |
     out["flops_definition"] = STUDY_FLOPS_DEFINITION.get(data.user_attrs) or LEGACY_FLOPS_DEFINITION
     out["flops_warning"] = data.flops_warning()
     out["prefix_cache"] = reuse
+    out["stopped_early"] = (scheduling or {}).get("pruned", [])
+    out["lineages"] = (scheduling or {}).get("children", [])
     return out
 
 
@@ -60,7 +65,7 @@ def command(study: str, storage: str | None, as_json: bool, reference: str) -> N
     """Summarise STUDY (a study name with --storage, or a study YAML)."""
     ref = resolve_study(study, storage)
     loaded = ref.load()
-    d = show_data(load_study_data(loaded), reference, prefix_reuse(loaded))
+    d = show_data(load_study_data(loaded), reference, prefix_reuse(loaded), scheduling_summary(loaded))
     if as_json:
         click.echo(json.dumps(d, indent=2, default=str))
         return
@@ -88,6 +93,15 @@ def command(study: str, storage: str | None, as_json: bool, reference: str) -> N
     if d["duplicates"]:  # FAIL in Optuna's states, but proposals that were never trained, not failures
         lines.append(f"duplicate proposals (not trained, resampled): {len(d['duplicates'])}: "
                      + ", ".join(f"#{x['trial']} = #{x['duplicate_of']}" for x in d["duplicates"]))
+    if d["stopped_early"]:
+        lines.append(f"stopped early (PRUNED, on no front): {len(d['stopped_early'])}")
+        for p in d["stopped_early"]:
+            lines.append(f"  #{p['trial']} ({p['scheduler'] or '-'}): {p['reason']}")
+    if d["lineages"]:
+        lines.append(f"population-based growth children: {len(d['lineages'])}")
+        for c in d["lineages"]:
+            lines.append(f"  #{c['trial']} {c['state']}: continues #{c['parent']} after {c['boundary']} epochs, "
+                         f"replaced #{c['replaces']} (generation {c['generation']})")
     lines.append(f"failed trials: {len(d['failed'])}")
     for f in d["failed"]:
         lines.append(f"  #{f['trial']}: {f['reason']}")
