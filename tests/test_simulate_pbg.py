@@ -84,8 +84,9 @@ def test_a_child_continues_its_parent_s_prefix_and_costs_only_the_flops_after_it
     assert max(generations) >= 2  # a child of a child
 
 
-def test_a_replaced_member_is_pruned_with_the_pbg_attr(study_run: Any) -> None:
+def test_a_replaced_member_is_pruned_with_the_pbg_attr(table: Any, study_run: Any) -> None:
     study, run = study_run
+    seed = table.seeds[SEED % len(table.seeds)]
     pruned = [t for t in run if t.state == "PRUNED"]
     assert pruned
     for t in pruned:
@@ -94,9 +95,12 @@ def test_a_replaced_member_is_pruned_with_the_pbg_attr(study_run: Any) -> None:
         assert ft.state == TrialState.PRUNED and ft.values is None and info is not None
         assert info["scheduler"] == "pbg" and info["rung"] == t.rung and info["epoch"] == t.rung - 1
         assert info["parent"] == t.exploit.parent and t.exploit.replace and info["parent"] in t.exploit.top
-        child = study.trials[info["child"]]
-        assert (TRIAL_LINEAGE.get(child) or {}).get("replaces") == t.number
+        child = next(c for c in study.trials if (TRIAL_LINEAGE.get(c) or {}).get("replaces") == t.number)
+        assert info["child"]["lineage"] == TRIAL_LINEAGE.get(child) and info["child"]["schedule"] == TRIAL_SCHEDULE.get(child)
+        assert info["child"]["params"] == child.params
         assert info["train_flops"] == t.spent and info["reason"] == t.exploit.reason
+        cum = table.rows[t.key]["seeds"][seed]["train_flops_curve"]
+        assert info["train_flops_saved"] == (cum[t.birth - 1] if t.birth else 0.0)  # a child's restored prefix
         assert len((TRIAL_CURVES.get(ft) or {})["dev_eer"]) == t.rung
         assert str(t.rung) in (TRIAL_RUNGS.get(ft) or {})
 
@@ -115,6 +119,21 @@ def test_the_trial_budget_counts_children_and_then_keeps_members(table: Any) -> 
     study, run = _run(table, trials=8)
     assert len(run) == 8
     children = {t.number for t in run if t.birth is not None}
-    assert children and {TRIAL_PRUNED.get(study.trials[t.number])["child"] for t in run if t.state == "PRUNED"} == children
+    replaced = {TRIAL_LINEAGE.get(study.trials[c])["replaces"] for c in children}  # type: ignore[index]
+    assert children and replaced == {t.number for t in run if t.state == "PRUNED"}
     last_start = max(t.start for t in run)
     assert all(t.end <= last_start for t in run if t.state == "PRUNED")
+
+
+def test_the_flops_budget_stops_starts_and_a_late_child_waits(table: Any) -> None:
+    budget = 8e9  # about 4 trials' worth: the population is not even complete
+    sampler = sampler_for(SamplerConfig(name="random", seed=SEED, population_size=None), table.space, 40)
+    study, run = simulate_pbg_study(table, sampler, objectives=OBJ, directions=["minimize"] * 3, trials=40, seed="0",
+                                    workers=2, config=PBG, flops_budget=budget, sampler_seed=SEED)
+    by_end = sorted(run, key=lambda t: t.end)
+    for t in run:  # nothing starts once the FLOPs spent reach the budget
+        spent_before = sum(x.spent for x in by_end if x.end <= t.start)
+        assert spent_before < budget
+    assert len([t for t in run if t.birth is None]) < PBG.population
+    waiting = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert all(TRIAL_LINEAGE.get(t) is not None for t in waiting)  # only children wait, never run

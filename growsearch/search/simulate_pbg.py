@@ -21,12 +21,17 @@ workers and clock (issue 14, items 3-4):
   (:func:`pbg.exploit`), then, continuing the same generator, the child
   (:func:`pbg.draw_child`; a schedule is *taken* when a trial of the study other than a
   FAIL has it, or when the table lacks its row: the table is the only world a simulated
-  child can train in). The member is kept when no child is drawn, or when no child could
-  start: the trial budget (started trials, PRUNED included) or the FLOPs budget is used up.
-- **Replacement.** The child is enqueued with its parameters and a ``lineage`` attr
-  ``{scheduler, parent, boundary, replaces, generation}`` and started at once on the freed
-  worker (asked through the same propose step); the member is told PRUNED with a ``pruned``
-  attr ``{scheduler: pbg, rung, epoch, reason, parent, child, curves, train_flops}``.
+  child can train in). The member is kept when no child is drawn, or when the trial budget
+  has no room for one (started trials, PRUNED included, plus waiting children), as
+  :class:`~growsearch.search.pbg_tune.PbgScheduler` does.
+- **Replacement.** The member is told PRUNED with a ``pruned`` attr as the live scheduler
+  writes it (``scheduler: pbg``, ``rung``, ``epoch``, ``reason``, partial ``curves``,
+  ``train_flops`` spent, ``train_flops_saved``, ``parent``, and ``child``: its ``params``,
+  ``schedule`` and ``lineage``); the child is enqueued with its parameters and the
+  ``lineage`` attr ``{scheduler, parent, boundary, replaces, generation}``. A freed worker
+  takes the oldest WAITING child (asked through the same propose step) before the sampler
+  proposes a member, so the child starts at once on the replaced member's worker, unless the
+  FLOPs budget is spent (then it waits, as live: the searcher asks nothing more).
 - **A child's cost.** Its row is the child schedule's (same training seed); it continues
   the parent's state after ``b`` epochs (the shared-prefix cache), so it costs only the
   training FLOPs after ``b`` (``cum[-1] - cum[b - 1]``, or up to the boundary that replaces
@@ -148,6 +153,7 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
     running: dict[int, _Running] = {}
     schedules: dict[int, dict[str, Any]] = {}  # every started trial's schedule
     generation: dict[int, int] = {}
+    waiting: list[tuple[int, int, int]] = []  # enqueued children, oldest first: (birth boundary, parent, generation)
     taken_keys: set[str] = set()
     heap: list[tuple[float, int, int, int]] = []  # (time, order, trial number, boundary or 0 = end)
     points: dict[int, list[RungPoint]] = {b: [] for b in bounds}
@@ -167,22 +173,26 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
         b = bounds[r.next_b] if r.next_b < len(bounds) else 0
         heapq.heappush(heap, (r.start + (r.cum[b - 1] if b else r.cum[-1]) - r.offset(), order, r.trial.number, b))
 
-    def run(now: float, birth: int = 0, parent: int | None = None) -> int | None:
+    def run(now: float) -> bool:
+        """Start the oldest WAITING child, else a member proposed by the sampler."""
         nonlocal started, members, exhausted
+        birth, parent, gen = waiting.pop(0) if waiting else (0, None, 0)
         found = sim.next()
         if found is None:
+            assert not birth, "an enqueued child is in the table and not a twin"
             exhausted = True
-            return None
+            return False
         p, res = found
         assert bool(birth) == (TRIAL_LINEAGE.get(p.trial.user_attrs) is not None), "a child is the WAITING trial"
         r = _Running(p.trial, p.label, p.schedule.to_dict(), res, now, _cumulative(res, epochs), birth, parent)
         running[p.trial.number] = r
+        generation[p.trial.number] = gen
         schedules[p.trial.number] = r.schedule
         taken_keys.add(row_key(r.schedule))
         started += 1
         members += 0 if birth else 1
         push(r)
-        return p.trial.number
+        return True
 
     def can_start(now: float) -> bool:
         return started < trials and (flops_budget is None or clock(now) < flops_budget)
@@ -219,7 +229,7 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
                          min_epochs_after_growth=config.min_epochs_after_growth, rng=rng)
         points[b].append(me)
         child = None
-        if ex.replace and ex.parent is not None and can_start(now):
+        if ex.replace and ex.parent is not None and started + len(waiting) < trials:  # room for a child
             child = pbg.draw_child(space, schedules[ex.parent], b, rng=rng, taken=taken)
         if child is None:
             push(r)
@@ -227,24 +237,23 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
         assert ex.parent is not None
         params, sched = child
         taken_keys.add(row_key(sched))
-        gen = generation.get(ex.parent, 0) + 1
-        study.enqueue_trial(params, user_attrs={TRIAL_LINEAGE.key: {
-            "scheduler": SCHEDULER_NAME, "parent": ex.parent, "boundary": b, "replaces": number, "generation": gen}},
-            skip_if_exists=False)
+        gen = generation[ex.parent] + 1
+        lineage = {"scheduler": SCHEDULER_NAME, "parent": ex.parent, "boundary": b, "replaces": number, "generation": gen}
         spent = r.cum[b - 1] - r.offset()
         curves = {"dev_eer": list((r.res.get("dev_eer_curve") or [])[:b]), "train_flops": r.cum[:b]}
-        finish(r, now, spent, "PRUNED", None, b, ex)  # the worker is free for the child
-        child_number = run(now, birth=b, parent=ex.parent)
-        assert child_number is not None, "the enqueued child is in the table and not a twin"
-        generation[child_number] = gen
         TRIAL_PRUNED.set(r.trial, {"scheduler": SCHEDULER_NAME, "rung": b, "epoch": b - 1, "reason": ex.reason,
-                                   "parent": ex.parent, "child": child_number, "curves": curves, "train_flops": spent})
+                                   "curves": curves, "train_flops": spent, "train_flops_saved": r.offset(),
+                                   "checkpoint": None, "parent": ex.parent,
+                                   "child": {"params": params, "schedule": sched, "lineage": lineage}})
         TRIAL_CURVES.set(r.trial, curves)
         study.tell(r.trial, state=TrialState.PRUNED)
+        study.enqueue_trial(params, user_attrs={TRIAL_LINEAGE.key: lineage}, skip_if_exists=False)
+        waiting.append((b, ex.parent, gen))
+        finish(r, now, spent, "PRUNED", None, b, ex)  # the worker is free for the child
 
     def fill(now: float) -> None:
-        while len(running) < workers and members < config.population and not exhausted and can_start(now):
-            if run(now) is None:
+        while len(running) < workers and can_start(now) and (waiting or (members < config.population and not exhausted)):
+            if not run(now):
                 break
 
     fill(0.0)
