@@ -8,8 +8,14 @@ sampler, and for ``+ MOASHA`` the live scheduler's rung decision :func:`growsear
 a stopped trial costs the FLOPs up to its rung and is PRUNED, out of every hypervolume).
 
 Strategies: full-fidelity NSGA-II (the reference), random, NSGA-II + MOASHA, the growth
-sampler, growth sampler + MOASHA; population-based growth (``pbg``) is an entry with
-``built: false``, its reason and null numbers (not built yet).
+sampler, growth sampler + MOASHA, and population-based growth (``pbg_random``:
+:mod:`growsearch.search.simulate_pbg`, ``--pbg-population`` members proposed by the random
+sampler, then only children, each costing the FLOPs after its boundary; ``pbg_nsga2`` on
+request: with NSGA-II's default population of ``trials / 3`` its members are its first,
+random, generation, so it is ``pbg_random`` with other draws). PBG's defaults: 8 members,
+quantile 0.25 (the study's), a boundary after every epoch (on GrowBench, 30 seeds: as good as
+boundaries 2/4 at quantile 0.25 and clearly better at 0.5; docs/SEARCH_QUALITY.md). A PBG run
+trains about ``population`` trials' worth of FLOPs and stops: it ends when nothing runs.
 
 - **Target**: the mean (over seeds) hypervolume of full-fidelity NSGA-II after its first
   ``--trials`` trials. **Full compute** ``F``: the mean training FLOPs of those trials.
@@ -44,16 +50,19 @@ import optuna
 ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-#: name -> (sampler, MOASHA or not); the first is the reference.
-STRATEGIES: dict[str, tuple[str, bool]] = {
-    "nsga2_full": ("nsga2", False),
-    "random_full": ("random", False),
-    "nsga2_moasha": ("nsga2", True),
-    "growth_full": ("growth", False),
-    "growth_moasha": ("growth", True),
+#: name -> (sampler, scheduler: none, moasha or pbg); the first is the reference.
+STRATEGIES: dict[str, tuple[str, str]] = {
+    "nsga2_full": ("nsga2", "none"),
+    "random_full": ("random", "none"),
+    "nsga2_moasha": ("nsga2", "moasha"),
+    "growth_full": ("growth", "none"),
+    "growth_moasha": ("growth", "moasha"),
+    "pbg_random": ("random", "pbg"),
+    "pbg_nsga2": ("nsga2", "pbg"),
 }
+#: what runs unless --strategies says otherwise (pbg_nsga2 is pbg_random with other draws, see above)
+DEFAULT_STRATEGIES = [s for s in STRATEGIES if s != "pbg_nsga2"]
 REFERENCE = "nsga2_full"
-NOT_BUILT = {"pbg": "not built: population-based growth (issue 14 item 3) is not on main; nothing to simulate"}
 GOAL = 0.40
 
 
@@ -102,7 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rungs", type=int, nargs="+", default=None, help="MOASHA rungs (epochs trained); default: grace 1")
     ap.add_argument("--reduction-factor", type=float, default=3.0)
     ap.add_argument("--min-epochs-after-growth", type=int, default=1)
-    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    ap.add_argument("--pbg-population", type=int, default=8, help="pbg: members proposed by the sampler")
+    ap.add_argument("--pbg-boundaries", type=int, nargs="+", default=None,
+                    help="pbg: boundaries (epochs trained); default: --pbg-interval's")
+    ap.add_argument("--pbg-interval", type=int, default=1, help="pbg: epochs between boundaries (without --pbg-boundaries)")
+    ap.add_argument("--pbg-quantile", type=float, default=0.25, help="pbg: the share of models replaced and copied")
+    ap.add_argument("--pbg-min-epochs-after-growth", type=int, default=1)
+    ap.add_argument("--strategies", nargs="+", default=DEFAULT_STRATEGIES, choices=list(STRATEGIES))
     ap.add_argument("--bootstrap", type=int, default=2000)
     args = ap.parse_args(argv)
     print(json.dumps(run(args), indent=2))
@@ -113,9 +128,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from growsearch.report.hypervolume import hypervolume_history
     from growsearch.search.objectives import Objective
     from growsearch.search.runner import sampler_for
-    from growsearch.search.schedulers import MoashaConfig
+    from growsearch.search.schedulers import MoashaConfig, PbgConfig
     from growsearch.search.simulate import load_table
     from growsearch.search.simulate_asha import simulate_asha
+    from growsearch.search.simulate_pbg import simulate_pbg
     from growsearch.search.study import SamplerConfig
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -127,6 +143,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     reference = sq.reference_point(table)
     moasha = MoashaConfig(rungs=tuple(args.rungs) if args.rungs else None, reduction_factor=args.reduction_factor,
                           min_epochs_after_growth=args.min_epochs_after_growth)
+    pbg = PbgConfig(population=args.pbg_population, quantile=args.pbg_quantile,
+                    boundaries=tuple(args.pbg_boundaries) if args.pbg_boundaries else None,
+                    interval=None if args.pbg_boundaries else args.pbg_interval,
+                    min_epochs_after_growth=args.pbg_min_epochs_after_growth)
     strategies = [REFERENCE, *[s for s in args.strategies if s != REFERENCE]]
     rows = sorted(float(res["train_flops"]) for r in table.rows.values() for res in r["seeds"].values())
     f0 = args.trials * rows[len(rows) // 2]
@@ -141,15 +161,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     first_flops: list[float] = []  # ... and their training FLOPs
     t0 = time.perf_counter()
     for name in strategies:
-        sampler_name, with_moasha = STRATEGIES[name]
+        sampler_name, scheduler = STRATEGIES[name]
         per_seed = []
-        st: dict[str, list[float]] = {"complete": [], "pruned": [], "pruned_flops_fraction": [], "spent": []}
+        st: dict[str, list[float]] = {"complete": [], "pruned": [], "pruned_flops_fraction": [], "spent": [],
+                                      "children": []}
         for seed in seeds:
             sampler = sampler_for(SamplerConfig(name=sampler_name, seed=seed, population_size=None), table.space,
                                   args.trials)
-            run_ = simulate_asha(table, sampler, objectives=names, directions=["minimize"] * 3, trials=cap,
-                                 seed=table.seeds[seed % len(table.seeds)], workers=args.workers,
-                                 scheduler=moasha if with_moasha else None, flops_budget=budget)
+            common: dict[str, Any] = {"objectives": names, "directions": ["minimize"] * 3, "trials": cap,
+                                      "seed": table.seeds[seed % len(table.seeds)], "workers": args.workers,
+                                      "flops_budget": budget}
+            if scheduler == "pbg":
+                run_ = simulate_pbg(table, sampler, config=pbg, sampler_seed=seed, **common)
+            else:
+                run_ = simulate_asha(table, sampler, scheduler=moasha if scheduler == "moasha" else None, **common)
             done = [t for t in run_ if t.state == "COMPLETE"]
             values = np.asarray([t.values for t in done], dtype=float).reshape(-1, len(names))
             clock = np.asarray([t.clock for t in done], dtype=float)
@@ -160,6 +185,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             st["pruned"].append(len(run_) - len(done))
             st["pruned_flops_fraction"].append(sum(t.spent for t in run_ if t.state == "PRUNED") / spent if spent else 0.0)
             st["spent"].append(spent)
+            st["children"].append(sum(1 for t in run_ if getattr(t, "birth", None) is not None))
             if name == REFERENCE:
                 first = sorted(run_, key=lambda t: (t.start, t.number))[: args.trials]
                 if len(first) < args.trials or any(t.state != "COMPLETE" for t in first):
@@ -194,7 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         hv_goal = c[:, at_goal] if at_goal >= 0 else np.zeros(len(seeds))
         st = stats[name]
         out[name] = {
-            "built": True, "sampler": STRATEGIES[name][0], "scheduler": "moasha" if STRATEGIES[name][1] else "none",
+            "built": True, "sampler": STRATEGIES[name][0], "scheduler": STRATEGIES[name][1],
             "flops_to_target": _num(ftt, 0), "flops_to_target_ci95": _ci(boot_ftt, 0),
             "ratio_vs_full": _num(ftt / full), "ratio_vs_full_ci95": _ci(boot_ratio),
             "target_reached_in_bootstrap": round(float(np.isfinite(boot_ftt).mean()), 3),
@@ -205,12 +231,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "gain_at_goal_flops": _num((float(hv_goal.mean()) - baseline_hv) / gap) if gap > 0 else None,
             "mean_complete_trials": round(float(np.mean(st["complete"])), 2),
             "mean_pruned_trials": round(float(np.mean(st["pruned"])), 2),
+            "mean_children": round(float(np.mean(st["children"])), 2),
             "pruned_flops_fraction": round(float(np.mean(st["pruned_flops_fraction"])), 4),
             "mean_train_flops_spent": round(float(np.mean(st["spent"])), 0),
             "hv_vs_train_flops": [round(float(x), 5) for x in mean],
         }
-    for name, reason in NOT_BUILT.items():
-        out[name] = {"built": False, "reason": reason, "flops_to_target": None, "ratio_vs_full": None}
     met = [n for n in strategies if out[n]["ratio_vs_full"] is not None and out[n]["ratio_vs_full"] <= GOAL]
     return {
         "table": str(args.table), "table_command": table.data["provenance"].get("command"),
@@ -220,6 +245,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "reference_point": reference, "reference_rule": sq.REFERENCE_RULE,
         "moasha": {"rungs": list(moasha.resolved_rungs(table.epochs)), "reduction_factor": moasha.reduction_factor,
                    "min_epochs_after_growth": moasha.min_epochs_after_growth},
+        "pbg": {"population": pbg.population, "boundaries": list(pbg.resolved_boundaries(table.epochs)),
+                "quantile": pbg.quantile, "min_epochs_after_growth": pbg.min_epochs_after_growth,
+                "rule": "the first population trials proposed by the strategy's sampler, then only children: a "
+                        "PRUNED (replaced) trial's child costs the training FLOPs after its boundary"},
         "target_hv": round(target, 5),
         "baseline_hv": round(baseline_hv, 5),
         "baseline_hv_rule": "mean over seeds of the hypervolume of the baseline row alone (each seed's training "

@@ -147,14 +147,18 @@ def test_search_cost_json_has_its_keys(table: Any, tmp_path: Path) -> None:
     spec.loader.exec_module(mod)
     out = mod.run(mod.argparse.Namespace(table=str(path), trials=8, seeds=2, workers=2, budget=1.5, max_trials=None,
                                          grid=16, rungs=[2, 4], reduction_factor=2.0, min_epochs_after_growth=1,
-                                         strategies=list(mod.STRATEGIES), bootstrap=50))
+                                         pbg_population=4, pbg_boundaries=[2, 4], pbg_interval=1, pbg_quantile=0.25,
+                                         pbg_min_epochs_after_growth=1, strategies=mod.DEFAULT_STRATEGIES, bootstrap=50))
     json.dumps(out)
     assert out["table_complete"] is None  # the hand-made table does not say how many schedules its grid has
-    for key in ("target_hv", "full_train_flops", "reference_point", "ratio_vs_full_rule", "goal", "strategies", "moasha"):
+    for key in ("target_hv", "full_train_flops", "reference_point", "ratio_vs_full_rule", "goal", "strategies", "moasha",
+                "pbg"):
         assert key in out
-    assert set(out["strategies"]) == {"nsga2_full", "random_full", "nsga2_moasha", "growth_full", "growth_moasha", "pbg"}
-    pbg = out["strategies"]["pbg"]
-    assert pbg["built"] is False and pbg["reason"] and pbg["flops_to_target"] is None and pbg["ratio_vs_full"] is None
+    assert set(out["strategies"]) == {"nsga2_full", "random_full", "nsga2_moasha", "growth_full", "growth_moasha",
+                                      "pbg_random"}
+    assert out["pbg"]["population"] == 4 and out["pbg"]["boundaries"] == [2, 4]
+    pbg = out["strategies"]["pbg_random"]
+    assert pbg["scheduler"] == "pbg" and pbg["mean_complete_trials"] + pbg["mean_pruned_trials"] == 4 + pbg["mean_children"]
     for name, s in out["strategies"].items():
         if not s["built"]:
             continue

@@ -128,7 +128,7 @@ def exploit(candidate: RungPoint, others: Sequence[RungPoint], *, boundary: int,
     n = len(points)
     need = math.ceil(1.0 / quantile - 1e-9)
     if n < need:
-        return Exploit(False, f"boundary {boundary}: {n} distinct models so far (fewer than 1/quantile = {need}): kept", n)
+        return Exploit(False, f"boundary {boundary}: {n} distinct models so far (fewer than 1/quantile = {need}): kept", None, n)
     order = rank_order(points)
     m = max(1, int(math.floor(n * quantile + 1e-9)))
     position = order.index(0)
