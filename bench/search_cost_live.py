@@ -9,7 +9,9 @@ trial budget and training seed:
 - ``random_full``: random search, every trial to its last epoch;
 - ``nsga2_moasha``: NSGA-II + growth-aware MOASHA (``--rungs``, ``--reduction-factor``);
 - ``pbg``: population-based growth (``--pbg-population`` members from ``--pbg-sampler``, then
-  children; ``--pbg-boundaries``, ``--pbg-quantile``).
+  children; a boundary every ``--pbg-interval`` epochs, ``--pbg-quantile``; its own trial
+  budget ``--pbg-trials``, default twice the others': a child costs only the epochs after its
+  boundary, so strategies are compared by the FLOPs they spent, not by trials).
 
 **Clock.** The training FLOPs a study actually spent, in the order its trials finished: a
 COMPLETE trial's ``train_flops`` less what the shared-prefix cache spared it
@@ -58,19 +60,21 @@ def spent(t: optuna.trial.FrozenTrial) -> float:
     return total - min(float(rec.get(PREFIX_FLOPS_SAVED) or 0.0), total)
 
 
-def run(name: str, scheduler: dict[str, Any], sampler: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run(name: str, scheduler: dict[str, Any], sampler: str, args: argparse.Namespace, work: Path,
+        trials: int | None = None) -> dict[str, Any]:
     from growsearch.search.runner import run_study
     from growsearch.search.schedulers import parse_scheduler
     from growsearch.search.study import Budget, SamplerConfig, load_study_config
 
     cfg = load_study_config(ROOT / "studies" / "quickstart.yaml")
+    trials = trials or args.trials
     cfg = cfg.model_copy(update={
-        "name": name, "outputs": str(work / name), "budget": Budget(trials=args.trials),
+        "name": name, "outputs": str(work / name), "budget": Budget(trials=trials),
         "scheduler": parse_scheduler(scheduler, "bench", epochs=cfg.epochs),
         "sampler": SamplerConfig(name=sampler, seed=args.seed),
         "execution": cfg.execution.model_copy(update={"max_concurrent": args.concurrent}),
     })
-    print(f"[bench] {name}: {args.trials} trials, sampler {sampler}, scheduler {scheduler}", file=sys.stderr, flush=True)
+    print(f"[bench] {name}: {trials} trials, sampler {sampler}, scheduler {scheduler}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     run_study(cfg, log=lambda s: print(s, file=sys.stderr, flush=True), progress_every=120.0)
     wall = time.perf_counter() - t0
@@ -100,10 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     ap.add_argument("--rungs", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--reduction-factor", type=float, default=3.0)
-    ap.add_argument("--pbg-population", type=int, default=8)
-    ap.add_argument("--pbg-boundaries", type=int, nargs="+", default=[2, 4])
-    ap.add_argument("--pbg-quantile", type=float, default=0.25)
+    ap.add_argument("--pbg-population", type=int, default=16)
+    ap.add_argument("--pbg-interval", type=int, default=1, help="epochs between boundaries")
+    ap.add_argument("--pbg-quantile", type=float, default=0.5)
     ap.add_argument("--pbg-sampler", default="random")
+    ap.add_argument("--pbg-trials", type=int, default=None,
+                    help="PBG's trial budget, members and children (default 2 x --trials: children are cheap; compare by FLOPs)")
     ap.add_argument("--work", type=Path, default=None, help="folder for the studies (default: a new temporary one)")
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="gs_cost_live"))
@@ -111,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         "nsga2_full": ({"name": "none"}, "nsga2"),
         "random_full": ({"name": "none"}, "random"),
         "nsga2_moasha": ({"name": "moasha", "rungs": args.rungs, "reduction_factor": args.reduction_factor}, "nsga2"),
-        "pbg": ({"name": "pbg", "population": args.pbg_population, "boundaries": args.pbg_boundaries,
+        "pbg": ({"name": "pbg", "population": args.pbg_population, "interval": args.pbg_interval,
                  "quantile": args.pbg_quantile}, args.pbg_sampler),
     }
     names = [REFERENCE, *[s for s in args.strategies if s != REFERENCE]]
-    runs = {n: run(n, *plans[n], args, work) for n in names}
+    runs = {n: run(n, *plans[n], args, work, (args.pbg_trials or 2 * args.trials) if n == "pbg" else None) for n in names}
     objectives = runs[REFERENCE]["objectives"]
     every = [p for r in runs.values() for p in r["points"] if p is not None]
     space = hv_space(np.asarray(every, dtype=float), objectives)
@@ -131,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = runs[REFERENCE]
     target, full = curve(ref)[-1], ref["train_flops_spent"]
     out: dict[str, Any] = {"study": "studies/quickstart.yaml", "trials": args.trials, "seed": args.seed,
+                           "pbg_trials": args.pbg_trials or 2 * args.trials,
                            "concurrent": args.concurrent, "target_hv": round(target, 5), "full_train_flops": full,
                            "target_rule": f"hypervolume of {REFERENCE}'s COMPLETE trials after its {args.trials} trials",
                            "clock_rule": "training FLOPs spent in finishing order, prefix-cache savings excluded",

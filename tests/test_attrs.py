@@ -49,7 +49,7 @@ DB_KEYS = {
     "TRIAL_SCHEDULE": "schedule", "TRIAL_REFERENCE": "reference", "TRIAL_CURVES": "curves", "TRIAL_METRICS": "metrics",
     "TRIAL_SEED": "seed", "TRIAL_FAIL_REASON": "fail_reason", "TRIAL_DRIVER": "driver", "TRIAL_DUPLICATE_OF": "duplicate_of",
     "TRIAL_RAY_TRIAL_ID": "ray_trial_id", "TRIAL_NODE": "node", "TRIAL_ATTEMPT": "attempt", "TRIAL_CONSTRAINT": "constraint",
-    "TRIAL_REQUEUED_FROM": "requeued_from", "TRIAL_RUNGS": "rungs", "TRIAL_PRUNED": "pruned", "TRIAL_LINEAGE": "lineage", "VERSIONS": "versions",
+    "TRIAL_REQUEUED_FROM": "requeued_from", "TRIAL_RUNGS": "rungs", "TRIAL_PRUNED": "pruned", "TRIAL_LINEAGE": "lineage", "TRIAL_PROMOTED_FROM": "promoted_from", "VERSIONS": "versions",
     "STUDY_CONFIG": "config", "STUDY_CONFIG_HASH": "config_hash", "STUDY_OBJECTIVES": "objectives",
     "STUDY_TRAIN_CONFIG_HASH": "train_config_hash", "STUDY_FLOPS_DEFINITION": "flops_definition",
     "STUDY_PREFIX_REUSE": "prefix_reuse", "STUDY_LEGACY_LEASE": "driver",

@@ -50,6 +50,7 @@ __all__ = [
     "TRIAL_LINEAGE",
     "TRIAL_METRICS",
     "TRIAL_NODE",
+    "TRIAL_PROMOTED_FROM",
     "TRIAL_PRUNED",
     "TRIAL_RAY_TRIAL_ID",
     "TRIAL_REFERENCE",
@@ -130,6 +131,8 @@ TRIAL_RUNGS: Attr[dict[str, float]] = Attr("rungs", dict, "trial",
 TRIAL_PRUNED: Attr[dict[str, Any]] = Attr("pruned", dict, "trial",
                                           "why a scheduler stopped a PRUNED trial: {scheduler, rung, epoch, reason, "
                                           "curves, train_flops, checkpoint} (checkpoint: its resumable state.pt)")
+TRIAL_PROMOTED_FROM: Attr[int] = Attr("promoted_from", int, "trial",
+                                     "the PRUNED trial a later MOASHA decision promoted: this one resumes its checkpoint")
 TRIAL_LINEAGE: Attr[dict[str, Any]] = Attr("lineage", dict, "trial",
                                            "a population-based-growth child: {scheduler, parent, boundary, replaces, "
                                            "generation} (it continues the parent's state after boundary epochs)")
@@ -162,7 +165,7 @@ def lease_attr(token: str) -> Attr[dict[str, Any]]:
 TRIAL_ATTRS: tuple[Attr[Any], ...] = (
     TRIAL_SCHEDULE, TRIAL_REFERENCE, TRIAL_CURVES, TRIAL_METRICS, TRIAL_SEED, TRIAL_FAIL_REASON, TRIAL_DRIVER,
     TRIAL_DUPLICATE_OF, TRIAL_RAY_TRIAL_ID, TRIAL_NODE, TRIAL_ATTEMPT, TRIAL_CONSTRAINT, TRIAL_REQUEUED_FROM, TRIAL_RUNGS,
-    TRIAL_PRUNED, TRIAL_LINEAGE, VERSIONS,
+    TRIAL_PRUNED, TRIAL_LINEAGE, TRIAL_PROMOTED_FROM, VERSIONS,
 )
 STUDY_ATTRS: tuple[Attr[Any], ...] = (
     STUDY_CONFIG, STUDY_CONFIG_HASH, STUDY_OBJECTIVES, STUDY_TRAIN_CONFIG_HASH, STUDY_FLOPS_DEFINITION,

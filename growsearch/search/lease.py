@@ -35,6 +35,7 @@ from growsearch.search.attrs import (
     TRIAL_DRIVER,
     TRIAL_FAIL_REASON,
     TRIAL_LINEAGE,
+    TRIAL_PROMOTED_FROM,
     TRIAL_REFERENCE,
     TRIAL_REQUEUED_FROM,
     TRIAL_SCHEDULE,
@@ -273,8 +274,9 @@ class DriverLease:
         """Enqueue the rerun of trial ``number``; a trial that never got its proposal (its
         driver died between ask and sampling) has nothing to rerun: a fresh ask replaces it."""
         keep: dict[str, Any] = {k: attrs[k] for k in (TRIAL_REFERENCE.key, TRIAL_SCHEDULE.key) if k in attrs and TRIAL_REFERENCE.get(attrs)}
-        if TRIAL_LINEAGE.get(attrs) is not None:  # a population-based-growth child stays one
-            keep[TRIAL_LINEAGE.key] = attrs[TRIAL_LINEAGE.key]
+        for attr in (TRIAL_LINEAGE, TRIAL_PROMOTED_FROM):  # a PBG child stays one; a promoted trial stays promoted
+            if attr.get(attrs) is not None:
+                keep[attr.key] = attrs[attr.key]
         if not params and not keep:
             return
         self.study.enqueue_trial(dict(params), user_attrs={**keep, TRIAL_REQUEUED_FROM.key: number}, skip_if_exists=False)

@@ -38,7 +38,16 @@ from optuna.trial import FrozenTrial, TrialState
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from growsearch.search import optuna_private as op
-from growsearch.search.attrs import TRIAL_CURVES, TRIAL_DUPLICATE_OF, TRIAL_RUNGS, TRIAL_SCHEDULE
+from growsearch.search.attrs import (
+    TRIAL_CURVES,
+    TRIAL_DUPLICATE_OF,
+    TRIAL_PROMOTED_FROM,
+    TRIAL_PRUNED,
+    TRIAL_REFERENCE,
+    TRIAL_REQUEUED_FROM,
+    TRIAL_RUNGS,
+    TRIAL_SCHEDULE,
+)
 from growsearch.search.moasha import Decision, RungPoint, decide, value_at_rung
 from growsearch.search.objectives import Objective
 from growsearch.search.schedulers import MoashaConfig
@@ -239,11 +248,31 @@ class MoashaScheduler(RungScheduler):
         super().__init__(config, config.resolved_rungs(epochs), searcher, objectives=objectives, costs_of=costs_of,
                          checkpoint_of=checkpoint_of)
 
+        self.promotions: list[tuple[int, Decision]] = []  # (PRUNED trial promoted, its new decision), this session
+
     def debug_string(self) -> str:
         return f"Using growth-aware MOASHA: rungs {list(self.rungs)}, stopped {self.n_stopped}"
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.promotions = []
+
+    def _promoted_at(self, ft: FrozenTrial) -> int:
+        """The rung a promoted trial's origin was stopped at (0 when not promoted): it is not judged there again."""
+        origin = TRIAL_PROMOTED_FROM.get(ft)
+        if origin is None:
+            return 0
+        study = self.searcher.study
+        storage = op.storage_of(study)
+        try:
+            t = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(op.study_id_of(study), origin))
+        except KeyError:
+            return 0
+        rung = (TRIAL_PRUNED.get(t) or {}).get("rung")
+        return int(rung) if isinstance(rung, int) and not isinstance(rung, bool) else 0
+
     def _at_rung(self, tid: str, rung: int, eer: float, epoch: int, result: dict) -> str:
-        found = self._record_rung(tid, rung, eer)
+        found = self._record_rung(tid, rung, eer, skip=lambda ft: rung <= self._promoted_at(ft))
         if found is None:
             return TrialScheduler.CONTINUE
         ft, schedule = found
@@ -252,14 +281,48 @@ class MoashaScheduler(RungScheduler):
         d = decide(me, others, rung=rung, reduction_factor=self.config.reduction_factor,
                    min_epochs_after_growth=self.config.min_epochs_after_growth)
         self.decisions.append((ft.number, d))
-        if not d.stop:
-            return TrialScheduler.CONTINUE
-        info = self._pruned_info(tid, rung, epoch, d.reason, result, ft.number)
-        info.update({"situation": "settled" if d.situation == "settled" else "unsettled", "kept": list(d.kept_numbers)})
-        if self.searcher.prune(tid, info):
-            self.n_stopped += 1
-            return TrialScheduler.STOP
-        return TrialScheduler.CONTINUE
+        answer = TrialScheduler.CONTINUE
+        if d.stop:
+            info = self._pruned_info(tid, rung, epoch, d.reason, result, ft.number)
+            info.update({"situation": "settled" if d.situation == "settled" else "unsettled", "kept": list(d.kept_numbers)})
+            if self.searcher.prune(tid, info):
+                self.n_stopped += 1
+                answer = TrialScheduler.STOP
+        if self.config.promote:
+            self._promote(rung)
+        return answer
+
+    def _promote(self, rung: int) -> None:
+        """Promote the first trial stopped at ``rung`` that the evidence at ``rung`` now keeps: a new
+        trial with its parameters (or reference schedule), ``promoted_from`` and ``requeued_from``
+        set to it, so the worker resumes its checkpoint; it is not judged again at ``rung`` or
+        before. A stopped trial is promoted once."""
+        study = self.searcher.study
+        trials = op.storage_of(study).get_all_trials(op.study_id_of(study), deepcopy=False)
+        budget = self.searcher.budget_trials
+        if budget is not None and sum(1 for t in trials if t.state != TrialState.FAIL) >= budget:
+            return  # no room in the trial budget for one more
+        promoted = {TRIAL_PROMOTED_FROM.get(t) for t in trials if t.state != TrialState.FAIL}
+        evidence = self._evidence(rung, exclude=-1)
+        for t in trials:
+            info = TRIAL_PRUNED.get(t) or {}
+            if t.state != TrialState.PRUNED or info.get("scheduler") != SCHEDULER_NAME or info.get("rung") != rung \
+                    or t.number in promoted:
+                continue
+            me = next((p for p in evidence if p.number == t.number), None)
+            if me is None:
+                continue
+            d = decide(me, [p for p in evidence if p.number != t.number], rung=rung,
+                       reduction_factor=self.config.reduction_factor,
+                       min_epochs_after_growth=self.config.min_epochs_after_growth)
+            if d.stop:
+                continue
+            attrs: dict[str, Any] = {TRIAL_PROMOTED_FROM.key: t.number, TRIAL_REQUEUED_FROM.key: t.number}
+            if TRIAL_REFERENCE.get(t):
+                attrs.update({TRIAL_REFERENCE.key: TRIAL_REFERENCE.get(t), TRIAL_SCHEDULE.key: TRIAL_SCHEDULE.get(t)})
+            study.enqueue_trial(dict(t.params), user_attrs=attrs, skip_if_exists=False)
+            self.promotions.append((t.number, d))
+            return
 
 
 def _value(t: FrozenTrial, rung: int) -> float | None:

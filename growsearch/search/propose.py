@@ -28,7 +28,13 @@ from optuna.trial import TrialState
 from growsearch.errors import ScheduleError
 from growsearch.schedule import GrowthSchedule
 from growsearch.search import optuna_private as op
-from growsearch.search.attrs import OPTUNA_FIXED_PARAMS, TRIAL_DUPLICATE_OF, TRIAL_REFERENCE, TRIAL_SCHEDULE
+from growsearch.search.attrs import (
+    OPTUNA_FIXED_PARAMS,
+    TRIAL_DUPLICATE_OF,
+    TRIAL_PROMOTED_FROM,
+    TRIAL_REFERENCE,
+    TRIAL_SCHEDULE,
+)
 from growsearch.search.space import SearchSpace
 
 __all__ = ["Proposal", "find_twin", "propose", "schedule_key"]
@@ -63,14 +69,16 @@ def find_twin(study: optuna.Study, space: SearchSpace, trial: optuna.Trial, sche
     A fresh proposal yields to any COMPLETE, PRUNED (stopped early by a trial scheduler),
     RUNNING or WAITING trial with its schedule (a WAITING one is compared through its enqueued
     parameters); an enqueued trial (a rerun of an interrupted one) yields only to a COMPLETE or
-    PRUNED one. Each trial writes its schedule before it looks, so of two drivers proposing the
+    PRUNED one; a trial MOASHA promoted (``promoted_from``) never yields to the PRUNED trial it
+    continues. Each trial writes its schedule before it looks, so of two drivers proposing the
     same schedule at the same instant at least one sees the other.
     """
     key = schedule_key(sched.to_dict())
+    promoted_from = TRIAL_PROMOTED_FROM.get(trial.user_attrs)  # a promoted trial continues that PRUNED one
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     states = done if enqueued else (*done, TrialState.RUNNING, TrialState.WAITING)
     for t in op.storage_of(study).get_all_trials(op.study_id_of(study), deepcopy=False, states=states):
-        if t.number == trial.number:
+        if t.number == trial.number or t.number == promoted_from:
             continue
         d = TRIAL_SCHEDULE.get(t)
         if d is None and t.state == TrialState.WAITING and t.system_attrs.get(OPTUNA_FIXED_PARAMS):

@@ -56,6 +56,10 @@ class MoashaConfig(BaseModel):
         min_epochs_after_growth: a trial whose last growth event happened fewer epochs than
             this before a rung (or whose events are not all applied yet) is judged only
             against trials with the same applied events (see :mod:`growsearch.search.moasha`).
+        promote: after each rung decision, a trial stopped at that rung that the evidence now
+            keeps (more trials reached the rung, worse ones) is promoted: a new trial with its
+            schedule resumes its checkpoint (``promoted_from``). Off by default (ASHA's stopping
+            variant: a stop is final).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -65,6 +69,7 @@ class MoashaConfig(BaseModel):
     grace: int | None = Field(default=None, ge=1, le=EPOCHS_MAX)
     reduction_factor: float = Field(default=3.0, gt=1.0, le=100.0)
     min_epochs_after_growth: int = Field(default=1, ge=0, le=EPOCHS_MAX)
+    promote: bool = False
 
     @field_validator("rungs")
     @classmethod
@@ -118,7 +123,7 @@ class PbgConfig(BaseModel):
     population: int = Field(default=8, ge=2, le=10_000)
     boundaries: tuple[Annotated[int, Field(ge=1, le=EPOCHS_MAX)], ...] | None = None
     interval: int | None = Field(default=None, ge=1, le=EPOCHS_MAX)
-    quantile: float = Field(default=0.25, gt=0.0, le=0.5)
+    quantile: float = Field(default=0.5, gt=0.0, le=0.5)
     min_epochs_after_growth: int = Field(default=1, ge=0, le=EPOCHS_MAX)
 
     @field_validator("boundaries")

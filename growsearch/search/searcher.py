@@ -73,6 +73,7 @@ from growsearch.search.attrs import (
     TRIAL_DRIVER,
     TRIAL_METRICS,
     TRIAL_NODE,
+    TRIAL_PROMOTED_FROM,
     TRIAL_PRUNED,
     TRIAL_RAY_TRIAL_ID,
     TRIAL_REFERENCE,
@@ -278,15 +279,22 @@ class StudySearcher(Searcher):
     def spent_train_flops(self) -> float:
         """Training FLOPs the study's trials spent (every driver's): COMPLETE trials' ``train_flops``
         metric and what PRUNED trials trained before they were stopped, less what the shared-prefix
-        cache spared them (``train_flops_saved``: epochs loaded, not trained)."""
+        cache spared them (``train_flops_saved``: epochs loaded, not trained) and, for a trial MOASHA
+        promoted, the epochs its stopped origin had trained (counted there)."""
         total = 0.0
-        for t in op.storage_of(self.study).get_all_trials(op.study_id_of(self.study), deepcopy=False, states=DONE_STATES):
+        done = op.storage_of(self.study).get_all_trials(op.study_id_of(self.study), deepcopy=False, states=DONE_STATES)
+
+        def flops(rec: dict[str, Any], key: str) -> float:
+            v = rec.get(key)
+            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else 0.0
+
+        pruned_spent = {t.number: flops(TRIAL_PRUNED.get(t) or {}, "train_flops") for t in done if t.state == TrialState.PRUNED}
+        for t in done:
             rec = (TRIAL_METRICS.get(t) if t.state == TrialState.COMPLETE else TRIAL_PRUNED.get(t)) or {}
-            v, saved = rec.get("train_flops"), rec.get(PREFIX_FLOPS_SAVED)
-            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-                total += float(v)
-                if isinstance(saved, int | float) and not isinstance(saved, bool) and math.isfinite(saved):
-                    total -= min(float(saved), float(v))
+            v = flops(rec, "train_flops")
+            # spared: epochs the prefix cache gave it, or those its promoted-from trial trained (resumed)
+            spared = flops(rec, PREFIX_FLOPS_SAVED) + pruned_spent.get(TRIAL_PROMOTED_FROM.get(t) or -1, 0.0)
+            total += v - min(spared, v)
         return total
 
     @property
@@ -404,8 +412,9 @@ class StudySearcher(Searcher):
             label = TRIAL_REFERENCE.get(trial)
             if not label:
                 return trial
+            promoted_from = TRIAL_PROMOTED_FROM.get(trial)
             twin = next((t for t in self.study.get_trials(deepcopy=False, states=(*DONE_STATES, TrialState.RUNNING))
-                         if t.number != trial.number and TRIAL_REFERENCE.get(t) == label
+                         if t.number not in (trial.number, promoted_from) and TRIAL_REFERENCE.get(t) == label
                          and (t.state in DONE_STATES or t.number < trial.number)), None)
             if twin is None:
                 return trial
