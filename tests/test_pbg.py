@@ -184,7 +184,7 @@ def test_the_draw_is_uniform_and_fixed_by_the_rng(space: Any, schedules: list[di
     assert len(counts) == 3 and min(counts.values()) >= 3  # 3 children, about 8 each
 
 
-def test_a_conditional_space_is_drawn_at_random(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_conditional_space_is_enumerated_through_its_flat_twin(schedules: list[dict[str, Any]]) -> None:
     data = yaml.safe_load(SPACE.read_text())
     data["encoding"] = "conditional"
     space = parse_space(data, "growbench conditional", epochs=EPOCHS)
@@ -200,5 +200,16 @@ def test_a_conditional_space_is_drawn_at_random(monkeypatch: pytest.MonkeyPatch)
         kids.add(row_key(child))
     again = pbg.draw_child(space, base, 2, rng=random.Random(0), taken=lambda s: row_key(s) == row_key(base))
     assert again is not None and row_key(again[1]) in kids and len(kids) > 1
+    # a specific grown prefix is found every time (random draws hit it about once in 576)
+    at2 = _all_children(space, _grown_at_1(schedules), 2)
+    assert sorted(c["events"][1]["epoch"] for c in at2) == [2, 3, 4]
+    assert pbg.draw_child(space, base, 2, rng=random.Random(0), taken=lambda s: True) is None
+
+
+def test_a_space_without_a_flat_twin_is_drawn_at_random(monkeypatch: pytest.MonkeyPatch) -> None:
+    space = parse_space(yaml.safe_load((SPACE.parent / "quickstart.yaml").read_text()), "quickstart", epochs=5)
+    base = {"version": 1, "events": []}
+    c = pbg.draw_child(space, base, 2, rng=random.Random(0), taken=lambda s: False)
+    assert c is not None and applied_prefix(c[1], 2) == "[]" and row_key(space.decode(c[0])) == row_key(c[1])
     monkeypatch.setattr(pbg, "RANDOM_TRIES", 100)  # a refusal tries them all: fewer, to stay fast
     assert pbg.draw_child(space, base, 2, rng=random.Random(0), taken=lambda s: True) is None

@@ -157,9 +157,11 @@ def draw_child(space: Any, parent_schedule: Mapping[str, Any], boundary: int, *,
     """A schedule of ``space`` that continues ``parent_schedule``'s applied prefix at ``boundary``.
 
     Uniform over the space's distinct schedules whose events before ``boundary`` are exactly
-    the parent's and that ``taken`` does not refuse (a schedule the study already has). A flat
-    space with a finite grid (:meth:`SearchSpace.grid`) of at most :data:`GRID_LIMIT` points is
-    enumerated (exact); any other space is sampled at random, :data:`RANDOM_TRIES` times.
+    the parent's and that ``taken`` does not refuse (a schedule the study already has). A space
+    whose flat encoding has a finite grid (:meth:`SearchSpace.grid`) of at most :data:`GRID_LIMIT`
+    points is enumerated (exact; a conditional space through its flat twin, the parameters
+    translated back with :meth:`SearchSpace.to_conditional`); any other space is sampled at
+    random, :data:`RANDOM_TRIES` times.
 
     Args:
         space: the bound :class:`~growsearch.search.space.SearchSpace`.
@@ -173,13 +175,16 @@ def draw_child(space: Any, parent_schedule: Mapping[str, Any], boundary: int, *,
         schedule continues the prefix.
     """
     want = applied_prefix(parent_schedule, boundary)
-    grid = _finite_grid(space)
-    if grid is not None:
+    flat = _flat_twin(space)
+    grid = _finite_grid(flat) if flat is not None else None
+    if flat is not None and grid is not None:
         seen: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         names = list(grid)
         for combo in itertools.product(*(grid[k] for k in names)):
             params = dict(zip(names, combo, strict=True))
             try:
+                if flat is not space:  # a conditional space: its own parameters for the same schedule
+                    params = flat.to_conditional(params)
                 sched = space.decode(params).to_dict()
             except Exception:  # noqa: BLE001 - a grid point the space repairs away or refuses: not a child
                 continue
@@ -191,6 +196,19 @@ def draw_child(space: Any, parent_schedule: Mapping[str, Any], boundary: int, *,
             return None
         return seen[rng.choice(sorted(seen))]
     return _draw_random(space, want, boundary, rng=rng, taken=taken)
+
+
+def _flat_twin(space: Any) -> Any:
+    """``space`` itself when flat, else the same space in the flat encoding (``None`` when it has none:
+    points with different numbers of amounts, forms or inits)."""
+    if getattr(space, "encoding", None) == "flat":
+        return space
+    try:
+        twin = space.model_copy(update={"encoding": "flat"})
+        twin.grid(sampler="pbg")
+    except Exception:  # noqa: BLE001 - no flat twin: drawn at random
+        return None
+    return twin
 
 
 def _finite_grid(space: Any) -> dict[str, list[Any]] | None:
