@@ -49,17 +49,41 @@ from typing import Any
 
 import torch
 
+from growsearch.backbones import backbone_presets
+from growsearch.backbones.registry import get_entry
 from growsearch.data import synthetic_bench
 from growsearch.data.synthetic import ensure_corpus
+from growsearch.schedule import GrowthSchedule
 from growsearch.train.config import load_train_config
 from growsearch.train.loop import train
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
+#: the model option that holds a family's per-layer widths
+WIDTH_OPTION = {"lcgrnn": "hidden", "resnet18": "widths"}
+#: the schedule whose growth gives the ``wide`` width (``dropin_frozen`` grows the same points)
+WIDE_SCHEDULE = "dropin_unfrozen.yaml"
+
+
+def preset_widths(family: str) -> dict[str, dict[str, list[int]]]:
+    """Model options of the two widths of ``presets/<family>/tiny``: the preset's, and those its dropin schedule grows to.
+
+    Read from the preset and the schedule file, so the benchmark follows them when they change.
+    A growth point ``<name><i>`` (``stage2``, ``gru2``) is layer ``i`` of the width list.
+    """
+    folder = PRESETS / family / "tiny"
+    cfg = load_train_config(folder / "config.yaml")
+    key = WIDTH_OPTION[family]
+    opts = {**backbone_presets(cfg.model.backbone)[cfg.model.preset or get_entry(cfg.model.backbone).default_preset],
+            **cfg.model.options}
+    base = [int(w) for w in opts[key]]
+    wide = list(base)
+    for ev in GrowthSchedule.load(folder / WIDE_SCHEDULE).events:
+        wide[int(ev.point[-1]) - 1] += int(ev.neurons or 0)
+    return {"baseline": {key: base}, "wide": {key: wide}}
+
+
 #: model options of the two widths per preset family
-WIDTHS: dict[str, dict[str, dict[str, Any]]] = {
-    "lcgrnn": {"baseline": {"hidden": [8, 8, 4, 4]}, "wide": {"hidden": [8, 16, 4, 4]}},
-    "resnet18": {"baseline": {"widths": [4, 8, 8, 16]}, "wide": {"widths": [4, 16, 16, 16]}},
-}
+WIDTHS: dict[str, dict[str, dict[str, list[int]]]] = {fam: preset_widths(fam) for fam in WIDTH_OPTION}
 TARGET_BASELINE = (0.10, 0.35)
 TARGET_GAP = 0.05
 TARGET_SD = 0.02
