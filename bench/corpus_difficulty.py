@@ -4,9 +4,11 @@ For each backbone (the tiny LC-GRNN and the tiny ResNet18 presets, ``presets/<fa
 it trains, on the generated corpus of ``--size`` (default ``bench``) and for each seed, the
 preset's model from scratch at two widths, with no growth:
 
-- ``baseline``: the preset's widths (LC-GRNN 8/8/4/4, ResNet18 4/8/8/16);
+- ``baseline``: the preset's widths (LC-GRNN 8/8/4/4, ResNet18 ``tiny_authors`` 4/4/4/16);
 - ``wide``: the widths the preset's dropin schedules grow to (LC-GRNN GRU layer 2 +8:
-  8/16/4/4; ResNet18 stages 2 and 3 +8: 4/16/16/16), trained from scratch.
+  8/16/4/4; ResNet18 stages 2 and 3 +8: 4/12/12/16), trained from scratch.
+
+Both are read from the preset (:func:`preset_widths`), so they follow it when it changes.
 
 The training config is the preset's (loss, optimizer, lr, batch size, 1 s clips) with
 ``--epochs`` epochs; ``--lr`` (for all backbones or per backbone, ``lcgrnn=3e-3``) and
@@ -77,8 +79,8 @@ def preset_widths(family: str) -> dict[str, dict[str, list[int]]]:
             **cfg.model.options}
     base = [int(w) for w in opts[key]]
     wide = list(base)
-    for ev in GrowthSchedule.load(folder / WIDE_SCHEDULE).events:
-        wide[int(ev.point[-1]) - 1] += int(ev.neurons or 0)
+    for point, units in GrowthSchedule.load(folder / WIDE_SCHEDULE).total_grown().items():
+        wide[int(point[-1]) - 1] += units
     return {"baseline": {key: base}, "wide": {key: wide}}
 
 
