@@ -205,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "benchmark": "corpus_difficulty",
         "corpus": {"size": args.size, "synth_seed": args.synth_seed, "root": str(root), "strength": synthetic_bench.STRENGTH,
+                   "version": synthetic_bench.VERSION, "level_db": list(synthetic_bench.LEVEL_DB),
+                   "tilt": list(synthetic_bench.TILT), "cue_p": synthetic_bench.CUE_P,
                    "generated_s": gen_s if generated else None},
         "epochs": args.epochs, "seeds": args.seeds, "lr": lrs or None, "batch_size": args.batch_size,
         "targets": {"baseline_dev_eer": list(TARGET_BASELINE), "wide_gap_min": TARGET_GAP, "dev_eer_sd_max": TARGET_SD},
