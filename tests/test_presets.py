@@ -5,6 +5,7 @@ names, and a preset schedule enqueued as a reference trial is marked as such in 
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,28 @@ def test_full_presets_carry_the_papers_settings() -> None:
     for fam in ("resnet18", "lcgrnn"):
         s = GrowthSchedule.load(PRESETS / fam / "plasticity.yaml")
         assert s.epochs_with_events == (5, 10) and s.total_grown() == dict.fromkeys(s.total_grown(), 0)
+
+
+def test_corpus_difficulty_widths_are_the_tiny_presets_and_their_dropin_growth() -> None:
+    """bench/corpus_difficulty.py's ``baseline`` width is the tiny preset's and its ``wide`` width
+    what the preset's dropin schedules (frozen and unfrozen grow alike) reach, point by point."""
+    spec = importlib.util.spec_from_file_location("corpus_difficulty", ROOT / "bench" / "corpus_difficulty.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.WIDTHS == {
+        "lcgrnn": {"baseline": {"hidden": [8, 8, 4, 4]}, "wide": {"hidden": [8, 16, 4, 4]}},
+        "resnet18": {"baseline": {"widths": [4, 4, 4, 16]}, "wide": {"widths": [4, 12, 12, 16]}},
+    }
+    for fam, widths in mod.WIDTHS.items():
+        folder = PRESETS / fam / "tiny"
+        grown = [GrowthSchedule.load(folder / f"{v}.yaml").total_grown() for v in ("dropin_frozen", "dropin_unfrozen")]
+        assert grown[0] == grown[1]
+        points = _points(load_train_config(folder / "config.yaml"))
+        (base,), (wide,) = widths["baseline"].values(), widths["wide"].values()
+        for name, units in grown[0].items():
+            i = int(name[-1]) - 1
+            assert points[name].base_width == base[i] and wide[i] == base[i] + units
 
 
 # ---- every tiny variant trains ----------------------------------------------------------
