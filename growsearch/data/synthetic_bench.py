@@ -24,8 +24,10 @@ cannot represent all of it:
   both unnormalised in c0 and c1, which made its training seed-dependent.
   Measured with ``bench/corpus_difficulty.py`` (3 seeds, 10 epochs; ``bench/results/CALIBRATION.md``):
   the tiny LC-GRNN (lr 3e-3) reaches 0.230 dev EER at its baseline width and 0.165 at the
-  grown width (seed sd 0.020); the tiny ResNet18 0.135 and 0.107 (gap 0.029, below the 0.05
-  target; version 1: 0.187 and 0.140).
+  grown width (seed sd 0.020); the tiny ResNet18 (``tiny_authors`` widths 4/4/4/16, lr 3e-3)
+  0.139 and 0.079 at 4/12/12/16 (gap 0.061, sd 0.014 on seeds 0-2; on seeds 3-5 one seed
+  starts slowly and the sd is 0.089). With the earlier widths 4/8/8/16 at lr 1e-3: 0.135 and
+  0.107 (version 1: 0.187 and 0.140).
 - **Channel cues** (:data:`CUE_P`, off in version 2): a bona fide utterance may carry one
   artefact of a train/dev system alone, so only a system's pair of artefacts marks a spoof;
   a capacity requirement measured in ``CALIBRATION.md``, not yet calibrated.
