@@ -36,7 +36,7 @@ WRECKED = {"label": "wrecked", "schedule": {"events": [{"point": "gru2", "epoch"
 
 
 def write_study(tmp_path: Path, corpus: Path, name: str, *, trials: int = 6, scheduler: Any = None, epochs: int = 3,
-                execution: dict[str, Any] | None = None) -> Path:
+                execution: dict[str, Any] | None = None, reference: list[Any] | None = None) -> Path:
     data: dict[str, Any] = {
         "name": name,
         "train": {
@@ -52,7 +52,7 @@ def write_study(tmp_path: Path, corpus: Path, name: str, *, trials: int = 6, sch
         "sampler": {"name": "random", "seed": 0},
         "budget": {"trials": trials},
         "scheduler": scheduler or {"name": "moasha", "rungs": [2], "reduction_factor": 2, "min_epochs_after_growth": 1},
-        "reference": ["baseline", WRECKED],
+        "reference": reference or ["baseline", WRECKED],
         "outputs": str(tmp_path / "out"),
         "execution": {"num_cpus": 2, "cpus_per_trial": 1, "max_concurrent": 1, "retries": 1, **(execution or {})},
     }
@@ -177,3 +177,50 @@ def test_sigkill_between_rungs_loses_nothing(tmp_path: Path, corpus: Path) -> No
     resumed = [t for t in finished if (t.user_attrs.get("attempt") or {}).get("resumed_from_trial") is not None
                or (t.state == TrialState.PRUNED and t.user_attrs.get("requeued_from") is not None)]
     assert resumed, [(t.number, t.state.name, t.user_attrs.get("attempt")) for t in finished]
+
+
+def test_a_promoted_trial_resumes_its_checkpoint_and_matches_a_full_run(tmp_path: Path, corpus: Path) -> None:
+    """``promote: true``: the baseline is stopped at rung 2 by a (recorded) trial with a better dev
+    EER, then promoted once two wrecked references fill the rung; the promoted trial resumes the
+    stopped one's checkpoint, is not judged again, and ends with the metrics of an uninterrupted
+    run (``growsearch train``, same seed)."""
+    from optuna.trial import create_trial
+
+    from growsearch.search.runner import open_study
+    from growsearch.search.study import load_study_config
+
+    wrecked2 = {"label": "wrecked2", "schedule": {"events": [{"point": "gru1", "epoch": 1, "neurons": 16, "lr": 2.0}]}}
+    p = write_study(tmp_path, corpus, "promote", trials=5, epochs=4,
+                    scheduler={"name": "moasha", "rungs": [2], "reduction_factor": 2, "promote": True},
+                    reference=["baseline", WRECKED, wrecked2])
+    url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
+    cfg = load_study_config(p)
+    study = open_study(cfg, url)
+    # evidence recorded before the run: a schedule with dev EER 0 after 2 epochs (it outranks the baseline)
+    study.add_trial(create_trial(state=TrialState.COMPLETE, values=[0.0, 9999.0], params={}, distributions={},
+                                 user_attrs={"schedule": {"version": 1, "events": [{"point": "gru2", "epoch": 1, "neurons": 4}]},
+                                             "curves": {"dev_eer": [0.5, 0.0, 0.0, 0.0]}}))
+    res = run("run", str(p))
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = optuna.load_study(study_name="promote", storage=url).get_trials()
+    by_ref: dict[Any, list[Any]] = {}
+    for t in trials:
+        by_ref.setdefault(t.user_attrs.get("reference"), []).append(t)
+    first, again = by_ref["baseline"][0], by_ref["baseline"][-1]
+    assert first.state == TrialState.PRUNED and first.user_attrs["pruned"]["rung"] == 2, \
+        [(t.number, t.state.name, t.user_attrs.get("rungs")) for t in trials]
+    assert again.number != first.number and again.state == TrialState.COMPLETE
+    assert again.user_attrs["promoted_from"] == first.number
+    assert again.user_attrs["attempt"].get("resumed_from_trial") == first.number
+    assert "2" not in (again.user_attrs.get("rungs") or {})  # not judged again where it was stopped
+    n = len(first.user_attrs["pruned"]["curves"]["dev_eer"])
+    assert again.user_attrs["curves"]["dev_eer"][:n] == first.user_attrs["pruned"]["curves"]["dev_eer"]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    # the resumed run ends where an uninterrupted run of the same schedule and seed ends
+    train = yaml.safe_load(p.read_text())["train"]
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(train))
+    res = subprocess.run([GROWSEARCH, "train", str(tmp_path / "train.yaml"), "--seed", "1", "--out", str(tmp_path / "full"),
+                          "--no-resume"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    full = json.loads(res.stdout)
+    assert float(full["dev_eer"]) == again.values[0] and int(full["params"]) == int(again.values[1])
