@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -127,36 +126,18 @@ def test_sigkill_between_rungs_loses_nothing(tmp_path: Path, corpus: Path) -> No
     PRUNED: the same command resumes; the PRUNED trial stays PRUNED (not rerun), the
     interrupted one reruns from its checkpoint and is judged again (COMPLETE or PRUNED, once),
     no schedule finishes twice."""
-    from test_search_ray import _descendants, _kill_all, _wait_for
+    from test_search_ray import sigkill_driver_when
 
     p = write_study(tmp_path, corpus, "killed", epochs=6, execution={"max_concurrent": 2, "epoch_delay_s": 1.0})
     url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
-    log_path = tmp_path / "first.log"
-    log = open(log_path, "w")  # noqa: SIM115 - the driver writes it for the whole test
-    proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
-    ray_procs: dict[int, str] = {}
 
-    def pruned_and_one_between_rungs() -> bool:
-        try:
-            trials = optuna.load_study(study_name="killed", storage=url).get_trials(deepcopy=False)
-        except Exception:  # noqa: BLE001 - not created yet
-            return False
+    def pruned_and_one_between_rungs(trials: list[Any]) -> bool:
         return (any(t.state == TrialState.PRUNED for t in trials)
                 and any(t.state == TrialState.RUNNING and "2" in (t.user_attrs.get("rungs") or {}) for t in trials))
 
-    try:
-        _wait_for(pruned_and_one_between_rungs, 600, "a PRUNED trial and a running one past its rung", log_path)
-        ray_procs = _descendants(proc.pid)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        before = {t.number: (t.state.name, t.user_attrs.get("pruned"))
-                  for t in optuna.load_study(study_name="killed", storage=url).get_trials()}
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        _kill_all(ray_procs)
-        log.close()
+    killed = sigkill_driver_when(GROWSEARCH, p, url, "killed", pruned_and_one_between_rungs,
+                                 "a PRUNED trial and a running one past its rung", tmp_path / "first.log")
+    before = {t.number: (t.state.name, t.user_attrs.get("pruned")) for t in killed}
     assert "RUNNING" in {s for s, _ in before.values()}
     res = run("run", str(p))
     assert res.returncode == 0, res.stderr[-3000:]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -147,36 +146,17 @@ def test_pbg_sigkill_resumes_without_losing_or_doubling(tmp_path: Path, corpus: 
     reference is replaced at boundary 2, its child runs next): the same command resumes; each
     replaced member keeps exactly one child, a rerun child stays a child; no trial stays
     RUNNING or WAITING; no schedule finishes twice."""
-    from test_search_ray import _descendants, _kill_all, _wait_for
+    from test_search_ray import sigkill_driver_when
 
     p = write_study(tmp_path, corpus, "killed", execution={"epoch_delay_s": 1.0})
     url = f"sqlite:///{tmp_path / 'out' / 'study.db'}"
-    log_path = tmp_path / "first.log"
-    log = open(log_path, "w")  # noqa: SIM115 - the driver writes it for the whole test
-    proc = subprocess.Popen([GROWSEARCH, "run", str(p)], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
-    ray_procs: dict[int, str] = {}
 
-    def replaced_and_running() -> bool:
-        try:
-            trials = optuna.load_study(study_name="killed", storage=url).get_trials(deepcopy=False)
-        except Exception:  # noqa: BLE001 - not created yet
-            return False
-        return (any(t.state == TrialState.PRUNED for t in trials)
-                and any(t.state == TrialState.RUNNING for t in trials))
+    def replaced_and_running(trials: list[Any]) -> bool:
+        return any(t.state == TrialState.PRUNED for t in trials) and any(t.state == TrialState.RUNNING for t in trials)
 
-    try:
-        _wait_for(replaced_and_running, 600, "a replaced member and a running trial", log_path)
-        ray_procs = _descendants(proc.pid)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        before = {t.number: (t.state.name, t.user_attrs.get("pruned"))
-                  for t in optuna.load_study(study_name="killed", storage=url).get_trials()}
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        _kill_all(ray_procs)
-        log.close()
+    killed = sigkill_driver_when(GROWSEARCH, p, url, "killed", replaced_and_running, "a replaced member and a running trial",
+                                 tmp_path / "first.log")
+    before = {t.number: (t.state.name, t.user_attrs.get("pruned")) for t in killed}
     res = run("run", str(p))
     assert res.returncode == 0, res.stderr[-3000:]
     trials = optuna.load_study(study_name="killed", storage=url).get_trials()

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,36 @@ def _kill_all(procs: dict[int, str]) -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+def sigkill_driver_when(growsearch: str, study_yaml: Path, url: str, name: str,
+                        pred: Callable[[list[optuna.trial.FrozenTrial]], bool], what: str,
+                        log_path: Path) -> list[optuna.trial.FrozenTrial]:
+    """Run ``growsearch run study_yaml`` in its own session, ``kill -9`` the driver once ``pred``
+    holds for the study's trials, clean up what is left of its Ray, and return the trials as the
+    kill left them (the driver's output goes to ``log_path``)."""
+    log = open(log_path, "w")  # noqa: SIM115 - the driver writes it until it is killed
+    proc = subprocess.Popen([growsearch, "run", str(study_yaml)], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    ray_procs: dict[int, str] = {}
+
+    def ready() -> bool:
+        try:
+            return pred(optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False))
+        except Exception:  # noqa: BLE001 - not created yet
+            return False
+
+    try:
+        _wait_for(ready, 600, what, log_path)
+        ray_procs = _descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        return optuna.load_study(study_name=name, storage=url).get_trials()
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        _kill_all(ray_procs)
+        log.close()
 
 
 def _distinct_complete(study: optuna.Study) -> None:
