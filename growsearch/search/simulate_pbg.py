@@ -26,7 +26,8 @@ workers and clock (issue 14, items 3-4):
   :class:`~growsearch.search.pbg_tune.PbgScheduler` does.
 - **Replacement.** The member is told PRUNED with a ``pruned`` attr as the live scheduler
   writes it (``scheduler: pbg``, ``rung``, ``epoch``, ``reason``, partial ``curves``,
-  ``train_flops`` spent, ``train_flops_saved``, ``parent``, and ``child``: its ``params``,
+  ``train_flops`` of the schedule up to the boundary, ``train_flops_saved`` the part a child
+  inherited, so that spent = the difference as the searcher counts it, ``parent``, and ``child``: its ``params``,
   ``schedule`` and ``lineage``); the child is enqueued with its parameters and the
   ``lineage`` attr ``{scheduler, parent, boundary, replaces, generation}``. A freed worker
   takes the oldest WAITING child (asked through the same propose step) before the sampler
@@ -242,7 +243,7 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
         spent = r.cum[b - 1] - r.offset()
         curves = {"dev_eer": list((r.res.get("dev_eer_curve") or [])[:b]), "train_flops": r.cum[:b]}
         TRIAL_PRUNED.set(r.trial, {"scheduler": SCHEDULER_NAME, "rung": b, "epoch": b - 1, "reason": ex.reason,
-                                   "curves": curves, "train_flops": spent, "train_flops_saved": r.offset(),
+                                   "curves": curves, "train_flops": r.cum[b - 1], "train_flops_saved": r.offset(),
                                    "checkpoint": None, "parent": ex.parent,
                                    "child": {"params": params, "schedule": sched, "lineage": lineage}})
         TRIAL_CURVES.set(r.trial, curves)
