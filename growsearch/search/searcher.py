@@ -345,8 +345,14 @@ class StudySearcher(Searcher):
                 self._idle_until = time.time() + IDLE_RECHECK
                 return None
 
-        if self.may_ask is not None and not self.may_ask():
-            return None if busy else Searcher.FINISHED
+        if self.may_ask is not None:
+            if busy and time.time() < self._idle_until:
+                return None  # the gate was shut a moment ago; a trial ending here reopens the count
+            if not self.may_ask():  # one database read: Tune asks on every loop while a worker is free
+                if not busy:
+                    return Searcher.FINISHED
+                self._idle_until = time.time() + IDLE_RECHECK
+                return None
 
         def ask() -> optuna.Trial:
             trial = self._ask()
