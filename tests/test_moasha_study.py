@@ -8,9 +8,7 @@ are on no Pareto front and in no export; rerunning the same command reruns none 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +17,11 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from cli_run import GROWSEARCH
+from cli_run import run_growsearch as run
+
 pytestmark = pytest.mark.slow
 
-GROWSEARCH = str(Path(sys.executable).with_name("growsearch"))
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 #: Growth only before epoch 1 trains, so every searched trial is settled at rung 2.
@@ -58,11 +58,6 @@ def write_study(tmp_path: Path, corpus: Path, name: str, *, trials: int = 6, sch
     p = tmp_path / f"{name}.yaml"
     p.write_text(yaml.safe_dump(data))
     return p
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([GROWSEARCH, *args], capture_output=True, text=True, env=env, timeout=900)
 
 
 def test_moasha_prunes_and_pruned_trials_stay_out(tmp_path: Path, corpus: Path) -> None:

@@ -11,9 +11,7 @@ command changes nothing; a driver killed mid-study resumes with nothing lost or 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +22,11 @@ from optuna.trial import TrialState
 
 from growsearch.search.moasha import applied_prefix
 
+from cli_run import GROWSEARCH
+from cli_run import run_growsearch as run
+
 pytestmark = pytest.mark.slow
 
-GROWSEARCH = str(Path(sys.executable).with_name("growsearch"))
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 #: 8 schedules: GRU layer 2 +4 or +8 before epoch 1 or 2, with or without shrinking back an epoch later.
@@ -61,11 +61,6 @@ def write_study(tmp_path: Path, corpus: Path, name: str, *, trials: int = 8, exe
     p = tmp_path / f"{name}.yaml"
     p.write_text(yaml.safe_dump(data))
     return p
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([GROWSEARCH, *args], capture_output=True, text=True, env=env, timeout=900)
 
 
 def check_lineages(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
