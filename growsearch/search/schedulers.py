@@ -37,6 +37,15 @@ from growsearch.yamlio import did_you_mean, key_line, parse_model
 __all__ = ["MoashaConfig", "NoScheduler", "PbgConfig", "SchedulerConfig", "parse_scheduler"]
 
 
+def _epochs_trained(v: tuple[int, ...] | None, what: str) -> tuple[int, ...] | None:
+    """A scheduler's list of epochs trained (rungs, boundaries): at least one, strictly increasing."""
+    if v is not None and not v:
+        raise ValueError(f"give at least one {what} (epochs trained)")
+    if v is not None and any(b <= a for a, b in zip(v, v[1:], strict=False)):
+        raise ValueError(f"expected strictly increasing epochs trained, got {list(v)}")
+    return v
+
+
 class NoScheduler(BaseModel):
     """``scheduler: none``: no early stopping (every trial trains to its last epoch)."""
 
@@ -74,11 +83,7 @@ class MoashaConfig(BaseModel):
     @field_validator("rungs")
     @classmethod
     def _increasing(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        if v is not None and not v:
-            raise ValueError("give at least one rung (epochs trained)")
-        if v is not None and any(b <= a for a, b in zip(v, v[1:], strict=False)):
-            raise ValueError(f"expected strictly increasing epochs trained, got {list(v)}")
-        return v
+        return _epochs_trained(v, "rung")
 
     @model_validator(mode="after")
     def _one_way(self) -> MoashaConfig:
@@ -129,11 +134,7 @@ class PbgConfig(BaseModel):
     @field_validator("boundaries")
     @classmethod
     def _increasing(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        if v is not None and not v:
-            raise ValueError("give at least one boundary (epochs trained)")
-        if v is not None and any(b <= a for a, b in zip(v, v[1:], strict=False)):
-            raise ValueError(f"expected strictly increasing epochs trained, got {list(v)}")
-        return v
+        return _epochs_trained(v, "boundary")
 
     @model_validator(mode="after")
     def _one_way(self) -> PbgConfig:
