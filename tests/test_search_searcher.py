@@ -140,6 +140,42 @@ def test_resync_after_dead_driver(tmp_path: Path) -> None:
     assert len(done) == 3 and s2.n_complete == 3
 
 
+def test_a_driver_killed_while_sampling_reruns_only_complete_proposals(tmp_path: Path) -> None:
+    """A driver dead between a trial's first and last parameter left a half-sampled trial: it
+    is failed, not re-enqueued with its partial parameters (the sampler would fill the rest with
+    a schedule nobody proposed); an enqueued trial cut off while asked keeps its enqueued
+    parameters; a completely proposed one reruns its parameters."""
+    from growsearch.search.attrs import TRIAL_DRIVER, TRIAL_SCHEDULE
+
+    study = _study(tmp_path)
+    s = _searcher(study, budget=10)
+    s.resync()
+    assert s.suggest("ref")["reference"] == "baseline"
+    full = s.suggest("full")  # a complete proposal
+    token = str(study.user_attrs[s.lease_key]["token"])
+    half = study.ask()  # killed mid-sampling: one parameter, no schedule yet
+    TRIAL_DRIVER.set(half, token)
+    half.suggest_int("n_events", 1, 1)
+    fixed = dict(full["params"], n_events=full["params"]["n_events"])
+    study.enqueue_trial(fixed, user_attrs={"requeued_from": full["trial_number"]}, skip_if_exists=False)
+    enq = study.ask()  # an enqueued trial, killed before its parameters were read
+    TRIAL_DRIVER.set(enq, token)
+    assert not enq.params and TRIAL_SCHEDULE.key not in enq.user_attrs
+    study.set_user_attr(s.lease_key, {**study.user_attrs[s.lease_key], "pid": _dead_pid()})
+
+    s2 = _searcher(_study(tmp_path), budget=10)
+    info = s2.resync()
+    assert info["requeued"] == 3  # all four failed; three have something to rerun
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    by_from = {t.user_attrs["requeued_from"]: t for t in waiting}
+    assert set(by_from) == {0, full["trial_number"], enq.number}  # not the half-sampled one
+    assert by_from[full["trial_number"]].system_attrs["fixed_params"] == full["params"]
+    assert by_from[enq.number].system_attrs["fixed_params"] == fixed
+    assert by_from[0].user_attrs["reference"] == "baseline"
+    failed = {t.number: t for t in study.get_trials(states=(TrialState.FAIL,))}
+    assert half.number in failed and "driver" in failed[half.number].user_attrs["fail_reason"]
+
+
 def _run_together(*fns: Callable[[], Any]) -> list[Any]:
     """Call ``fns`` at the same instant in threads (a barrier), as two driver processes would."""
     barrier = threading.Barrier(len(fns))

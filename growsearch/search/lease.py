@@ -26,11 +26,12 @@ from datetime import datetime
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from growsearch.search import optuna_private as op
 from growsearch.search.attrs import (
     LEASE_PREFIX,
+    OPTUNA_FIXED_PARAMS,
     STUDY_LEGACY_LEASE,
     TRIAL_DRIVER,
     TRIAL_FAIL_REASON,
@@ -212,7 +213,7 @@ class DriverLease:
 
     # ---- reaping ------------------------------------------------------------------------------
     def reap(self, *, now: float | None = None) -> int:
-        """Fail and re-enqueue the RUNNING trials whose driver is dead; returns how many.
+        """Fail the RUNNING trials whose driver is dead and re-enqueue them; returns how many were re-enqueued.
 
         A trial's driver is its user attr ``driver`` (a token) and that token's lease
         (:func:`driver_alive`). A trial with no token or no lease (asked by hand, an older
@@ -247,8 +248,7 @@ class DriverLease:
                     continue
                 who = "unknown, no heartbeat for " + f"{age:.0f} s"
             reason = f"interrupted: the driver ({who}) stopped before the trial finished; re-enqueued"
-            if self.fail(op.trial_id_of(ft), reason):
-                self.requeue(ft.params, ft.user_attrs, ft.number)
+            if self.fail(op.trial_id_of(ft), reason) and self.requeue(ft):
                 requeued += 1
         return requeued
 
@@ -270,13 +270,29 @@ class DriverLease:
             return False
         return op.fail_trial(rdb, trial_id, TRIAL_FAIL_REASON.key, reason)
 
-    def requeue(self, params: dict[str, Any], attrs: dict[str, Any], number: int) -> None:
-        """Enqueue the rerun of trial ``number``; a trial that never got its proposal (its
-        driver died between ask and sampling) has nothing to rerun: a fresh ask replaces it."""
+    def requeue(self, ft: FrozenTrial) -> bool:
+        """Enqueue the rerun of the interrupted trial ``ft``.
+
+        What reruns is the schedule it was proposed: a reference's, or its parameters once the
+        proposal was complete (the ``schedule`` user attr is written after the last
+        parameter); an enqueued trial (a rerun, a promotion, a PBG child) keeps the parameters
+        it was enqueued with even when its driver died while asking. A trial cut off before its
+        proposal was complete (between ask and the last parameter) has nothing to rerun: a
+        fresh ask replaces it, so a half-sampled schedule is never fixed for the sampler.
+        """
+        attrs = ft.user_attrs
         keep: dict[str, Any] = {k: attrs[k] for k in (TRIAL_REFERENCE.key, TRIAL_SCHEDULE.key) if k in attrs and TRIAL_REFERENCE.get(attrs)}
         for attr in (TRIAL_LINEAGE, TRIAL_PROMOTED_FROM):  # a PBG child stays one; a promoted trial stays promoted
             if attr.get(attrs) is not None:
                 keep[attr.key] = attrs[attr.key]
+        fixed = ft.system_attrs.get(OPTUNA_FIXED_PARAMS)
+        if TRIAL_SCHEDULE.key in attrs and not TRIAL_REFERENCE.get(attrs):
+            params = dict(ft.params)
+        elif isinstance(fixed, dict):
+            params = dict(fixed)
+        else:
+            params = {}
         if not params and not keep:
-            return
-        self.study.enqueue_trial(dict(params), user_attrs={**keep, TRIAL_REQUEUED_FROM.key: number}, skip_if_exists=False)
+            return False
+        self.study.enqueue_trial(params, user_attrs={**keep, TRIAL_REQUEUED_FROM.key: ft.number}, skip_if_exists=False)
+        return True

@@ -59,7 +59,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
@@ -201,8 +201,8 @@ class StudySearcher(Searcher):
     def _fail(self, trial_id: int, reason: str) -> bool:
         return self.lease.fail(trial_id, reason)
 
-    def _requeue(self, params: dict[str, Any], attrs: dict[str, Any], number: int) -> None:
-        self.lease.requeue(params, attrs, number)
+    def _requeue(self, ft: FrozenTrial) -> bool:
+        return self.lease.requeue(ft)
 
     def start_heartbeats(self) -> None:
         self.lease.start()
@@ -451,8 +451,7 @@ class StudySearcher(Searcher):
             reason = ("stopped before it finished: its driver's heartbeat kept failing; re-enqueued" if self.lease_lost
                       else "stopped before it finished (interrupt or wall-time budget); re-enqueued")
             ft = op.storage_of(self.study).get_trial(op.trial_id_of(trial))
-            if self._fail(op.trial_id_of(trial), reason):
-                self._requeue(ft.params, ft.user_attrs, ft.number)
+            if self._fail(op.trial_id_of(trial), reason) and self._requeue(ft):
                 self.n_requeued += 1
             return
         payload = json.loads(result.get(PAYLOAD_KEY) or "{}")
@@ -551,8 +550,7 @@ class StudySearcher(Searcher):
             for rid, trial in list(self.live.items()):
                 try:  # mark what can be marked: a faulty storage leaves it to the next run's reap
                     ft = op.storage_of(self.study).get_trial(op.trial_id_of(trial))
-                    if self._fail(op.trial_id_of(trial), reason):
-                        self._requeue(ft.params, ft.user_attrs, ft.number)
+                    if self._fail(op.trial_id_of(trial), reason) and self._requeue(ft):
                         n += 1
                 except Exception as exc:
                     if not self.record_storage_fault(exc) and self.lease_lost is None:
