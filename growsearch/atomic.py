@@ -2,7 +2,8 @@
 
 A killed process or a full disk leaves either the old file or the new one, never half of
 one; the temporary file is removed on any failure. :func:`exclusive_lock` serialises the
-processes that build the same folder (the generated corpus, a feature-cache entry).
+processes that build the same folder (the generated corpus, a feature-cache entry);
+:func:`pid_alive` tells whether a process that left a file behind still runs.
 """
 
 from __future__ import annotations
@@ -67,3 +68,14 @@ def exclusive_lock(lock_path: str | Path) -> Iterator[None]:
         except OSError:
             pass
         yield
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (one owned by another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

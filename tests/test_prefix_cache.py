@@ -118,7 +118,7 @@ def test_prefix_reuse_report_from_trials(tmp_path: Path) -> None:
     recorded = [
         {"train_flops": 100.0, "train_flops_saved": 0.0, "prefix_epochs_reused": 0},
         {"train_flops": 200.0, "train_flops_saved": 50.0, "prefix_epochs_reused": 2},
-        {"train_flops": 300.0, "train_flops_saved": 90.0, "prefix_epochs_reused": 3},
+        {"train_flops": 300.0, "train_flops_saved": 90.0, "prefix_epochs_reused": 3, "prefix_wait_s": 4.5},
     ]
     for i, m in enumerate(recorded):
         t = study.ask()
@@ -127,10 +127,10 @@ def test_prefix_reuse_report_from_trials(tmp_path: Path) -> None:
     t = study.ask()  # a failed trial does not count
     TRIAL_METRICS.set(t, {"train_flops": 1e9, "train_flops_saved": 1e9, "prefix_epochs_reused": 5})
     study.tell(t, state=optuna.trial.TrialState.FAIL)
-    assert trial_prefix_reuse(study.trials[1]) == {"epochs": 2, "train_flops": 50.0}
+    assert trial_prefix_reuse(study.trials[1]) == {"epochs": 2, "train_flops": 50.0, "wait_s": 0.0}
     assert trial_prefix_reuse({}) is None
     expected = {"complete": 3, "hits": 2, "epochs_reused": 5, "train_flops": 600.0, "train_flops_saved": 140.0,
-                "saved_fraction": pytest.approx(140.0 / 600.0)}
+                "saved_fraction": pytest.approx(140.0 / 600.0), "wait_s": 4.5}
     assert prefix_reuse(study) == expected
     res = CliRunner().invoke(command, ["s", "--storage", url, "--json"])
     assert res.exit_code == 0, res.output
@@ -138,7 +138,7 @@ def test_prefix_reuse_report_from_trials(tmp_path: Path) -> None:
     res = CliRunner().invoke(command, ["s", "--storage", url])
     assert res.exit_code == 0, res.output
     assert ("prefix cache: 2 of 3 trials started from a cached prefix, 5 epochs reused, 140 of 600 training FLOPs saved "
-            "(23.3%)") in res.output
+            "(23.3%); trials waited 4 s in all for prefixes others were training") in res.output
 
 
 def test_cache_size_limit_is_a_study_setting(tmp_path: Path) -> None:

@@ -89,7 +89,8 @@ def command(study: str, storage: str | None, as_json: bool, reference: str) -> N
     if pc is not None and pc["complete"]:
         lines.append(f"prefix cache: {pc['hits']} of {pc['complete']} trials started from a cached prefix, "
                      f"{pc['epochs_reused']} epochs reused, {pc['train_flops_saved']:.4g} of {pc['train_flops']:.4g} "
-                     f"training FLOPs saved ({100 * pc['saved_fraction']:.1f}%)")
+                     f"training FLOPs saved ({100 * pc['saved_fraction']:.1f}%)"
+                     + (f"; trials waited {pc['wait_s']:.0f} s in all for prefixes others were training" if pc.get("wait_s") else ""))
     if d["duplicates"]:  # FAIL in Optuna's states, but proposals that were never trained, not failures
         lines.append(f"duplicate proposals (not trained, resampled): {len(d['duplicates'])}: "
                      + ", ".join(f"#{x['trial']} = #{x['duplicate_of']}" for x in d["duplicates"]))

@@ -25,23 +25,25 @@ def summarise(metrics: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The totals over COMPLETE trials' ``metrics`` dicts.
 
     Returns:
-        ``{complete, hits, epochs_reused, train_flops, train_flops_saved, saved_fraction}``:
+        ``{complete, hits, epochs_reused, train_flops, train_flops_saved, saved_fraction, wait_s}``:
         ``hits`` counts trials that started from a cached prefix; ``train_flops`` is what the
         trials' training cost in all (cached epochs included), ``saved_fraction`` the share of
-        it the cache spared.
+        it the cache spared; ``wait_s`` the seconds trials waited for a prefix another trial
+        was training (:mod:`growsearch.train.prefix_claims`).
     """
     complete = hits = epochs = 0
-    total = saved = 0.0
+    total = saved = wait = 0.0
     for m in metrics:
         complete += 1
         total += float(m.get("train_flops") or 0.0)
         r = trial_prefix_reuse(m)
+        wait += r["wait_s"] if r is not None else 0.0
         if r is not None and r["epochs"] > 0:
             hits += 1
             epochs += r["epochs"]
             saved += r["train_flops"]
     return {"complete": complete, "hits": hits, "epochs_reused": epochs, "train_flops": total,
-            "train_flops_saved": saved, "saved_fraction": saved / total if total > 0 else 0.0}
+            "train_flops_saved": saved, "saved_fraction": saved / total if total > 0 else 0.0, "wait_s": wait}
 
 
 def prefix_reuse(study: optuna.Study) -> dict[str, Any]:

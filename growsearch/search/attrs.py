@@ -195,10 +195,12 @@ def trial_fail_reason(trial: Any) -> str | None:
 #: loaded instead of training them, and their training FLOPs.
 PREFIX_EPOCHS_REUSED = "prefix_epochs_reused"
 PREFIX_FLOPS_SAVED = "train_flops_saved"
+PREFIX_WAIT_S = "prefix_wait_s"
 
 
 def trial_prefix_reuse(source: _HasUserAttrs | Mapping[str, Any]) -> dict[str, Any] | None:
-    """What the prefix cache saved a trial: ``{"epochs", "train_flops"}``; ``None`` when not recorded.
+    """What the prefix cache saved a trial: ``{"epochs", "train_flops", "wait_s"}`` (``wait_s``: seconds
+    it waited for a prefix another trial was training); ``None`` when not recorded.
 
     Args:
         source: a trial, its user-attr dict, or its ``metrics`` dict itself.
@@ -207,7 +209,8 @@ def trial_prefix_reuse(source: _HasUserAttrs | Mapping[str, Any]) -> dict[str, A
     m = values if PREFIX_EPOCHS_REUSED in values else TRIAL_METRICS.get(values)
     if not isinstance(m, Mapping) or not isinstance(m.get(PREFIX_EPOCHS_REUSED), int):
         return None
-    return {"epochs": int(m[PREFIX_EPOCHS_REUSED]), "train_flops": float(m.get(PREFIX_FLOPS_SAVED) or 0.0)}
+    return {"epochs": int(m[PREFIX_EPOCHS_REUSED]), "train_flops": float(m.get(PREFIX_FLOPS_SAVED) or 0.0),
+            "wait_s": float(m.get(PREFIX_WAIT_S) or 0.0)}
 
 
 def study_objectives(study: _HasUserAttrs | Mapping[str, Any]) -> list[Objective] | None:

@@ -28,6 +28,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from growsearch.atomic import pid_alive
 from growsearch.search import optuna_private as op
 from growsearch.search.attrs import (
     LEASE_PREFIX,
@@ -57,16 +58,6 @@ def lease_key(token: str) -> str:
     return lease_attr(token).key
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def driver_alive(lease: dict[str, Any] | None, *, now: float | None = None) -> bool:
     """Whether the driver that wrote ``lease`` (study user attr ``driver:<token>``) still runs.
 
@@ -79,7 +70,7 @@ def driver_alive(lease: dict[str, Any] | None, *, now: float | None = None) -> b
     now = time.time() if now is None else now
     fresh = now - float(lease.get("beat", 0)) < GRACE_PERIOD
     if lease.get("host") == socket.gethostname():
-        return fresh and _pid_alive(int(lease.get("pid", -1)))
+        return fresh and pid_alive(int(lease.get("pid", -1)))
     return fresh
 
 

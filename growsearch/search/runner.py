@@ -37,6 +37,7 @@ from growsearch.errors import ConfigError, GrowsearchError, RunFailed
 from growsearch.metrics.flops_definition import mark_flops_definition
 from growsearch.paths import child_path
 from growsearch.redact import redact_url
+from growsearch.report.reuse import summarise
 from growsearch.search.attrs import (
     STUDY_CONFIG,
     STUDY_CONFIG_HASH,
@@ -227,17 +228,6 @@ def _quiet_ray() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _reuse_totals(study: optuna.Study) -> tuple[float, float, int]:
-    total = saved = 0.0
-    epochs = 0
-    for ft in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        m = TRIAL_METRICS.get(ft) or {}
-        total += float(m.get("train_flops") or 0.0)
-        saved += float(m.get("train_flops_saved") or 0.0)
-        epochs += int(m.get("prefix_epochs_reused") or 0)
-    return total, saved, epochs
-
-
 def run_study(
     cfg: StudyConfig,
     *,
@@ -336,7 +326,7 @@ def _run_study(cfg: StudyConfig, url: str, *, trial_fn: TrialFn | None, log: Cal
         if ex.prefix_reuse:  # every trial's cache reads its size limit from the folder
             from growsearch.train.prefix_cache import set_limit
 
-            set_limit(shared / "prefix_cache", int(ex.prefix_cache_max_gb * 2**30))
+            set_limit(shared / "prefix_cache", int(ex.prefix_cache_max_gb * 2**30), ex.prefix_wait_s)
     except BaseException:
         searcher.close("the run did not start")  # release the lease, stop its heartbeats
         raise
@@ -514,10 +504,12 @@ def _finish(summary: RunSummary, study: optuna.Study, searcher: StudySearcher, t
         summary.front_size = len(study.best_trials) if summary.complete else 0
     except Exception:  # noqa: BLE001 - a summary line must not fail the run
         summary.front_size = 0
-    total, saved, epochs = _reuse_totals(study)
-    summary.train_flops, summary.train_flops_saved, summary.epochs_reused = total, saved, epochs
-    STUDY_PREFIX_REUSE.set(study, {"train_flops": total, "train_flops_saved": saved, "prefix_epochs_reused": epochs,
-                                   "saved_fraction": saved / total if total > 0 else 0.0})
+    reuse = summarise(TRIAL_METRICS.get(ft) or {} for ft in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    summary.train_flops, summary.train_flops_saved, summary.epochs_reused = (
+        reuse["train_flops"], reuse["train_flops_saved"], reuse["epochs_reused"])
+    STUDY_PREFIX_REUSE.set(study, {"train_flops": reuse["train_flops"], "train_flops_saved": reuse["train_flops_saved"],
+                                   "prefix_epochs_reused": reuse["epochs_reused"], "saved_fraction": reuse["saved_fraction"],
+                                   "prefix_wait_s": reuse["wait_s"]})
     summary.wall_s = time.time() - t_start
     return summary
 

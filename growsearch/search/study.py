@@ -186,6 +186,9 @@ class Execution(BaseModel):
             :mod:`growsearch.train.prefix_cache`.
         prefix_cache_max_gb: size limit of the prefix cache in GiB; least recently used
             entries are evicted beyond it.
+        prefix_wait_s: the longest a starting trial waits for a shared prefix that another
+            running trial is training, instead of training the same epochs itself
+            (:mod:`growsearch.train.prefix_claims`; 0: never wait).
         crash_at_epoch: test hook: the trial process exits hard after this epoch's
             checkpoint on its first attempt (to test worker restarts).
         epoch_delay_s: test hook: the trial sleeps this long after each epoch, so that tests
@@ -206,6 +209,7 @@ class Execution(BaseModel):
     shared_dir: str | None = None
     prefix_reuse: bool = True
     prefix_cache_max_gb: float = Field(default=10.0, gt=0, le=1e6)
+    prefix_wait_s: float = Field(default=3600.0, ge=0, le=7 * 86400)
     crash_at_epoch: int | None = Field(default=None, ge=0, le=EPOCHS_MAX)
     epoch_delay_s: float = Field(default=0.0, ge=0, le=3600)
 

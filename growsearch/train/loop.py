@@ -186,11 +186,14 @@ def train(
         metrics, best_model = bk.finish(run, config, schedule, splits, device, amp_dtype, out, clip_s, log)
         metrics["prefix_epochs_reused"] = prefix_reused
         metrics["train_flops_saved"] = float(prefix_flops)
+        metrics["prefix_wait_s"] = round(p.prefix_wait_s, 3)
         bk.write_json(out / "metrics.json", metrics)
         log(f"done: dev_eer {metrics['dev_eer']:.4f} eval_eer {metrics['eval_eer']:.4f} (best epoch {metrics['best_epoch']})")
         return TrainResult("ok", metrics, out, best_model)
     finally:
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        if p.claims is not None:  # finished, failed or stopped: nobody waits for what this run will not write
+            p.claims.release_all()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ What this module guarantees, whatever the entry holds:
   (a hit touches the entry; eviction removes the oldest first). The limit is recorded in the
   folder (``DIR/limit.json``, written by :func:`set_limit`, e.g. from the study's
   ``execution.prefix_cache_max_gb``), so every trial of a study uses the same one;
-  :data:`DEFAULT_MAX_BYTES` when none is recorded.
+  :data:`DEFAULT_MAX_BYTES` when none is recorded. The same file records ``max_wait_s``, how
+  long a trial waits for a prefix another trial is training (:mod:`growsearch.train.prefix_claims`).
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from pathlib import Path
 
 from growsearch.atomic import atomic_write_text, exclusive_lock
 
-__all__ = ["DEFAULT_MAX_BYTES", "LIMIT_FILE", "PrefixCache", "set_limit"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_WAIT_S", "LIMIT_FILE", "PrefixCache", "set_limit"]
 
 #: The size limit of a cache folder that records none (10 GiB).
 DEFAULT_MAX_BYTES = 10 * 2**30
+#: How long a trial waits for a prefix that another trial is training, when the folder records nothing.
+DEFAULT_MAX_WAIT_S = 3600.0
 #: The file in a cache folder that records its size limit: ``{"max_bytes": N}``.
 LIMIT_FILE = "limit.json"
 _ENTRY = ".pt"
@@ -46,9 +49,10 @@ _EVICT_LOCK = "evict.lock"
 _STALE_TMP_S = 3600.0
 
 
-def set_limit(root: str | Path, max_bytes: int) -> None:
-    """Record ``max_bytes`` as the size limit of the cache folder ``root`` (created if missing)."""
-    atomic_write_text(Path(root) / LIMIT_FILE, json.dumps({"max_bytes": int(max_bytes)}) + "\n")
+def set_limit(root: str | Path, max_bytes: int, max_wait_s: float = DEFAULT_MAX_WAIT_S) -> None:
+    """Record ``max_bytes`` as the size limit of the cache folder ``root`` (created if missing),
+    and ``max_wait_s``, the longest a trial waits for a prefix another trial is training."""
+    atomic_write_text(Path(root) / LIMIT_FILE, json.dumps({"max_bytes": int(max_bytes), "max_wait_s": float(max_wait_s)}) + "\n")
 
 
 def _file_digest(path: Path) -> str:
@@ -91,6 +95,15 @@ class PrefixCache:
             return int(v) if isinstance(v, int | float) and v > 0 else DEFAULT_MAX_BYTES
         except (OSError, ValueError, KeyError, TypeError):
             return DEFAULT_MAX_BYTES
+
+    @property
+    def max_wait_s(self) -> float:
+        """The recorded longest wait for a prefix being trained, else :data:`DEFAULT_MAX_WAIT_S`."""
+        try:
+            v = json.loads((self.root / LIMIT_FILE).read_text())["max_wait_s"]
+            return float(v) if isinstance(v, int | float) and v >= 0 else DEFAULT_MAX_WAIT_S
+        except (OSError, ValueError, KeyError, TypeError):
+            return DEFAULT_MAX_WAIT_S
 
     def has(self, key: str) -> bool:
         """Both files of ``key`` exist (unverified: what a writer checks before writing)."""

@@ -29,6 +29,7 @@ from growsearch.train import state as st
 from growsearch.train.config import TrainConfig
 from growsearch.train.phase import Phase, make_scheduler, restore_phase, start_phase
 from growsearch.train.prefix_cache import PrefixCache
+from growsearch.train.prefix_claims import PrefixClaims
 
 __all__ = ["Plan", "RunState", "best_after_prefix", "eligible_from", "plan", "prefix_keys", "run_key", "start_run",
            "state_extra", "write_checkpoints"]
@@ -74,6 +75,8 @@ class Plan:
         cache: the prefix cache (None: not used).
         prefix_keys: ``{epoch: key}`` of the state at the start of every epoch
             ``1..epochs-1`` (empty when the cache is not used).
+        claims: this run's claims on the prefixes it trains (None: the cache is not used).
+        prefix_wait_s: seconds the run waited for a prefix another trial was training.
     """
 
     run_key: str
@@ -82,6 +85,8 @@ class Plan:
     eligible_from: int
     cache: PrefixCache | None = None
     prefix_keys: dict[int, str] = field(default_factory=dict)
+    claims: PrefixClaims | None = None
+    prefix_wait_s: float = 0.0
 
 
 def run_key(config: TrainConfig, schedule: GrowthSchedule) -> str:
@@ -132,7 +137,8 @@ def plan(config: TrainConfig, schedule: GrowthSchedule, out: Path, prefix_cache:
     eligible = eligible_from(schedule, config.training.best_checkpoint)
     cache = PrefixCache(Path(prefix_cache), log) if prefix_cache is not None else None
     keys = prefix_keys(config, schedule) if cache is not None else {}
-    return Plan(run_key(config, schedule), out / st.CHECKPOINT_DIR / st.STATE_FILE, windows, eligible, cache, keys)
+    claims = PrefixClaims(cache.root, log) if cache is not None else None
+    return Plan(run_key(config, schedule), out / st.CHECKPOINT_DIR / st.STATE_FILE, windows, eligible, cache, keys, claims)
 
 
 def start_run(p: Plan, model: Backbone, config: TrainConfig, schedule: GrowthSchedule, device: torch.device, scaler: Any, *,
@@ -166,18 +172,44 @@ def start_run(p: Plan, model: Backbone, config: TrainConfig, schedule: GrowthSch
             run.window_best = {p.eligible_from: run.best} if run.best is not None else {}
             p = replace(p, cache=None, prefix_keys={})
         log(f"resuming {out} at epoch {run.epoch}")
+        _claim_rest(p, run.epoch)
         return run, int(extra.get("prefix_epochs_reused", 0)), p
     if p.cache is not None:
+        root = p.cache.root
+        p = replace(p, prefix_wait_s=_wait_for_claimed(p))
         for e in sorted(p.prefix_keys, reverse=True):
             loaded = _load_prefix(p, e, config, schedule, device, scaler, log)
             if loaded is not None:
                 loaded.best = best_after_prefix(loaded.window_best, p.eligible_from, e)
-                log(f"reusing a shared prefix ({e} epochs) from {p.cache.root}")
+                log(f"reusing a shared prefix ({e} epochs) from {root}")
+                _claim_rest(p, e)
                 return loaded, e, p
+        _claim_rest(p, 0)
     tc = config.training
     model.to(device)
     phase = start_phase(model, results=[], policy="all", optimizer_name=tc.optimizer, lr=tc.lr, weight_decay=tc.weight_decay)
     return RunState(model, phase, make_scheduler(tc.scheduler, phase.optimizer), scaler), 0, p
+
+
+def _cached_depth(p: Plan) -> int:
+    """The deepest epoch whose prefix entry the cache holds (unverified; 0: none)."""
+    assert p.cache is not None
+    return max((e for e, key in p.prefix_keys.items() if p.cache.has(key)), default=0)
+
+
+def _wait_for_claimed(p: Plan) -> float:
+    """Wait (at most the cache's ``max_wait_s``) while another live trial trains a prefix of
+    this schedule deeper than the cache holds, so the run starts from it instead of training
+    the same epochs twice; returns the seconds waited."""
+    assert p.cache is not None and p.claims is not None
+    return p.claims.wait(p.prefix_keys, lambda: _cached_depth(p), p.cache.max_wait_s)
+
+
+def _claim_rest(p: Plan, start: int) -> None:
+    """Claim the prefix entries this run will write after epoch ``start`` that the cache lacks."""
+    if p.cache is None or p.claims is None:
+        return
+    p.claims.claim(key for e, key in sorted(p.prefix_keys.items()) if e > start and not p.cache.has(key))
 
 
 def _load_prefix(p: Plan, e: int, config: TrainConfig, schedule: GrowthSchedule, device: torch.device, scaler: Any,
@@ -235,6 +267,9 @@ def write_checkpoints(p: Plan, run: RunState, prefix_reused: int) -> None:
     extra = state_extra(run, f"prefix:{key}", 0)
     extra["best"] = None
     p.cache.store(key, lambda tmp: torch.save(model_blob(run.model, extra=extra), tmp))
+    if p.claims is not None:
+        p.claims.release(key)
+        p.claims.refresh(run.records[-1].get("wall_s") if run.records else None)
 
 
 def _restore(path: Path, config: TrainConfig, schedule: GrowthSchedule, device: torch.device,
