@@ -28,11 +28,9 @@ With ``workers=1`` and no scheduler this is ``simulate`` (same proposals, values
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -46,6 +44,7 @@ from growsearch.search.attrs import (
 from growsearch.search.moasha import Decision, RungPoint, decide, value_at_rung
 from growsearch.search.schedulers import MoashaConfig
 from growsearch.search.simulate import Table, TableStudy, row_key
+from growsearch.search.simulate_clock import SimRun, WorkerClock, cumulative_flops
 from growsearch.search.space import SearchSpace
 from growsearch.vocabulary import EER, Direction
 
@@ -87,24 +86,9 @@ class AshaTrial:
 
 
 @dataclass
-class _Running:
-    trial: optuna.Trial
-    label: str | None
-    schedule: dict[str, Any]
-    res: dict[str, Any]
-    start: float
-    cum: list[float]  # cumulative training FLOPs after each epoch
+class _Running(SimRun):
     costs: tuple[float, ...]
     next_rung: int = 0  # index into the rungs still to come
-
-
-def _cumulative(res: dict[str, Any], epochs: int) -> list[float]:
-    """The cumulative training FLOPs after each epoch (the table's curve; linear if it lacks one)."""
-    total = float(res["train_flops"])
-    curve = res.get("train_flops_curve")
-    if isinstance(curve, list) and len(curve) == epochs and all(isinstance(v, int | float) for v in curve):
-        return [float(v) for v in curve[:-1]] + [total]
-    return [total * (e + 1) / epochs for e in range(epochs)]
 
 
 def simulate_asha(table: Table, sampler: optuna.samplers.BaseSampler, *, objectives: Sequence[str],
@@ -154,26 +138,18 @@ def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, o
     sim = TableStudy(table, sampler, directions=directions, references=references, space=space, seed=seed, trials=trials)
     study = sim.study
 
-    running: dict[int, _Running] = {}
-    events: list[tuple[float, int, int, int]] = []  # (time, order, trial number, rung or 0 = end)
+    clk = WorkerClock()
     points: dict[int, list[RungPoint]] = {r: [] for r in rungs}  # the study's rung evidence
     out: list[AshaTrial] = []
-    spent_done = 0.0
     started = 0
-    order = 0
     exhausted = False
 
-    def clock(now: float) -> float:
-        return spent_done + sum(now - r.start for r in running.values())
-
     def schedule_next(r: _Running) -> None:
-        nonlocal order
-        order += 1
         if r.next_rung < len(rungs):
             rung = rungs[r.next_rung]
-            heapq.heappush(events, (r.start + r.cum[rung - 1], order, r.trial.number, rung))
+            clk.at(r.start + r.cum[rung - 1], r.trial.number, rung)
         else:
-            heapq.heappush(events, (r.start + r.cum[-1], order, r.trial.number, 0))
+            clk.at(r.start + r.cum[-1], r.trial.number, 0)
 
     def start(now: float) -> bool:
         nonlocal started, exhausted
@@ -183,22 +159,21 @@ def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, o
             return False
         p, res = found
         costs = tuple((1.0 if d == "minimize" else -1.0) * float(res[n]) for n, d in cost_names)
-        r = _Running(p.trial, p.label, p.schedule.to_dict(), res, now, _cumulative(res, epochs), costs)
-        running[p.trial.number] = r
+        r = _Running(p.trial, p.label, p.schedule.to_dict(), res, now, cumulative_flops(res, epochs), costs)
+        clk.start(p.trial.number, r)
         started += 1
         schedule_next(r)
         return True
 
     def fill(now: float) -> None:
-        while (len(running) < workers and started < trials and not exhausted
-               and (flops_budget is None or clock(now) < flops_budget)):
+        while (len(clk.running) < workers and started < trials and not exhausted
+               and (flops_budget is None or clk.spent(now) < flops_budget)):
             if not start(now):
                 break
 
     fill(0.0)
-    while events:
-        now, _, number, rung = heapq.heappop(events)
-        r = running[number]
+    for now, r, rung in clk.events():
+        number = r.trial.number
         if rung:  # a rung: record the evidence, then judge (as MoashaScheduler._at_rung)
             assert scheduler is not None
             r.next_rung += 1
@@ -224,17 +199,15 @@ def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, o
                                        "checkpoint": None})
             TRIAL_CURVES.set(r.trial, curves)
             study.tell(r.trial, state=TrialState.PRUNED)
-            running.pop(number)
-            spent_done += spent
+            clk.finish(number, spent)
             out.append(AshaTrial(number, r.label, row_key(r.schedule), "PRUNED", None, rung, spent, r.start, now,
-                                 clock(now), d))
+                                 clk.spent(now), d))
         else:
             values = [float(r.res[n]) for n in objectives]
             study.tell(r.trial, values)
-            running.pop(number)
-            spent_done += r.cum[-1]
+            clk.finish(number, r.cum[-1])
             out.append(AshaTrial(number, r.label, row_key(r.schedule), "COMPLETE", values, None, r.cum[-1], r.start, now,
-                                 clock(now)))
+                                 clk.spent(now)))
         fill(now)
-    assert not running and math.isfinite(spent_done)
+    assert not clk.running and math.isfinite(clk.spent_done)
     return study, out

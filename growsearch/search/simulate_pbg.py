@@ -44,7 +44,6 @@ trials, and no trial starts once the training FLOPs spent reach ``flops_budget``
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
 from collections.abc import Sequence
@@ -60,7 +59,8 @@ from growsearch.search.attrs import TRIAL_CURVES, TRIAL_LINEAGE, TRIAL_PRUNED, T
 from growsearch.search.moasha import RungPoint, value_at_rung
 from growsearch.search.schedulers import PbgConfig
 from growsearch.search.simulate import Table, TableStudy, row_key
-from growsearch.search.simulate_asha import AshaTrial, _cumulative
+from growsearch.search.simulate_asha import AshaTrial
+from growsearch.search.simulate_clock import SimRun, WorkerClock, cumulative_flops
 from growsearch.search.space import SearchSpace
 from growsearch.vocabulary import EER, Direction
 
@@ -87,13 +87,7 @@ class PbgTrial(AshaTrial):
 
 
 @dataclass
-class _Running:
-    trial: optuna.Trial
-    label: str | None
-    schedule: dict[str, Any]
-    res: dict[str, Any]
-    start: float
-    cum: list[float]  # cumulative training FLOPs after each epoch (of the whole schedule)
+class _Running(SimRun):
     birth: int = 0  # 0: a member; else the boundary it was born at
     parent: int | None = None
     next_b: int = 0  # index into the boundaries still to come
@@ -151,28 +145,21 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
     sim = TableStudy(table, sampler, directions=directions, references=references, space=space, seed=seed, trials=trials)
     study = sim.study
 
-    running: dict[int, _Running] = {}
+    clk = WorkerClock()
     schedules: dict[int, dict[str, Any]] = {}  # every started trial's schedule
     generation: dict[int, int] = {}
     waiting: list[tuple[int, int, int]] = []  # enqueued children, oldest first: (birth boundary, parent, generation)
     taken_keys: set[str] = set()
-    heap: list[tuple[float, int, int, int]] = []  # (time, order, trial number, boundary or 0 = end)
     points: dict[int, list[RungPoint]] = {b: [] for b in bounds}
     out: list[PbgTrial] = []
-    spent_done = 0.0
-    started = members = order = 0
+    started = members = 0
     exhausted = False
 
-    def clock(now: float) -> float:
-        return spent_done + sum(now - r.start for r in running.values())
-
     def push(r: _Running) -> None:
-        nonlocal order
-        order += 1
         while r.next_b < len(bounds) and bounds[r.next_b] <= r.birth:
             r.next_b += 1
         b = bounds[r.next_b] if r.next_b < len(bounds) else 0
-        heapq.heappush(heap, (r.start + (r.cum[b - 1] if b else r.cum[-1]) - r.offset(), order, r.trial.number, b))
+        clk.at(r.start + (r.cum[b - 1] if b else r.cum[-1]) - r.offset(), r.trial.number, b)
 
     def run(now: float) -> bool:
         """Start the oldest WAITING child, else a member proposed by the sampler."""
@@ -185,8 +172,8 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
             return False
         p, res = found
         assert bool(birth) == (TRIAL_LINEAGE.get(p.trial.user_attrs) is not None), "a child is the WAITING trial"
-        r = _Running(p.trial, p.label, p.schedule.to_dict(), res, now, _cumulative(res, epochs), birth, parent)
-        running[p.trial.number] = r
+        r = _Running(p.trial, p.label, p.schedule.to_dict(), res, now, cumulative_flops(res, epochs), birth, parent)
+        clk.start(p.trial.number, r)
         generation[p.trial.number] = gen
         schedules[p.trial.number] = r.schedule
         taken_keys.add(row_key(r.schedule))
@@ -196,7 +183,7 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
         return True
 
     def can_start(now: float) -> bool:
-        return started < trials and (flops_budget is None or clock(now) < flops_budget)
+        return started < trials and (flops_budget is None or clk.spent(now) < flops_budget)
 
     def prefix_costs(schedule: dict[str, Any], b: int) -> tuple[float, ...] | None:
         res = _result(table, pbg.prefix_schedule(schedule, b), seed)
@@ -209,11 +196,9 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
 
     def finish(r: _Running, now: float, spent: float, state: str, values: list[float] | None = None,
                b: int | None = None, ex: pbg.Exploit | None = None) -> None:
-        nonlocal spent_done
-        running.pop(r.trial.number)
-        spent_done += spent
+        clk.finish(r.trial.number, spent)
         out.append(PbgTrial(r.trial.number, r.label, row_key(r.schedule), state, values, b, spent, r.start, now,
-                            clock(now), None, r.birth or None, r.parent, ex))
+                            clk.spent(now), None, r.birth or None, r.parent, ex))
 
     def boundary(r: _Running, b: int, now: float) -> None:
         r.next_b += 1
@@ -253,14 +238,12 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
         finish(r, now, spent, "PRUNED", None, b, ex)  # the worker is free for the child
 
     def fill(now: float) -> None:
-        while len(running) < workers and can_start(now) and (waiting or (members < config.population and not exhausted)):
+        while len(clk.running) < workers and can_start(now) and (waiting or (members < config.population and not exhausted)):
             if not run(now):
                 break
 
     fill(0.0)
-    while heap:
-        now, _, number, b = heapq.heappop(heap)
-        r = running[number]
+    for now, r, b in clk.events():
         if b:
             boundary(r, b, now)
         else:
@@ -268,5 +251,5 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
             study.tell(r.trial, values)
             finish(r, now, r.cum[-1] - r.offset(), "COMPLETE", values)
         fill(now)
-    assert not running and math.isfinite(spent_done)
+    assert not clk.running and math.isfinite(clk.spent_done)
     return study, out
