@@ -11,7 +11,9 @@ schedules and reached the same objective values for each (reuse must not change 
 training FLOPs actually spent, epochs reused (and how many of them lie after a trial's first
 growth, which the first-growth-only cache could not reuse), cache hits, wall time of each run.
 Wall times are not comparable between the runs on a shared machine (and the first run also
-generates the corpus); the FLOPs are.
+generates the corpus); the FLOPs are. ``prefix_wait_s`` sums the seconds trials waited for a
+prefix another running trial was training (``--concurrent`` above 1;
+:mod:`growsearch.train.prefix_claims`); ``--prefix-wait-s 0`` turns the waiting off.
 
 ``--paper-pair`` adds two reference trials to the study (a separate measurement, not the
 quickstart's): the paper's dropin (unfrozen) and plasticity schedules sized for the quickstart
@@ -19,7 +21,7 @@ model, which share their growth at epoch 2, so the plasticity trial starts from 
 after the dropin trial's grown epochs (what the first-growth-only cache could not reuse).
 Usage::
 
-    python bench/prefix_reuse.py [--trials 12] [--concurrent 1] [--paper-pair]
+    python bench/prefix_reuse.py [--trials 12] [--concurrent 1] [--paper-pair] [--prefix-wait-s S]
 """
 
 from __future__ import annotations
@@ -51,13 +53,15 @@ PAPER_PAIR = {
 }
 
 
-def run(reuse: bool, trials: int, concurrent: int, work: Path, paper_pair: bool = False) -> dict[str, Any]:
+def run(reuse: bool, trials: int, concurrent: int, work: Path, paper_pair: bool = False,
+        wait_s: float | None = None) -> dict[str, Any]:
     from growsearch.schedule import GrowthSchedule
     from growsearch.search.runner import run_study
     from growsearch.search.study import Budget, Reference, load_study_config
 
     cfg = load_study_config(ROOT / "studies" / "quickstart.yaml")
-    ex = cfg.execution.model_copy(update={"prefix_reuse": reuse, "max_concurrent": concurrent})
+    ex = cfg.execution.model_copy(update={"prefix_reuse": reuse, "max_concurrent": concurrent,
+                                          **({} if wait_s is None else {"prefix_wait_s": wait_s})})
     name = f"reuse_{'on' if reuse else 'off'}"
     refs = cfg.reference
     if paper_pair:
@@ -75,6 +79,7 @@ def run(reuse: bool, trials: int, concurrent: int, work: Path, paper_pair: bool 
     saved = sum(float(m.get("train_flops_saved") or 0) for m in metrics)
     reused = [int(m.get("prefix_epochs_reused") or 0) for m in metrics]
     train_s = sum(float(m.get("wall_s") or 0) for m in metrics)
+    waited = sum(float(m.get("prefix_wait_s") or 0) for m in metrics)
     beyond = 0
     for t, n in zip(done, reused):
         events = (TRIAL_SCHEDULE.get(t) or {}).get("events") or []
@@ -89,6 +94,7 @@ def run(reuse: bool, trials: int, concurrent: int, work: Path, paper_pair: bool 
         "prefix_epochs_reused": sum(reused),
         "prefix_epochs_reused_after_first_growth": beyond,
         "cache_hits": sum(1 for n in reused if n > 0),
+        "prefix_wait_s": round(waited, 2),
         "complete": len(done),
         "values": {json.dumps(t.params, sort_keys=True) if not t.user_attrs.get("reference") else t.user_attrs["reference"]: t.values for t in done},
     }
@@ -99,9 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=12, help="COMPLETE trials per run (default: the quickstart's budget)")
     ap.add_argument("--concurrent", type=int, default=1)
     ap.add_argument("--paper-pair", action="store_true", help="add the paper's dropin + plasticity pair as reference trials")
+    ap.add_argument("--prefix-wait-s", type=float, default=None,
+                    help="execution.prefix_wait_s of the run with reuse (default: the study's; 0: a trial never waits "
+                         "for a prefix another trial is training)")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="gs_prefix"))
-    on = run(True, args.trials, args.concurrent, work, args.paper_pair)
+    on = run(True, args.trials, args.concurrent, work, args.paper_pair, args.prefix_wait_s)
     off = run(False, args.trials, args.concurrent, work, args.paper_pair)
     common = set(on["values"]) & set(off["values"])
     same = all(on["values"][k] == off["values"][k] for k in common)
@@ -111,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "study": "studies/quickstart.yaml" + (" + the paper's dropin/plasticity pair as references" if args.paper_pair else ""),
         "trials": args.trials,
         "concurrent": args.concurrent,
+        "prefix_wait_s": args.prefix_wait_s,
         "with_reuse": {k: v for k, v in on.items() if k != "values"},
         "without_reuse": {k: v for k, v in off.items() if k != "values"},
         "saved_fraction": saved_fraction,

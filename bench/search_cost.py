@@ -27,6 +27,12 @@ trains about ``population`` trials' worth of FLOPs and stops: it ends when nothi
   ``flops_to_target / F`` (the fraction of full NSGA-II's 32-trial training FLOPs). CIs: a
   paired bootstrap over seeds (target, ``F`` and curves resampled together).
 
+``--prefix-reuse`` runs every strategy, the reference included, with the simulated prefix
+cache (:class:`growsearch.search.simulate_clock.PrefixLedger`: a trial starts from the deepest
+state of its schedule another trial has trained by then, as ``execution.prefix_reuse`` does live,
+without the live wait for a prefix still being trained), so ``ratio_vs_full`` compares equals;
+``ratio_vs_full_without_reuse`` compares with full NSGA-II as it costs without the cache.
+
 Hypervolume via :func:`growsearch.report.hypervolume.hypervolume_history` at the fixed reference
 point of ``bench/search_quality.py --table`` (printed). Usage::
 
@@ -119,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pbg-min-epochs-after-growth", type=int, default=1)
     ap.add_argument("--strategies", nargs="+", default=DEFAULT_STRATEGIES, choices=list(STRATEGIES))
     ap.add_argument("--bootstrap", type=int, default=2000)
+    ap.add_argument("--prefix-reuse", action="store_true",
+                    help="every strategy with the prefix cache (a trial starts from the deepest state of its schedule "
+                         "another trial has trained); the reference is also run without it for ratio_vs_full_without_reuse")
     args = ap.parse_args(argv)
     print(json.dumps(run(args), indent=2))
     return 0
@@ -159,6 +168,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stats: dict[str, dict[str, list[float]]] = {}
     first_hv: list[float] = []  # the reference's HV after its first `trials` trials, per seed
     first_flops: list[float] = []  # ... and their training FLOPs
+    plain_hv: list[float] = []  # with --prefix-reuse: the same without the cache
+    plain_flops: list[float] = []
+
+    def first_trials(run_: list[Any], seed: int) -> tuple[float, float]:
+        """The hypervolume and training FLOPs of the reference's first ``trials`` trials."""
+        first = sorted(run_, key=lambda t: (t.start, t.number))[: args.trials]
+        if len(first) < args.trials or any(t.state != "COMPLETE" for t in first):
+            raise SystemExit(f"search_cost: seed {seed}: the reference ran {len(first)} of {args.trials} trials "
+                             f"within the budget; raise --budget")
+        fv = np.asarray([t.values for t in first], dtype=float)
+        return float(hypervolume_history(fv, objectives, reference)[-1]), float(sum(t.spent for t in first))
     t0 = time.perf_counter()
     for name in strategies:
         sampler_name, scheduler = STRATEGIES[name]
@@ -172,9 +192,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                       "seed": table.seeds[seed % len(table.seeds)], "workers": args.workers,
                                       "flops_budget": budget}
             if scheduler == "pbg":
-                run_ = simulate_pbg(table, sampler, config=pbg, sampler_seed=seed, **common)
+                run_ = simulate_pbg(table, sampler, config=pbg, sampler_seed=seed, prefix_reuse=args.prefix_reuse, **common)
             else:
-                run_ = simulate_asha(table, sampler, scheduler=moasha if scheduler == "moasha" else None, **common)
+                run_ = simulate_asha(table, sampler, scheduler=moasha if scheduler == "moasha" else None,
+                                     prefix_reuse=args.prefix_reuse, **common)
             done = [t for t in run_ if t.state == "COMPLETE"]
             values = np.asarray([t.values for t in done], dtype=float).reshape(-1, len(names))
             clock = np.asarray([t.clock for t in done], dtype=float)
@@ -187,13 +208,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             st["spent"].append(spent)
             st["children"].append(sum(1 for t in run_ if getattr(t, "birth", None) is not None))
             if name == REFERENCE:
-                first = sorted(run_, key=lambda t: (t.start, t.number))[: args.trials]
-                if len(first) < args.trials or any(t.state != "COMPLETE" for t in first):
-                    raise SystemExit(f"search_cost: seed {seed}: the reference ran {len(first)} of {args.trials} trials "
-                                     f"within the budget; raise --budget")
-                fv = np.asarray([t.values for t in first], dtype=float)
-                first_hv.append(float(hypervolume_history(fv, objectives, reference)[-1]))
-                first_flops.append(sum(t.spent for t in first))
+                hv, flops = first_trials(run_, seed)
+                first_hv.append(hv)
+                first_flops.append(flops)
+                if args.prefix_reuse:  # the same study without the cache: what full NSGA-II costs without it
+                    sampler = sampler_for(SamplerConfig(name=sampler_name, seed=seed, population_size=None), table.space,
+                                          args.trials)
+                    hv, flops = first_trials(simulate_asha(table, sampler, scheduler=None, **common), seed)
+                    plain_hv.append(hv)
+                    plain_flops.append(flops)
         curves[name] = np.asarray(per_seed)
         stats[name] = st
         print(f"search_cost: {name}: hv at budget {curves[name][:, -1].mean():.4f} ({time.perf_counter() - t0:.0f}s)",
@@ -224,6 +247,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "flops_to_target": _num(ftt, 0), "flops_to_target_ci95": _ci(boot_ftt, 0),
             "ratio_vs_full": _num(ftt / full), "ratio_vs_full_ci95": _ci(boot_ratio),
             "target_reached_in_bootstrap": round(float(np.isfinite(boot_ftt).mean()), 3),
+            **({"ratio_vs_full_without_reuse": _num(_first_reach(mean, grid, float(np.mean(plain_hv)))
+                                                    / float(np.mean(plain_flops)))} if args.prefix_reuse else {}),
             "hv_at_budget": round(float(mean[-1]), 5),
             "hv_at_budget_ci95": _ci(c[idx, -1].mean(axis=1), 5),
             "hv_at_goal_flops": round(float(hv_goal.mean()), 5),
@@ -242,6 +267,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "table_seeds": table.seeds, "table_rows": len(table.rows),
         "table_complete": _complete(table),
         "trials": args.trials, "seeds": len(seeds), "workers": args.workers, "objectives": names,
+        "prefix_reuse": args.prefix_reuse,
+        **({"without_reuse": {
+            "target_hv": round(float(np.mean(plain_hv)), 5), "full_train_flops": round(float(np.mean(plain_flops)), 0),
+            "rule": "the reference strategy run again without the prefix cache; ratio_vs_full_without_reuse = the "
+                    "FLOPs a strategy (with the cache) needs to reach this target_hv / this full_train_flops"}}
+           if args.prefix_reuse else {}),
         "reference_point": reference, "reference_rule": sq.REFERENCE_RULE,
         "moasha": {"rungs": list(moasha.resolved_rungs(table.epochs)), "reduction_factor": moasha.reduction_factor,
                    "min_epochs_after_growth": moasha.min_epochs_after_growth},

@@ -44,7 +44,7 @@ from growsearch.search.attrs import (
 from growsearch.search.moasha import Decision, RungPoint, decide, value_at_rung
 from growsearch.search.schedulers import MoashaConfig
 from growsearch.search.simulate import Table, TableStudy, row_key
-from growsearch.search.simulate_clock import SimRun, WorkerClock, cumulative_flops
+from growsearch.search.simulate_clock import PrefixLedger, SimRun, WorkerClock, cumulative_flops
 from growsearch.search.space import SearchSpace
 from growsearch.vocabulary import EER, Direction
 
@@ -94,19 +94,20 @@ class _Running(SimRun):
 def simulate_asha(table: Table, sampler: optuna.samplers.BaseSampler, *, objectives: Sequence[str],
                   directions: Sequence[Direction], trials: int, seed: str, workers: int = 2,
                   scheduler: MoashaConfig | None = None, flops_budget: float | None = None,
-                  references: Sequence[str] = ("baseline",), space: SearchSpace | None = None) -> list[AshaTrial]:
+                  references: Sequence[str] = ("baseline",), space: SearchSpace | None = None,
+                  prefix_reuse: bool = False) -> list[AshaTrial]:
     """Run a simulated study with ``workers`` asynchronous workers and, optionally, MOASHA
     (:func:`simulate_asha_study` without the study)."""
     return simulate_asha_study(table, sampler, objectives=objectives, directions=directions, trials=trials, seed=seed,
                                workers=workers, scheduler=scheduler, flops_budget=flops_budget, references=references,
-                               space=space)[1]
+                               space=space, prefix_reuse=prefix_reuse)[1]
 
 
 def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, objectives: Sequence[str],
                         directions: Sequence[Direction], trials: int, seed: str, workers: int = 2,
                         scheduler: MoashaConfig | None = None, flops_budget: float | None = None,
-                        references: Sequence[str] = ("baseline",),
-                        space: SearchSpace | None = None) -> tuple[optuna.Study, list[AshaTrial]]:
+                        references: Sequence[str] = ("baseline",), space: SearchSpace | None = None,
+                        prefix_reuse: bool = False) -> tuple[optuna.Study, list[AshaTrial]]:
     """Run a simulated study with ``workers`` asynchronous workers and, optionally, MOASHA.
 
     Args:
@@ -123,6 +124,9 @@ def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, o
             ones finish), as ``budget.train_flops``.
         references: labels of table rows enqueued first.
         space: the space to propose from (default: the table's).
+        prefix_reuse: a trial starts from the deepest state of its schedule another trial has
+            trained by then and is charged only the epochs after it
+            (:class:`~growsearch.search.simulate_clock.PrefixLedger`).
 
     Returns:
         The in-memory Optuna study and its finished trials in the order they finished.
@@ -139,6 +143,7 @@ def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, o
     study = sim.study
 
     clk = WorkerClock()
+    ledger = PrefixLedger(epochs) if prefix_reuse else None
     points: dict[int, list[RungPoint]] = {r: [] for r in rungs}  # the study's rung evidence
     out: list[AshaTrial] = []
     started = 0
@@ -147,9 +152,9 @@ def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, o
     def schedule_next(r: _Running) -> None:
         if r.next_rung < len(rungs):
             rung = rungs[r.next_rung]
-            clk.at(r.start + r.cum[rung - 1], r.trial.number, rung)
+            clk.at(r.at(rung), r.trial.number, rung)
         else:
-            clk.at(r.start + r.cum[-1], r.trial.number, 0)
+            clk.at(r.at(epochs), r.trial.number, 0)
 
     def start(now: float) -> bool:
         nonlocal started, exhausted
@@ -159,8 +164,12 @@ def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, o
             return False
         p, res = found
         costs = tuple((1.0 if d == "minimize" else -1.0) * float(res[n]) for n, d in cost_names)
-        r = _Running(p.trial, p.label, p.schedule.to_dict(), res, now, cumulative_flops(res, epochs), costs)
+        sched = p.schedule.to_dict()
+        reused = ledger.reusable(sched, now) if ledger is not None else 0
+        r = _Running(p.trial, p.label, sched, res, now, cumulative_flops(res, epochs), reused, costs)
         clk.start(p.trial.number, r)
+        if ledger is not None:
+            ledger.add(p.trial.number, r)
         started += 1
         schedule_next(r)
         return True
@@ -191,12 +200,14 @@ def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, o
             if not d.stop:
                 schedule_next(r)
                 continue
-            spent = r.cum[rung - 1]
+            spent = r.spent_by(rung)
+            if ledger is not None:
+                ledger.stop(number, rung)
             curves = {"dev_eer": list((r.res.get("dev_eer_curve") or [])[:rung]), "train_flops": r.cum[:rung]}
             TRIAL_PRUNED.set(r.trial, {"scheduler": SCHEDULER_NAME, "rung": rung, "epoch": rung - 1, "reason": d.reason,
                                        "situation": "settled" if d.situation == "settled" else "unsettled",
-                                       "kept": list(d.kept_numbers), "curves": curves, "train_flops": spent,
-                                       "checkpoint": None})
+                                       "kept": list(d.kept_numbers), "curves": curves, "train_flops": r.cum[rung - 1],
+                                       "train_flops_saved": r.cum[rung - 1] - spent, "checkpoint": None})
             TRIAL_CURVES.set(r.trial, curves)
             study.tell(r.trial, state=TrialState.PRUNED)
             clk.finish(number, spent)
@@ -205,9 +216,9 @@ def simulate_asha_study(table: Table, sampler: optuna.samplers.BaseSampler, *, o
         else:
             values = [float(r.res[n]) for n in objectives]
             study.tell(r.trial, values)
-            clk.finish(number, r.cum[-1])
-            out.append(AshaTrial(number, r.label, row_key(r.schedule), "COMPLETE", values, None, r.cum[-1], r.start, now,
-                                 clk.spent(now)))
+            clk.finish(number, r.spent_by(epochs))
+            out.append(AshaTrial(number, r.label, row_key(r.schedule), "COMPLETE", values, None, r.spent_by(epochs), r.start,
+                                 now, clk.spent(now)))
         fill(now)
     assert not clk.running and math.isfinite(clk.spent_done)
     return study, out

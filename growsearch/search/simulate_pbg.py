@@ -60,7 +60,7 @@ from growsearch.search.moasha import RungPoint, value_at_rung
 from growsearch.search.schedulers import PbgConfig
 from growsearch.search.simulate import Table, TableStudy, row_key
 from growsearch.search.simulate_asha import AshaTrial
-from growsearch.search.simulate_clock import SimRun, WorkerClock, cumulative_flops
+from growsearch.search.simulate_clock import PrefixLedger, SimRun, WorkerClock, cumulative_flops
 from growsearch.search.space import SearchSpace
 from growsearch.vocabulary import EER, Direction
 
@@ -92,9 +92,6 @@ class _Running(SimRun):
     parent: int | None = None
     next_b: int = 0  # index into the boundaries still to come
 
-    def offset(self) -> float:
-        return self.cum[self.birth - 1] if self.birth else 0.0
-
 
 def _result(table: Table, schedule: dict[str, Any], seed: str) -> dict[str, Any] | None:
     row = table.rows.get(row_key(schedule))
@@ -104,18 +101,20 @@ def _result(table: Table, schedule: dict[str, Any], seed: str) -> dict[str, Any]
 def simulate_pbg(table: Table, sampler: optuna.samplers.BaseSampler, *, objectives: Sequence[str],
                  directions: Sequence[Direction], trials: int, seed: str, workers: int = 2, config: PbgConfig,
                  flops_budget: float | None = None, references: Sequence[str] = ("baseline",),
-                 sampler_seed: int | None = None, space: SearchSpace | None = None) -> list[AshaTrial]:
+                 sampler_seed: int | None = None, space: SearchSpace | None = None,
+                 prefix_reuse: bool = False) -> list[AshaTrial]:
     """Run a simulated PBG study (:func:`simulate_pbg_study` without the study)."""
     return list(simulate_pbg_study(table, sampler, objectives=objectives, directions=directions, trials=trials,
                                    seed=seed, workers=workers, config=config, flops_budget=flops_budget,
-                                   references=references, sampler_seed=sampler_seed, space=space)[1])
+                                   references=references, sampler_seed=sampler_seed, space=space,
+                                   prefix_reuse=prefix_reuse)[1])
 
 
 def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, objectives: Sequence[str],
                        directions: Sequence[Direction], trials: int, seed: str, workers: int = 2, config: PbgConfig,
                        flops_budget: float | None = None, references: Sequence[str] = ("baseline",),
-                       sampler_seed: int | None = None,
-                       space: SearchSpace | None = None) -> tuple[optuna.Study, list[PbgTrial]]:
+                       sampler_seed: int | None = None, space: SearchSpace | None = None,
+                       prefix_reuse: bool = False) -> tuple[optuna.Study, list[PbgTrial]]:
     """Run a simulated PBG study with ``workers`` asynchronous workers (see the module docstring).
 
     Args:
@@ -130,6 +129,9 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
         references: labels of table rows enqueued first (members).
         sampler_seed: the study's sampler seed (seeds every exploit's draws).
         space: the space to propose and draw children from (default: the table's).
+        prefix_reuse: a trial starts from the deepest state of its schedule another trial has
+            trained by then, when deeper than its birth boundary
+            (:class:`~growsearch.search.simulate_clock.PrefixLedger`).
 
     Returns:
         The in-memory Optuna study and its finished trials in the order they finished.
@@ -146,6 +148,7 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
     study = sim.study
 
     clk = WorkerClock()
+    ledger = PrefixLedger(epochs) if prefix_reuse else None
     schedules: dict[int, dict[str, Any]] = {}  # every started trial's schedule
     generation: dict[int, int] = {}
     waiting: list[tuple[int, int, int]] = []  # enqueued children, oldest first: (birth boundary, parent, generation)
@@ -159,7 +162,7 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
         while r.next_b < len(bounds) and bounds[r.next_b] <= r.birth:
             r.next_b += 1
         b = bounds[r.next_b] if r.next_b < len(bounds) else 0
-        clk.at(r.start + (r.cum[b - 1] if b else r.cum[-1]) - r.offset(), r.trial.number, b)
+        clk.at(r.at(b or epochs), r.trial.number, b)
 
     def run(now: float) -> bool:
         """Start the oldest WAITING child, else a member proposed by the sampler."""
@@ -172,8 +175,12 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
             return False
         p, res = found
         assert bool(birth) == (TRIAL_LINEAGE.get(p.trial.user_attrs) is not None), "a child is the WAITING trial"
-        r = _Running(p.trial, p.label, p.schedule.to_dict(), res, now, cumulative_flops(res, epochs), birth, parent)
+        sched = p.schedule.to_dict()
+        reused = max(birth, ledger.reusable(sched, now)) if ledger is not None else birth
+        r = _Running(p.trial, p.label, sched, res, now, cumulative_flops(res, epochs), reused, birth, parent)
         clk.start(p.trial.number, r)
+        if ledger is not None:
+            ledger.add(p.trial.number, r)
         generation[p.trial.number] = gen
         schedules[p.trial.number] = r.schedule
         taken_keys.add(row_key(r.schedule))
@@ -225,10 +232,12 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
         taken_keys.add(row_key(sched))
         gen = generation[ex.parent] + 1
         lineage = {"scheduler": SCHEDULER_NAME, "parent": ex.parent, "boundary": b, "replaces": number, "generation": gen}
-        spent = r.cum[b - 1] - r.offset()
+        spent = r.spent_by(b)
+        if ledger is not None:
+            ledger.stop(number, b)
         curves = {"dev_eer": list((r.res.get("dev_eer_curve") or [])[:b]), "train_flops": r.cum[:b]}
         TRIAL_PRUNED.set(r.trial, {"scheduler": SCHEDULER_NAME, "rung": b, "epoch": b - 1, "reason": ex.reason,
-                                   "curves": curves, "train_flops": r.cum[b - 1], "train_flops_saved": r.offset(),
+                                   "curves": curves, "train_flops": r.cum[b - 1], "train_flops_saved": r.cum[b - 1] - spent,
                                    "checkpoint": None, "parent": ex.parent,
                                    "child": {"params": params, "schedule": sched, "lineage": lineage}})
         TRIAL_CURVES.set(r.trial, curves)
@@ -249,7 +258,7 @@ def simulate_pbg_study(table: Table, sampler: optuna.samplers.BaseSampler, *, ob
         else:
             values = [float(r.res[n]) for n in objectives]
             study.tell(r.trial, values)
-            finish(r, now, r.cum[-1] - r.offset(), "COMPLETE", values)
+            finish(r, now, r.spent_by(epochs), "COMPLETE", values)
         fill(now)
     assert not clk.running and math.isfinite(clk.spent_done)
     return study, out
