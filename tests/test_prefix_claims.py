@@ -19,7 +19,7 @@ import pytest
 
 from growsearch.train.loop import train
 from growsearch.train.prefix_cache import DEFAULT_MAX_WAIT_S, PrefixCache, set_limit
-from growsearch.train.prefix_claims import CLAIM_SUFFIX, STALE_FLOOR_S, PrefixClaims
+from growsearch.train.prefix_claims import CLAIM_SUFFIX, STALE_S, PrefixClaims
 from growsearch.train.resume import prefix_keys
 from test_prefix_tree import comparable, make_config, quiet, schedules
 
@@ -30,14 +30,13 @@ def _dead_pid() -> int:
     return p.pid
 
 
-def _foreign_claim(root: Path, key: str, *, host: str | None = None, pid: int | None = None, age_s: float = 0.0,
-                   epoch_s: float | None = None) -> Path:
+def _foreign_claim(root: Path, key: str, *, host: str | None = None, pid: int | None = None, age_s: float = 0.0) -> Path:
     import socket
 
     root.mkdir(parents=True, exist_ok=True)
     f = root / (key + CLAIM_SUFFIX)
     f.write_text(json.dumps({"host": host or socket.gethostname(), "pid": pid if pid is not None else os.getppid(),
-                             "time": time.time(), "epoch_s": epoch_s}))
+                             "time": time.time()}))
     t = time.time() - age_s
     os.utime(f, (t, t))
     return f
@@ -50,12 +49,19 @@ def test_claims_are_exclusive_released_and_refreshed(tmp_path: Path) -> None:
     assert b.claim(["k2", "k3"]) == ["k2"] and b.mine == {"k3"}  # k2 is a's
     assert b.holder("k1") is not None and a.holder("k3") is not None
     assert a.holder("k1") is None  # one's own claim holds nobody up
-    a.refresh(12.5)
-    assert json.loads((tmp_path / ("k2" + CLAIM_SUFFIX)).read_text())["epoch_s"] == 12.5
+    old = time.time() - 30
+    os.utime(tmp_path / ("k2" + CLAIM_SUFFIX), (old, old))
+    a.refresh()
+    assert (tmp_path / ("k2" + CLAIM_SUFFIX)).stat().st_mtime > old + 20
+    assert a._thread is not None and a._thread.is_alive()  # refreshes them while the run trains
     a.release("k1")
     assert not (tmp_path / ("k1" + CLAIM_SUFFIX)).exists() and b.holder("k1") is None
     a.release_all()
-    assert a.mine == set() and b.claim(["k2"]) == [] and b.mine == {"k2", "k3"}
+    assert a.mine == set() and a._thread is None and not (tmp_path / ("k2" + CLAIM_SUFFIX)).exists()
+    a.refresh()  # nothing of a's comes back
+    assert b.claim(["k2"]) == [] and b.mine == {"k2", "k3"}
+    b.release_all()
+    assert not list(tmp_path.glob("*" + CLAIM_SUFFIX))
 
 
 def test_dead_stale_and_unreadable_claims_are_removed(tmp_path: Path) -> None:
@@ -64,10 +70,10 @@ def test_dead_stale_and_unreadable_claims_are_removed(tmp_path: Path) -> None:
     assert c.holder("dead") is None and not dead.exists()
     far_fresh = _foreign_claim(tmp_path, "far", host="elsewhere", pid=1, age_s=10)
     assert c.holder("far") is not None and far_fresh.exists()  # another host: judged by its age
-    far_stale = _foreign_claim(tmp_path, "old", host="elsewhere", pid=1, age_s=STALE_FLOOR_S + 5)
+    far_stale = _foreign_claim(tmp_path, "old", host="elsewhere", pid=1, age_s=STALE_S + 5)
     assert c.holder("old") is None and not far_stale.exists()
-    slow = _foreign_claim(tmp_path, "slow", host="elsewhere", pid=1, age_s=STALE_FLOOR_S + 5, epoch_s=100.0)
-    assert c.holder("slow") is not None and slow.exists()  # 3 of its 100 s epochs have not passed
+    here_stale = _foreign_claim(tmp_path, "quiet", age_s=STALE_S + 5)  # a live pid, but no refresh for a minute
+    assert c.holder("quiet") is None and not here_stale.exists()
     (tmp_path / ("junk" + CLAIM_SUFFIX)).write_text("{half")
     assert c.holder("junk") is not None  # a claim being written: fresh, so alive for now
     os.utime(tmp_path / ("junk" + CLAIM_SUFFIX), (0, 0))

@@ -5,17 +5,18 @@ another has written the states it shares. Trials that start together (the first 
 study, and any two of a population) would each train the common epochs. Claims close that gap:
 
 - A trial that starts training **claims** every prefix entry it will write and the cache lacks:
-  ``DIR/<key>.claim`` created exclusively (``O_EXCL``), holding its host, pid and the seconds
-  its last epoch took. It drops a claim when the entry is stored, refreshes the rest after each
-  epoch, and drops all of them when the run ends (finished, failed or stopped).
+  ``DIR/<key>.claim`` created exclusively (``O_EXCL``), holding its host and pid. It drops a
+  claim when the entry is stored and all of them when the run ends (finished, failed or
+  stopped); meanwhile a daemon thread refreshes them every :data:`REFRESH_S` seconds, however
+  long an epoch takes.
 - A trial about to start looks for the deepest prefix of its schedule, beyond what the cache
   holds, that a live claim promises (:meth:`PrefixClaims.wait_target`), and **waits** for it
   (:meth:`PrefixClaims.wait`), at most the folder's ``max_wait_s``; then it starts from the
   longest prefix the cache holds. Waiting costs the waiter's worker nothing it would not have
   spent training the same epochs itself.
-- A claim is **live** while, on the claimant's host, its pid exists, and anywhere, it was
-  refreshed within ``max(STALE_FLOOR_S, 3 x epoch_s)``. A dead or stale claim is removed by
-  whoever finds it, so a killed trial never makes another wait for long.
+- A claim is **live** while it was refreshed within :data:`STALE_S` seconds and, on the
+  claimant's host, its pid exists. A dead or stale claim is removed by whoever finds it, so a
+  killed trial makes nobody wait for long (at once on its host, within a minute elsewhere).
 - Waiters hold no claims, so no two trials wait for each other.
 """
 
@@ -25,6 +26,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -32,11 +34,13 @@ from typing import Any
 
 from growsearch.atomic import atomic_write_text, pid_alive
 
-__all__ = ["CLAIM_SUFFIX", "STALE_FLOOR_S", "PrefixClaims"]
+__all__ = ["CLAIM_SUFFIX", "REFRESH_S", "STALE_S", "PrefixClaims"]
 
 CLAIM_SUFFIX = ".claim"
-#: A claim not refreshed for this long (seconds), or 3 of its claimant's epochs if longer, is stale.
-STALE_FLOOR_S = 120.0
+#: Seconds between two refreshes of a run's claims.
+REFRESH_S = 10.0
+#: A claim not refreshed for this long (seconds) is stale: its claimant is gone.
+STALE_S = 60.0
 #: Seconds between two looks while waiting.
 POLL_S = 0.25
 
@@ -55,13 +59,15 @@ class PrefixClaims:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.mine: set[str] = set()
-        self.epoch_s: float | None = None
+        self._lock = threading.Lock()  # a refresh never rewrites a claim being released
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _file(self, key: str) -> Path:
         return self.root / (key + CLAIM_SUFFIX)
 
     def _record(self) -> str:
-        return json.dumps({"host": self.host, "pid": self.pid, "time": time.time(), "epoch_s": self.epoch_s}) + "\n"
+        return json.dumps({"host": self.host, "pid": self.pid, "time": time.time()}) + "\n"
 
     # ---- reading others' claims --------------------------------------------------------------
     def holder(self, key: str, *, now: float | None = None) -> dict[str, Any] | None:
@@ -82,9 +88,7 @@ class PrefixClaims:
         if not isinstance(rec, dict):
             rec = {}
         now = time.time() if now is None else now
-        epoch_s = rec.get("epoch_s")
-        stale_after = max(STALE_FLOOR_S, 3 * float(epoch_s)) if isinstance(epoch_s, int | float) else STALE_FLOOR_S
-        alive = now - mtime < stale_after
+        alive = now - mtime < STALE_S
         if alive and rec.get("host") == self.host:
             pid = rec.get("pid")
             alive = isinstance(pid, int) and pid != self.pid and pid_alive(pid)
@@ -151,25 +155,39 @@ class PrefixClaims:
                     continue
                 with os.fdopen(fd, "w") as fh:
                     fh.write(self._record())
-                self.mine.add(key)
+                with self._lock:
+                    self.mine.add(key)
                 break
+        if self.mine and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._refresh_loop, name="prefix-claims", daemon=True)
+            self._thread.start()
         return taken
 
     def release(self, key: str) -> None:
         """Drop this run's claim on ``key`` (its entry is stored, or the run ends)."""
-        if key in self.mine:
-            self.mine.discard(key)
-            with contextlib.suppress(FileNotFoundError):
-                self._file(key).unlink()
+        with self._lock:
+            if key in self.mine:
+                self.mine.discard(key)
+                with contextlib.suppress(FileNotFoundError):
+                    self._file(key).unlink()
 
     def release_all(self) -> None:
+        """Drop every claim of this run and stop refreshing them (the run ends)."""
+        self._stop.set()
         for key in list(self.mine):
             self.release(key)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._thread = None
 
-    def refresh(self, epoch_s: float | None = None) -> None:
-        """Mark this run's claims alive (after an epoch, with how long it took)."""
-        if epoch_s is not None:
-            self.epoch_s = float(epoch_s)
-        for key in list(self.mine):
-            with contextlib.suppress(OSError):
-                atomic_write_text(self._file(key), self._record())
+    def refresh(self) -> None:
+        """Mark this run's claims alive (the refresher thread calls it every :data:`REFRESH_S` s)."""
+        with self._lock:
+            for key in list(self.mine):
+                with contextlib.suppress(OSError):
+                    atomic_write_text(self._file(key), self._record())
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(REFRESH_S):
+            self.refresh()

@@ -269,7 +269,6 @@ def write_checkpoints(p: Plan, run: RunState, prefix_reused: int) -> None:
     p.cache.store(key, lambda tmp: torch.save(model_blob(run.model, extra=extra), tmp))
     if p.claims is not None:
         p.claims.release(key)
-        p.claims.refresh(run.records[-1].get("wall_s") if run.records else None)
 
 
 def _restore(path: Path, config: TrainConfig, schedule: GrowthSchedule, device: torch.device,
