@@ -135,7 +135,8 @@ def test_flops_budget_stops_new_trials(table: Any) -> None:
     assert not started_after and len(run) < 100
 
 
-def test_search_cost_json_has_its_keys(table: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefix_reuse", [False, True])
+def test_search_cost_json_has_its_keys(table: Any, tmp_path: Path, prefix_reuse: bool) -> None:
     import gzip
 
     path = tmp_path / "table.json.gz"
@@ -148,7 +149,8 @@ def test_search_cost_json_has_its_keys(table: Any, tmp_path: Path) -> None:
     out = mod.run(mod.argparse.Namespace(table=str(path), trials=8, seeds=2, workers=2, budget=1.5, max_trials=None,
                                          grid=16, rungs=[2, 4], reduction_factor=2.0, min_epochs_after_growth=1,
                                          pbg_population=4, pbg_boundaries=[2, 4], pbg_interval=1, pbg_quantile=0.25,
-                                         pbg_min_epochs_after_growth=1, strategies=mod.DEFAULT_STRATEGIES, bootstrap=50))
+                                         pbg_min_epochs_after_growth=1, strategies=mod.DEFAULT_STRATEGIES, bootstrap=50,
+                                         prefix_reuse=prefix_reuse))
     json.dumps(out)
     assert out["table_complete"] is None  # the hand-made table does not say how many schedules its grid has
     for key in ("target_hv", "full_train_flops", "reference_point", "ratio_vs_full_rule", "goal", "strategies", "moasha",
@@ -168,3 +170,8 @@ def test_search_cost_json_has_its_keys(table: Any, tmp_path: Path) -> None:
         assert len(s["hv_vs_train_flops"]) == 16
     assert out["strategies"]["nsga2_full"]["mean_pruned_trials"] == 0
     assert out["strategies"]["nsga2_full"]["flops_to_target"] is not None  # the reference reaches its own target
+    assert out["prefix_reuse"] is prefix_reuse
+    assert ("without_reuse" in out) is prefix_reuse
+    assert all(("ratio_vs_full_without_reuse" in s) is prefix_reuse for s in out["strategies"].values())
+    if prefix_reuse:  # the cache spares full NSGA-II some of its FLOPs
+        assert out["full_train_flops"] < out["without_reuse"]["full_train_flops"]
