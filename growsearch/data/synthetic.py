@@ -43,7 +43,7 @@ import soundfile as sf
 from scipy import signal
 
 from growsearch.atomic import exclusive_lock
-from growsearch.data import synthetic_bench
+from growsearch.data import synthetic_bench, synthetic_store
 from growsearch.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -382,20 +382,28 @@ def ensure_corpus(root: str | Path, *, seed: int = 0, size: str = "small") -> bo
 
 def _generate_and_rename(root: Path, parent: Path, seed: int, size: str) -> bool:
     tmp = parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    log.warning("generating the synthetic corpus (seed %d, size %s) in %s", seed, size, root)
     try:
         if size not in SIZES:
             raise DataError(f"unknown synthetic size {size!r}; valid: {', '.join(SIZES)}")
-        try:
-            _write(tmp, seed, size)
-        except OSError as exc:
-            raise DataError(f"{root}: cannot write the synthetic corpus: {exc.strerror or exc}") from None
+        store = synthetic_store.entry(seed, size, GENERATOR_VERSION, SIZES[size])
+        copied = synthetic_store.fetch(store, tmp)
+        if copied:
+            log.warning("generating the synthetic corpus (seed %d, size %s) in %s: copied from %s, generated "
+                        "before on this machine", seed, size, root, store)
+        else:
+            log.warning("generating the synthetic corpus (seed %d, size %s) in %s", seed, size, root)
+            try:
+                _write(tmp, seed, size)
+            except OSError as exc:
+                raise DataError(f"{root}: cannot write the synthetic corpus: {exc.strerror or exc}") from None
         try:
             os.rename(tmp, root)  # atomic; fails if another process got there first
         except OSError:
             if _check_existing(root, seed, size):
                 return False
             raise DataError(f"{root}: cannot move the generated synthetic corpus into place") from None
+        if not copied:
+            synthetic_store.keep(root, store)
         return True
     finally:
         if tmp.exists():
