@@ -28,25 +28,15 @@ from pathlib import Path
 
 from growsearch.atomic import atomic_write_text
 from growsearch.data.audio import read_audio
+from growsearch.data.machine_cache import CACHE_ENV, cache_dir
 from growsearch.errors import DataError
 
 log = logging.getLogger(__name__)
 
 #: Bump when what :func:`~growsearch.data.audio.read_audio` accepts changes.
 CHECK_VERSION = 1
-CACHE_ENV = "GROWSEARCH_CACHE_DIR"
 
 __all__ = ["CACHE_ENV", "CHECK_VERSION", "cache_dir", "decode_verdicts"]
-
-
-def cache_dir() -> Path:
-    """Where growsearch caches per-machine data: ``$GROWSEARCH_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/growsearch``, else ``~/.cache/growsearch``."""
-    env = os.environ.get(CACHE_ENV, "").strip()
-    if env:
-        return Path(os.path.expanduser(env))
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "growsearch"
 
 
 def _verdict(path: Path) -> str | None:

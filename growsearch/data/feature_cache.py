@@ -74,7 +74,7 @@ from growsearch.atomic import exclusive_lock
 from growsearch.data.audio import fix_length, read_audio
 from growsearch.data.dataset import ClipDataset, Item, Splits, listed_at
 from growsearch.data.decode_check import CHECK_VERSION
-from growsearch.data.decode_check import cache_dir as machine_cache_dir
+from growsearch.data.machine_cache import cache_dir as machine_cache_dir
 from growsearch.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from growsearch import __version__
 from growsearch.data import synthetic_bench
-from growsearch.data.decode_check import cache_dir
+from growsearch.data.machine_cache import cache_dir
 
 log = logging.getLogger(__name__)
 
