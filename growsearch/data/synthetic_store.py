@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 
 from growsearch import __version__
+from growsearch.atomic import atomic_write_text
 from growsearch.data import synthetic_bench
 from growsearch.data.machine_cache import cache_dir
 
@@ -97,9 +98,7 @@ def keep(root: Path, store: Path | None) -> None:
         if store.exists():  # an entry whose digest was never written: the bytes are the same, replace it
             shutil.rmtree(store, ignore_errors=True)
         os.rename(tmp, store)
-        sums_tmp = sums.with_name(f".{sums.name}.tmp-{os.getpid()}")
-        sums_tmp.write_text(value + "\n")
-        os.replace(sums_tmp, sums)
+        atomic_write_text(sums, value + "\n")
     except OSError as exc:
         log.debug("the synthetic corpus %s could not be stored in %s: %s", root, store, exc)
     finally:
